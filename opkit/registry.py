@@ -1,0 +1,397 @@
+"""The operator registry: plugins register operators through one pluggy hook.
+
+A plugin is any module (or object) exposing a function named ``opkit_register_operators``
+decorated with :data:`hookimpl`, published under the ``opkit`` entry-point group::
+
+    # pyproject.toml of the plugin's distribution
+    [project.entry-points.opkit]
+    myops = "my_package.ops"
+
+    # my_package/ops.py
+    import opkit
+
+    @opkit.hookimpl
+    def opkit_register_operators(registry):
+        registry.add("my_op", MyOp, strategy=my_parameter_strategy)
+
+The built-in operators in :mod:`opkit_plugins` register through exactly the same path. Loading
+is robust: a plugin that fails to import, fails while registering, or registers a name that
+is already taken is reported with an :class:`OpkitPluginWarning` naming it and skipped as a
+whole, while the others load. Built-in plugins (entry points whose module lies in
+``opkit_plugins``) load first, so a third party cannot shadow a built-in name. The environment
+variable ``OPKIT_DISABLE_PLUGINS`` (comma-separated entry-point names) blocks plugins by name.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from typing import Any
+
+import attrs
+import pluggy
+
+from opkit.operators import Operator
+
+__all__ = [
+    "DISABLE_ENV",
+    "ENTRY_POINT_GROUP",
+    "DuplicateOperatorError",
+    "OperatorEntry",
+    "OpkitPluginWarning",
+    "Registry",
+    "available",
+    "create",
+    "default_registry",
+    "hookimpl",
+    "hookspec",
+    "reload",
+]
+
+ENTRY_POINT_GROUP = "opkit"
+DISABLE_ENV = "OPKIT_DISABLE_PLUGINS"
+BUILTIN_PACKAGE = "opkit_plugins"
+
+hookspec = pluggy.HookspecMarker("opkit")
+hookimpl = pluggy.HookimplMarker("opkit")
+
+
+class _HookSpecs:
+    @hookspec
+    def opkit_register_operators(self, registry: Registry) -> None:  # pragma: no cover - spec
+        """Register operators with ``registry.add(name, factory, strategy=...)``."""
+
+
+class OpkitPluginWarning(UserWarning):
+    """A plugin could not be loaded or registered and was skipped."""
+
+
+class DuplicateOperatorError(ValueError):
+    """An operator name was registered twice; the message names both plugins."""
+
+
+@attrs.frozen
+class OperatorEntry:
+    """One registered operator.
+
+    Attributes
+    ----------
+    name : str
+        The registered name, e.g. ``"sr_block"``.
+    factory : callable
+        ``factory(shape=..., **params)`` returning an :class:`~opkit.Operator`.
+    strategy : hypothesis strategy or None
+        Strategy of keyword dicts (``shape`` included) valid for ``factory``.
+    plugin : str
+        Name of the plugin that registered it.
+    description : str
+        One line for listings (defaults to the factory docstring's first line).
+    """
+
+    name: str
+    factory: Callable[..., Operator[Any]]
+    strategy: Any
+    plugin: str
+    description: str
+
+    def parameters(self) -> dict[str, Any]:
+        """Keyword parameters of the factory (besides ``shape``) with their defaults.
+
+        Returns
+        -------
+        dict
+            ``{name: default}``; parameters without a default map to
+            :data:`inspect.Parameter.empty`.
+        """
+        try:
+            sig = inspect.signature(self.factory)
+        except (TypeError, ValueError):  # pragma: no cover - builtins without signatures
+            return {}
+        return {
+            p.name: p.default
+            for p in sig.parameters.values()
+            if p.name != "shape" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        }
+
+
+def _first_doc_line(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+class Registry:
+    """A table of operator factories, filled by plugins.
+
+    Most users never build one: :func:`opkit.available` and :func:`opkit.create` use the
+    process-wide :func:`default_registry`, filled from the ``opkit`` entry points on first use.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, OperatorEntry] = {}
+        self._current_plugin = "<direct>"
+        self.skipped: dict[str, str] = {}
+        """Plugins that were skipped while loading, with the reason."""
+
+    # -- registration -------------------------------------------------------------------------
+    def add(
+        self,
+        name: str,
+        factory: Callable[..., Operator[Any]],
+        *,
+        strategy: Any = None,
+        description: str | None = None,
+    ) -> None:
+        """Register ``factory`` under ``name``.
+
+        Parameters
+        ----------
+        name : str
+            Operator name: lowercase letters, digits and underscores, starting with a letter.
+        factory : callable
+            ``factory(shape=(C, H, W), **params)`` returning an :class:`~opkit.Operator`.
+        strategy : hypothesis.strategies.SearchStrategy, optional
+            Draws keyword dicts for ``factory``, ``shape`` included (see
+            :func:`opkit.testing.strategies.shapes`). Without one, the generic property suite
+            draws only shapes and uses the factory's defaults.
+        description : str, optional
+            One line for listings; defaults to the first line of the factory's docstring.
+
+        Raises
+        ------
+        DuplicateOperatorError
+            If ``name`` is already registered (the message names both plugins).
+        ValueError
+            If ``name`` is not a valid identifier or ``factory`` is not callable.
+        """
+        if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
+            raise ValueError(f"operator name must be a lowercase identifier, got {name!r}")
+        if not callable(factory):
+            raise ValueError(f"factory for {name!r} must be callable, got {factory!r}")
+        if name in self._entries:
+            prev = self._entries[name].plugin
+            raise DuplicateOperatorError(
+                f"operator {name!r} from plugin {self._current_plugin!r} is already registered "
+                f"by plugin {prev!r}"
+            )
+        self._entries[name] = OperatorEntry(
+            name=name,
+            factory=factory,
+            strategy=strategy,
+            plugin=self._current_plugin,
+            description=description if description is not None else _first_doc_line(factory),
+        )
+
+    # -- queries ------------------------------------------------------------------------------
+    def available(self) -> list[str]:
+        """Sorted names of the registered operators."""
+        return sorted(self._entries)
+
+    def entry(self, name: str) -> OperatorEntry:
+        """The :class:`OperatorEntry` for ``name``.
+
+        Parameters
+        ----------
+        name : str
+            A registered operator name.
+
+        Returns
+        -------
+        OperatorEntry
+            Its registration record.
+
+        Raises
+        ------
+        KeyError
+            If ``name`` is unknown; the message lists the available names.
+        """
+        try:
+            return self._entries[name]
+        except KeyError:
+            avail = ", ".join(self.available()) or "(none)"
+            raise KeyError(f"unknown operator {name!r}; available: {avail}") from None
+
+    def entries(self) -> list[OperatorEntry]:
+        """All entries, sorted by name."""
+        return [self._entries[n] for n in self.available()]
+
+    def create(self, name: str, *, shape: Iterable[int], **params: Any) -> Operator[Any]:
+        """Build the operator ``name`` for images of ``shape`` with ``params``.
+
+        Parameters
+        ----------
+        name : str
+            A registered operator name.
+        shape : tuple of int
+            Image shape ``(C, H, W)``.
+        **params
+            Operator parameters.
+
+        Returns
+        -------
+        Operator
+            The operator; its :attr:`~opkit.Operator.name` is set to ``name``.
+        """
+        op = self.entry(name).factory(shape=tuple(shape), **params)
+        if not isinstance(op, Operator):
+            raise TypeError(f"factory of {name!r} returned {type(op).__name__}, not an opkit.Operator")
+        op.name = name
+        return op
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # -- plugin loading -----------------------------------------------------------------------
+    def register_plugin(self, plugin: object, name: str) -> bool:
+        """Run one plugin's ``opkit_register_operators`` hook, all or nothing.
+
+        Parameters
+        ----------
+        plugin : module or object
+            Holds an ``opkit_register_operators`` hook implementation.
+        name : str
+            The plugin's name, used in messages.
+
+        Returns
+        -------
+        bool
+            ``True`` if it registered; ``False`` if it failed and was skipped (a warning says why).
+        """
+        pm = pluggy.PluginManager("opkit")
+        pm.add_hookspecs(_HookSpecs)
+        before = dict(self._entries)
+        self._current_plugin = name
+        try:
+            pm.register(plugin, name=name)
+            impls = pm.hook.opkit_register_operators.get_hookimpls()
+            if not impls:
+                raise ValueError("it defines no opkit_register_operators hook")
+            pm.hook.opkit_register_operators(registry=self)
+        except Exception as exc:
+            self._entries = before
+            self._skip(name, f"failed to register: {type(exc).__name__}: {exc}")
+            return False
+        finally:
+            self._current_plugin = "<direct>"
+        return True
+
+    def _skip(self, name: str, why: str) -> None:
+        self.skipped[name] = why
+        warnings.warn(f"opkit plugin {name!r} skipped: {why}", OpkitPluginWarning, stacklevel=3)
+
+    def load_entry_points(
+        self, group: str = ENTRY_POINT_GROUP, disabled: Iterable[str] | None = None
+    ) -> None:
+        """Load every plugin published under the entry-point ``group``.
+
+        Parameters
+        ----------
+        group : str
+            Entry-point group (``"opkit"``).
+        disabled : iterable of str, optional
+            Entry-point names to skip; defaults to the comma-separated list in the
+            ``OPKIT_DISABLE_PLUGINS`` environment variable.
+        """
+        if disabled is None:
+            disabled = [s.strip() for s in os.environ.get(DISABLE_ENV, "").split(",")]
+        blocked = {d for d in disabled if d}
+        eps = sorted(
+            metadata.entry_points(group=group),
+            key=lambda ep: (not ep.value.startswith(BUILTIN_PACKAGE), ep.name, ep.value),
+        )
+        seen: set[str] = set()
+        for ep in eps:
+            if ep.name in blocked:
+                self.skipped[ep.name] = f"blocked by {DISABLE_ENV}"
+                continue
+            if ep.name in seen:  # the same distribution installed twice: load once
+                continue
+            seen.add(ep.name)
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                self._skip(ep.name, f"failed to import {ep.value!r}: {type(exc).__name__}: {exc}")
+                continue
+            self.register_plugin(plugin, ep.name)
+
+
+_DEFAULT: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry, loaded from the entry points on first use.
+
+    Returns
+    -------
+    Registry
+        The shared registry.
+    """
+    global _DEFAULT
+    if _DEFAULT is None:
+        reg = Registry()
+        reg.load_entry_points()
+        _DEFAULT = reg
+    return _DEFAULT
+
+
+def reload() -> Registry:
+    """Forget the process-wide registry and load the entry points again.
+
+    Returns
+    -------
+    Registry
+        The freshly loaded registry.
+    """
+    global _DEFAULT
+    _DEFAULT = None
+    return default_registry()
+
+
+def available() -> list[str]:
+    """Sorted names of all registered operators.
+
+    Returns
+    -------
+    list of str
+        E.g. ``['blur', 'colorize', 'denoise', ...]``.
+    """
+    return default_registry().available()
+
+
+def create(name: str, *, shape: Iterable[int], **params: Any) -> Operator[Any]:
+    """Create a registered operator.
+
+    Parameters
+    ----------
+    name : str
+        Registered name, see :func:`available`.
+    shape : tuple of int
+        Image shape ``(C, H, W)``.
+    **params
+        Operator parameters (see the operator's documentation).
+
+    Returns
+    -------
+    Operator
+        The operator.
+
+    Raises
+    ------
+    KeyError
+        For an unknown name; the message lists the available operators.
+    ValueError
+        For invalid parameters or a shape the operator cannot handle.
+
+    Examples
+    --------
+    >>> import opkit
+    >>> op = opkit.create("denoise", shape=(3, 8, 8))
+    >>> op.shape
+    (3, 8, 8)
+    """
+    return default_registry().create(name, shape=shape, **params)
