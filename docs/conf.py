@@ -1,0 +1,41 @@
+"""Sphinx configuration for opkit."""
+
+from __future__ import annotations
+
+import opkit
+
+project = "opkit"
+author = "opkit developers"
+copyright = "2026, opkit developers"
+release = opkit.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.doctest",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "sphinx.ext.intersphinx",
+]
+autosummary_generate = True
+autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_typehints = "description"
+autodoc_member_order = "bysource"
+napoleon_numpy_docstring = True
+napoleon_google_docstring = False
+napoleon_use_rtype = False
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "torch": ("https://docs.pytorch.org/docs/stable", None),
+}
+# Offline builds: intersphinx inventories cannot be fetched; references stay plain text.
+intersphinx_disabled_reftypes = ["*"]
+intersphinx_timeout = 1
+nitpicky = False
+suppress_warnings = ["intersphinx.external", "config.cache"]
+html_theme = "furo"
+html_title = "opkit"
+html_static_path = ["_static"]
+exclude_patterns = ["_build"]
