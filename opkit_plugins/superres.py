@@ -1,10 +1,413 @@
-"""Placeholder: the superres family is being written (registers nothing yet)."""
+"""Super-resolution degradations: ``sr_block`` (block means) and ``sr_bicubic`` (strided bicubic).
 
+``sr_block`` (DDRM appendix D.3): ``y`` holds the means of the ``f × f`` blocks of ``x``. Each
+block ``p ∈ ℝ^{f²}`` is measured by ``kᵀp`` with ``k = 1/f² · 𝟙``, whose SVD is
+``kᵀ = 1 · (1/f) · q₁ᵀ`` with ``q₁ = 𝟙/f``: one singular value ``1/f``, ``U = 1``. Completing
+``q₁`` to an orthonormal basis ``Q`` of ``ℝ^{f²}`` (a Householder reflection, built once) gives
+the SVD of the whole operator, applied block-wise by one matrix product.
+
+``sr_bicubic``: ``y = A_c X A_rᵀ`` with ``A`` the ``(n/f) × n`` matrix of a strided correlation
+with the antialiased Keys cubic (``a = −1/2``) stretched by ``f`` (``4f`` taps), zero padding;
+its SVD is the Kronecker product of the two 1-D SVDs (shared with ``blur``, see
+:mod:`opkit_plugins._separable`).
+"""
+
+from __future__ import annotations
+
+import math
 from typing import Any
 
+import attrs
+import einops
+import torch
+import torch.nn.functional as nnf
+from hypothesis import strategies as st
+from torch import Tensor
+
 import opkit
+from opkit.params import positive_int
+from opkit.testing.strategies import shapes
+from opkit_plugins._separable import SeparableSVDOperator, correlation_matrix, factorize
+
+__all__ = [
+    "BicubicParams",
+    "BlockParams",
+    "SRBicubic",
+    "SRBlock",
+    "bicubic_kernel",
+    "bicubic_padding",
+    "block_basis",
+    "keys_cubic",
+    "sr_bicubic_reference",
+]
+
+
+def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    try:
+        ok = not isinstance(value, bool) and math.isfinite(float(value)) and float(value) >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+
+
+def _check_divisible(shape: tuple[int, int, int], factor: int) -> None:
+    _, h, w = shape
+    if h % factor or w % factor:
+        raise ValueError(f"shape {shape}: height and width must be divisible by factor={factor}")
+
+
+# ----------------------------------------------------------------------------------------------
+# sr_block
+# ----------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class BlockParams:
+    """Parameters of ``sr_block``.
+
+    Attributes
+    ----------
+    factor : int
+        Block side ``f`` (positive); ``H`` and ``W`` must be multiples of it.
+    """
+
+    factor: int = attrs.field(default=4, validator=positive_int)
+
+
+def block_basis(factor: int) -> Tensor:
+    """Orthonormal ``f² × f²`` basis whose first column is constant, ``1/f`` in every entry.
+
+    It is the Householder reflection ``Q = I − 2 w wᵀ / (wᵀ w)`` with ``w = e₁ − 𝟙/f``, which
+    maps ``e₁`` to ``q₁ = 𝟙/f`` (unit norm). ``Q`` is symmetric and orthogonal, ``Q = Qᵀ = Q⁻¹``.
+    For ``f = 1`` it is ``[[1]]``.
+
+    Parameters
+    ----------
+    factor : int
+        Block side ``f``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``Q`` in float64; column ``k`` is the ``k``-th basis vector of a block flattened in
+        row-major order.
+    """
+    n = factor * factor
+    q1 = torch.full((n,), 1.0 / factor, dtype=torch.float64)
+    w = -q1
+    w[0] += 1.0
+    ww = float(w @ w)
+    eye = torch.eye(n, dtype=torch.float64)
+    if ww == 0.0:  # f = 1: e₁ is already q₁
+        return eye
+    return eye - 2.0 * torch.outer(w, w) / ww
+
+
+class SRBlock(opkit.SVDOperator):
+    """Block-averaging downsampling by ``f``: ``y[b, c, i, j]`` = mean of block ``(i, j)``.
+
+    .. math::
+
+        y_{ij} = \\frac{1}{f^2} \\sum_{p, q < f} x_{f i + p,\\, f j + q}
+              = \\underbrace{1}_{U}\\cdot\\underbrace{\\tfrac{1}{f}}_{s}\\cdot
+                \\underbrace{q_1^T}_{V^T} \\operatorname{vec}(\\text{block}_{ij}).
+
+    Spectral layout: ``Vt(x)`` has shape ``(B, C, H/f, W/f, f²)``; entry ``[..., k]`` is the
+    ``k``-th coefficient ``Qᵀ p`` of the block (:func:`block_basis`). :attr:`singulars` is the
+    ``(f²,)`` vector ``(1/f, 0, …, 0)``. ``Ut(y)`` puts ``y`` in the coefficient ``k = 0`` and
+    zeros elsewhere; ``U(v)`` reads ``v[..., 0]``.
+
+    ``H`` is :func:`torch.nn.functional.avg_pool2d`, ``Hᵀ y`` spreads ``y/f²`` over each block and
+    ``H† y`` repeats each measured value over its block (nearest-neighbour upsampling).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Image shape ``(C, H, W)``, ``H`` and ``W`` multiples of ``factor``.
+    factor : int
+        Block side ``f``.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], factor: int = 4) -> None:
+        super().__init__(shape)
+        self.params = BlockParams(factor=factor)
+        _check_divisible(self.shape, factor)
+        self._f = factor
+        self._Q = block_basis(factor)
+        s = torch.zeros(factor * factor, dtype=torch.float64)
+        s[0] = 1.0 / factor
+        self._s = s
+
+    @property
+    def factor(self) -> int:
+        """The block side ``f``."""
+        return self._f
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        """``(C, H/f, W/f)``."""
+        c, h, w = self.shape
+        return (c, h // self._f, w // self._f)
+
+    @property
+    def singulars(self) -> Tensor:
+        """``(1/f, 0, …, 0)``, shape ``(f²,)``."""
+        return self._s
+
+    def Vt(self, x: Tensor) -> Tensor:
+        """Block coefficients ``Qᵀ p`` for every block, shape ``(B, C, H/f, W/f, f²)``."""
+        f = self._f
+        blocks = einops.rearrange(x, "b c (h p) (w q) -> b c h w (p q)", p=f, q=f)
+        return blocks @ self.cast("Q", self._Q, x)  # (Qᵀ p)ᵀ = pᵀ Q
+
+    def V(self, v: Tensor) -> Tensor:
+        """Image whose block ``(i, j)`` is ``Q v[..., i, j, :]``."""
+        f = self._f
+        blocks = v @ self.cast("Q", self._Q, v).mT
+        return einops.rearrange(blocks, "b c h w (p q) -> b c (h p) (w q)", p=f, q=f)
+
+    def Ut(self, y: Tensor) -> Tensor:
+        """``y`` in coefficient ``0`` of each block, zeros in the other ``f² − 1``."""
+        return nnf.pad(y.unsqueeze(-1), (0, self._f * self._f - 1))
+
+    def U(self, v: Tensor) -> Tensor:
+        """The measured coefficient ``v[..., 0]``."""
+        return v[..., 0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``H x`` = :func:`torch.nn.functional.avg_pool2d` with kernel and stride ``f``."""
+        return nnf.avg_pool2d(x, self._f)
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        """``Hᵀ y``: each block filled with ``y/f²``."""
+        f = self._f
+        return einops.repeat(y / (f * f), "b c h w -> b c (h p) (w q)", p=f, q=f)
+
+    def pinv(self, y: Tensor) -> Tensor:
+        """``H† y``: each block filled with ``y`` (the minimum-norm image with those means)."""
+        self.check_measurement(y)
+        f = self._f
+        return einops.repeat(y, "b c h w -> b c (h p) (w q)", p=f, q=f)
+
+
+def _block_factory(*, shape: tuple[int, int, int], factor: int = 4) -> SRBlock:
+    """Block-average downsampling by ``factor`` (y = (B, C, H/f, W/f) block means)."""
+    return SRBlock(shape, factor=factor)
+
+
+# ----------------------------------------------------------------------------------------------
+# sr_bicubic
+# ----------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class BicubicParams:
+    """Parameters of ``sr_bicubic``.
+
+    Attributes
+    ----------
+    factor : int
+        Downsampling factor ``f`` (positive); ``H`` and ``W`` must be multiples of it.
+    threshold : float
+        1-D singular values below it are zeroed (``≥ 0``; default ``0``: only numerically zero
+        ones, see :func:`opkit_plugins._separable.factorize`).
+    """
+
+    factor: int = attrs.field(default=4, validator=positive_int)
+    threshold: float = attrs.field(default=0.0, validator=_non_negative)
+
+
+def keys_cubic(x: Tensor, a: float = -0.5) -> Tensor:
+    """Keys' cubic convolution kernel.
+
+    .. math::
+
+        W(x) = \\begin{cases}
+            (a + 2)|x|^3 - (a + 3)|x|^2 + 1 & |x| \\le 1 \\\\
+            a|x|^3 - 5a|x|^2 + 8a|x| - 4a & 1 < |x| < 2 \\\\
+            0 & \\text{otherwise}
+        \\end{cases}
+
+    With ``a = −1/2`` it reproduces quadratics and sums to one over any unit-spaced grid,
+    ``Σ_k W(x − k) = 1``.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Positions.
+    a : float
+        The free parameter (``−0.5`` in MATLAB and PIL bicubic).
+
+    Returns
+    -------
+    torch.Tensor
+        ``W(x)``.
+    """
+    ax = x.abs()
+    inner = (a + 2) * ax**3 - (a + 3) * ax**2 + 1
+    outer = a * ax**3 - 5 * a * ax**2 + 8 * a * ax - 4 * a
+    return torch.where(ax <= 1, inner, torch.where(ax < 2, outer, torch.zeros_like(ax)))
+
+
+def bicubic_padding(factor: int) -> int:
+    """Left zero padding ``p = ⌊3f/2⌋`` of the strided bicubic correlation.
+
+    Output sample ``i`` (centre ``(i + ½) f`` in input pixel units) reads the inputs
+    ``i·f − p … i·f − p + 4f − 1``, which centres the ``4f`` taps on it.
+
+    Parameters
+    ----------
+    factor : int
+        Downsampling factor ``f``.
+
+    Returns
+    -------
+    int
+        ``p``.
+    """
+    return (3 * factor) // 2
+
+
+def bicubic_kernel(factor: int, a: float = -0.5) -> Tensor:
+    """The ``4f`` taps of antialiased bicubic downsampling by ``f`` (float64, summing to one).
+
+    Tap ``t`` weighs the input pixel whose centre lies ``x_t`` output pixels from the output
+    pixel's centre, ``x_t = (t − p + ½ − f/2)/f`` with ``p`` = :func:`bicubic_padding`, and equals
+    ``W(x_t)/f`` (:func:`keys_cubic` stretched by ``f``, as MATLAB ``imresize`` and PIL do when
+    shrinking). For even ``f`` this is ``x_t = (t − 2f + ½)/f``, the kernel of the DDRM
+    experiments; for odd ``f`` the output centre is an input pixel centre, ``x_t = (t − 2f + 1)/f``
+    and the last tap (``x = 2``) is zero. The samples of ``W`` at spacing ``1/f`` sum to ``f``
+    exactly (partition of unity), so after the ``1/f`` scaling the taps sum to one; they are
+    renormalised to remove rounding.
+
+    Parameters
+    ----------
+    factor : int
+        Downsampling factor ``f``.
+    a : float
+        Keys' parameter.
+
+    Returns
+    -------
+    torch.Tensor
+        The ``4f`` taps.
+    """
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor <= 0:
+        raise ValueError(f"factor must be a positive integer, got {factor!r}")
+    t = torch.arange(4 * factor, dtype=torch.float64)
+    x = (t - bicubic_padding(factor) + 0.5 - factor / 2) / factor
+    k = keys_cubic(x, a) / factor
+    return k / k.sum()
+
+
+def _strided_separable(
+    x: Tensor, kc: Tensor, kr: Tensor, stride: int, pads: tuple[int, int, int, int]
+) -> Tensor:
+    """Zero-padded, strided separable correlation ``A_c X A_rᵀ`` by two native conv passes."""
+    b, c, h, w = x.shape
+    left, right, top, bottom = pads
+    z = nnf.pad(x.reshape(b * c, 1, h, w), (left, right, top, bottom))
+    z = nnf.conv2d(z, kc.view(1, 1, -1, 1), stride=(stride, 1))
+    z = nnf.conv2d(z, kr.view(1, 1, 1, -1), stride=(1, stride))
+    return z.reshape(b, c, z.shape[-2], z.shape[-1])
+
+
+def sr_bicubic_reference(x: Tensor, factor: int) -> Tensor:
+    """Direct strided bicubic downsampling: one ``conv2d`` with the ``4f × 4f`` kernel.
+
+    ``x`` is zero-padded by ``p`` = :func:`bicubic_padding` on the top/left and ``3f − p`` on the
+    bottom/right, then correlated with ``k kᵀ`` (``k`` = :func:`bicubic_kernel`) at stride ``f``.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(B, C, H, W)`` with ``H``, ``W`` multiples of ``f``.
+    factor : int
+        ``f``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, C, H/f, W/f)``.
+    """
+    f = factor
+    p = bicubic_padding(f)
+    k = bicubic_kernel(f).to(device=x.device, dtype=x.dtype)
+    c = x.shape[1]
+    weight = torch.outer(k, k).expand(c, 1, 4 * f, 4 * f)
+    return nnf.conv2d(nnf.pad(x, (p, 3 * f - p, p, 3 * f - p)), weight, stride=f, groups=c)
+
+
+class SRBicubic(SeparableSVDOperator):
+    """Strided bicubic downsampling by ``f`` with zero padding, ``y = A_c X A_rᵀ`` per channel.
+
+    .. math::
+
+        y_{ij} = \\sum_{s, t < 4f} k_s k_t \\, x_{f i + s - p,\\; f j + t - p},
+        \\qquad x = 0 \\text{ outside the image},
+
+    with ``k`` = :func:`bicubic_kernel` and ``p`` = :func:`bicubic_padding`. Boundary: zero
+    padding (as ``blur``), so the border rows of ``y`` see a truncated kernel and are darker than
+    MATLAB's (which reflects the image); this keeps ``H`` a plain strided convolution. ``A_c`` is
+    ``(H/f) × H``, ``A_r`` is ``(W/f) × W``; the SVD is the Kronecker product of their SVDs
+    (:class:`~opkit_plugins._separable.SeparableSVDOperator`, spectral layout ``(B, C, H, W)``,
+    singular values zero outside the top-left ``H/f × W/f`` corner).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(C, H, W)``, ``H`` and ``W`` multiples of ``factor``.
+    factor : int
+        ``f``.
+    threshold : float
+        1-D singular values below it are zeroed.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], factor: int = 4, threshold: float = 0.0) -> None:
+        params = BicubicParams(factor=factor, threshold=threshold)
+        shp = opkit.check_shape(shape)
+        _check_divisible(shp, factor)
+        _, h, w = shp
+        k = bicubic_kernel(factor)
+        p = bicubic_padding(factor)
+        col = factorize(correlation_matrix(k, h, stride=factor, pad=p), threshold)
+        row = col if w == h else factorize(correlation_matrix(k, w, stride=factor, pad=p), threshold)
+        pads = (p, 3 * factor - p, p, 3 * factor - p)
+
+        def direct(x: Tensor) -> Tensor:
+            kk = self.cast("kernel", k, x)
+            return _strided_separable(x, kk, kk, factor, pads)
+
+        super().__init__(shp, col, row, direct=direct)
+        self.params = params
+        self._kernel = k
+
+    @property
+    def kernel(self) -> Tensor:
+        """The 1-D taps (:func:`bicubic_kernel`), float64."""
+        return self._kernel
+
+
+def _bicubic_factory(*, shape: tuple[int, int, int], factor: int = 4, threshold: float = 0.0) -> SRBicubic:
+    """Strided bicubic downsampling by ``factor`` (Keys a=-0.5, 4*factor taps, zero padding)."""
+    return SRBicubic(shape, factor=factor, threshold=threshold)
+
+
+def _block_strategy() -> st.SearchStrategy[dict[str, Any]]:
+    return st.integers(1, 4).flatmap(
+        lambda f: st.fixed_dictionaries({"shape": shapes(multiple_of=f, max_side=16), "factor": st.just(f)})
+    )
+
+
+def _bicubic_strategy() -> st.SearchStrategy[dict[str, Any]]:
+    return st.integers(1, 4).flatmap(
+        lambda f: st.fixed_dictionaries({"shape": shapes(multiple_of=f, max_side=16), "factor": st.just(f)})
+    )
 
 
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
-    """Register nothing yet."""
+    """Register ``sr_block`` and ``sr_bicubic``."""
+    registry.add("sr_block", _block_factory, strategy=_block_strategy())
+    registry.add("sr_bicubic", _bicubic_factory, strategy=_bicubic_strategy())
