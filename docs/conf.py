@@ -17,7 +17,6 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
-    "sphinx.ext.intersphinx",
 ]
 autosummary_generate = True
 autodoc_default_options = {"members": True, "show-inheritance": True}
@@ -26,15 +25,8 @@ autodoc_member_order = "bysource"
 napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 napoleon_use_rtype = False
-intersphinx_mapping = {
-    "python": ("https://docs.python.org/3", None),
-    "torch": ("https://docs.pytorch.org/docs/stable", None),
-}
-# Offline builds: intersphinx inventories cannot be fetched; references stay plain text.
-intersphinx_disabled_reftypes = ["*"]
-intersphinx_timeout = 1
 nitpicky = False
-suppress_warnings = ["intersphinx.external", "config.cache"]
+suppress_warnings = ["config.cache"]
 html_theme = "furo"
 html_title = "opkit"
 html_static_path = ["_static"]

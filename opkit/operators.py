@@ -295,19 +295,19 @@ class SVDOperator(LinearOperator):
     """
 
     @abc.abstractmethod
-    def Vt(self, x: Tensor) -> Tensor:  # noqa: N802 - the maths' name
+    def Vt(self, x: Tensor) -> Tensor:
         """Spectral coefficients ``Vᵀ x`` of an image batch ``x``."""
 
     @abc.abstractmethod
-    def V(self, v: Tensor) -> Tensor:  # noqa: N802
+    def V(self, v: Tensor) -> Tensor:
         """The image ``V v`` of spectral coefficients ``v``."""
 
     @abc.abstractmethod
-    def Ut(self, y: Tensor) -> Tensor:  # noqa: N802
+    def Ut(self, y: Tensor) -> Tensor:
         """``Uᵀ y`` in the spectral layout, zero on unmeasured coordinates."""
 
     @abc.abstractmethod
-    def U(self, v: Tensor) -> Tensor:  # noqa: N802
+    def U(self, v: Tensor) -> Tensor:
         """The measurement ``U v`` built from the measured coordinates of ``v``."""
 
     @property

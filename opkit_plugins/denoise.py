@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import strategies as st
 import torch
+from hypothesis import strategies as st
 from torch import Tensor
 
 import opkit

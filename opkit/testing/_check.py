@@ -178,7 +178,9 @@ def _check_linear(
     b = x.shape[0]
 
     def meas() -> Tensor:
-        return torch.randn((b, *op.out_shape), generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+        return torch.randn((b, *op.out_shape), generator=g, dtype=torch.float64).to(
+            device=device, dtype=dtype
+        )
 
     y = op(x)
     shape_ok = tuple(y.shape) == (b, *op.out_shape) and y.dtype == dtype
@@ -243,7 +245,7 @@ def _check_svd(
     report.record("singular values finite and >= 0", 0.0 if finite else float("inf"), 0.0)
     vx = op.Vt(x)
     try:
-        torch.broadcast_shapes(s.shape, vx.shape[1:])
+        torch.broadcast_shapes(s.shape, vx.shape[1:])  # type: ignore[no-untyped-call]
         bshape_ok = vx[0].numel() == x[0].numel()
     except RuntimeError:
         bshape_ok = False
@@ -286,7 +288,11 @@ def _check_encode_decode(op: EncodeDecodeOperator[Any], x: Tensor, report: Opera
     )
     report.record("Decode(y) is finite", 0.0 if bool(torch.isfinite(xd).all()) else float("inf"), 0.0)
     again = op.codes(op(xd))
-    diff = float((again.to(torch.float64) - codes.to(torch.float64)).abs().max()) if again.shape == codes.shape else float("inf")
+    diff = (
+        float((again.to(torch.float64) - codes.to(torch.float64)).abs().max())
+        if again.shape == codes.shape
+        else float("inf")
+    )
     report.record("Encode(Decode(Encode(x))) == Encode(x) (max code difference)", diff, 0.0)
     rmse = float((xd.to(torch.float64) - x.to(torch.float64)).pow(2).mean().sqrt())
     report.record("Decode(Encode(x)) close to x (RMSE)", rmse, op.roundtrip_tolerance())

@@ -60,8 +60,8 @@ def shapes(
 def images(
     shape: tuple[int, int, int] | None = None,
     *,
-    batch: int | st.SearchStrategy[int] = st.integers(1, 3),
-    dtype: torch.dtype | st.SearchStrategy[torch.dtype] = st.sampled_from([torch.float32, torch.float64]),
+    batch: int | st.SearchStrategy[int] | None = None,
+    dtype: torch.dtype | st.SearchStrategy[torch.dtype] | None = None,
 ) -> st.SearchStrategy[torch.Tensor]:
     """Image batches ``(B, C, H, W)`` with values in ``[0, 1]``, drawn from a seeded generator.
 
@@ -69,10 +69,10 @@ def images(
     ----------
     shape : tuple of int, optional
         Fixed ``(C, H, W)``; drawn from :func:`shapes` if omitted.
-    batch : int or strategy
-        Batch size.
-    dtype : torch.dtype or strategy
-        float32 or float64.
+    batch : int or strategy, optional
+        Batch size (default: 1 to 3).
+    dtype : torch.dtype or strategy, optional
+        Floating dtype (default: float32 or float64).
 
     Returns
     -------
@@ -80,8 +80,11 @@ def images(
         Strategy of tensors.
     """
     shape_st = st.just(shape) if shape is not None else shapes()
-    batch_st = st.just(batch) if isinstance(batch, int) else batch
-    dtype_st = st.just(dtype) if isinstance(dtype, torch.dtype) else dtype
+    batch_st = st.integers(1, 3) if batch is None else st.just(batch) if isinstance(batch, int) else batch
+    if dtype is None:
+        dtype_st = st.sampled_from([torch.float32, torch.float64])
+    else:
+        dtype_st = st.just(dtype) if isinstance(dtype, torch.dtype) else dtype
 
     @st.composite
     def draw(d: st.DrawFn) -> torch.Tensor:

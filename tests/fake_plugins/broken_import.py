@@ -1,0 +1,3 @@
+"""A plugin that cannot even be imported."""
+
+raise ImportError("missing_dependency_xyz is not installed")

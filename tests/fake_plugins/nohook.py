@@ -1,0 +1,1 @@
+"""A module published as a plugin that defines no hook."""

@@ -1,0 +1,110 @@
+"""The pluggy registry: entry points, isolation of broken plugins, duplicates, blocking."""
+
+from __future__ import annotations
+
+import warnings
+from importlib import metadata
+
+import pytest
+
+import opkit
+from opkit.registry import DuplicateOperatorError, OpkitPluginWarning, Registry
+
+
+def _eps(**named: str) -> list[metadata.EntryPoint]:
+    return [metadata.EntryPoint(name=k, value=v, group="opkit") for k, v in named.items()]
+
+
+def _load(monkeypatch: pytest.MonkeyPatch, eps: list[metadata.EntryPoint], **kw: object) -> Registry:
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None: [e for e in eps if e.group == group])
+    reg = Registry()
+    reg.load_entry_points(**kw)  # type: ignore[arg-type]
+    return reg
+
+
+def test_builtins_register_through_entry_points() -> None:
+    names = {ep.name: ep.value for ep in metadata.entry_points(group="opkit")}
+    assert names.get("denoise") == "opkit_plugins.denoise"
+    assert "denoise" in opkit.available()
+    assert opkit.default_registry().entry("denoise").plugin == "denoise"
+
+
+def test_good_plugin_loads_and_creates(monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = _load(monkeypatch, _eps(good="tests.fake_plugins.good"))
+    assert reg.available() == ["fake_round"]
+    op = reg.create("fake_round", shape=(1, 2, 2), levels=3)
+    assert op.name == "fake_round" and op.levels == 3  # type: ignore[attr-defined]
+    assert reg.entry("fake_round").description.startswith("Round to a grid")
+    assert reg.entry("fake_round").parameters() == {"levels": 4}
+
+
+def test_broken_plugins_warn_by_name_and_others_still_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    eps = _eps(
+        a_broken="tests.fake_plugins.broken_import",
+        b_raises="tests.fake_plugins.raises",
+        c_good="tests.fake_plugins.good",
+        d_nohook="tests.fake_plugins.nohook",
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reg = _load(monkeypatch, eps)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, OpkitPluginWarning)]
+    assert any("a_broken" in m and "missing_dependency_xyz" in m for m in msgs)
+    assert any("b_raises" in m and "boom while registering" in m for m in msgs)
+    assert any("d_nohook" in m for m in msgs)
+    assert reg.available() == ["fake_round"]  # b_raises' partial registration rolled back
+    assert set(reg.skipped) == {"a_broken", "b_raises", "d_nohook"}
+
+
+def test_duplicate_name_is_an_error_naming_both_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    eps = _eps(first="tests.fake_plugins.good", second="tests.fake_plugins.duplicate")
+    with pytest.warns(OpkitPluginWarning, match=r"'second'.*already registered by plugin 'first'"):
+        reg = _load(monkeypatch, eps)
+    assert reg.entry("fake_round").plugin == "first"
+    with pytest.raises(DuplicateOperatorError, match="fake_round"):
+        reg.add("fake_round", lambda shape: None)
+
+
+def test_builtins_load_before_third_parties(monkeypatch: pytest.MonkeyPatch) -> None:
+    eps = [
+        metadata.EntryPoint(name="aaa_thirdparty", value="tests.fake_plugins.good", group="opkit"),
+        metadata.EntryPoint(name="zzz_builtin", value="opkit_plugins.denoise", group="opkit"),
+    ]
+    reg = _load(monkeypatch, eps)
+    assert reg.entry("denoise").plugin == "zzz_builtin"
+    assert reg.available() == ["denoise", "fake_round"]
+
+
+def test_environment_variable_blocks_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPKIT_DISABLE_PLUGINS", " good , other")
+    reg = _load(monkeypatch, _eps(good="tests.fake_plugins.good"))
+    assert reg.available() == []
+    assert "OPKIT_DISABLE_PLUGINS" in reg.skipped["good"]
+
+
+def test_unknown_name_lists_available() -> None:
+    with pytest.raises(KeyError, match=r"available: .*denoise"):
+        opkit.create("no_such_operator", shape=(3, 8, 8))
+
+
+def test_add_validates_names_and_factories() -> None:
+    reg = Registry()
+    for bad in ["Bad", "has space", "1abc", ""]:
+        with pytest.raises(ValueError, match="lowercase identifier"):
+            reg.add(bad, lambda shape: None)
+    with pytest.raises(ValueError, match="callable"):
+        reg.add("ok", 3)  # type: ignore[arg-type]
+
+
+def test_factory_must_return_an_operator() -> None:
+    reg = Registry()
+    reg.add("nothing", lambda shape: object())
+    with pytest.raises(TypeError, match=r"not an opkit\.Operator"):
+        reg.create("nothing", shape=(1, 1, 1))
+
+
+def test_reload_rebuilds_the_default_registry() -> None:
+    first = opkit.default_registry()
+    again = opkit.reload()
+    assert again is not first
+    assert again.available() == first.available()
