@@ -78,7 +78,10 @@ def correlation_matrix(
 
 @attrs.frozen(eq=False)
 class Factor:
-    """A 1-D matrix ``A`` (``m × n``, ``m ≤ n``) with its thin-left / full-right SVD, in float64.
+    """A 1-D matrix ``A`` (``m × n``, ``m ≤ n``) with its thresholded SVD, all in float64.
+
+    ``A ≈ U diag(s) V[:, :m]ᵀ`` where ``s`` has been thresholded; the *truncated* operator
+    ``A_t = U diag(s) V[:, :m]ᵀ`` is the one the separable operators apply.
 
     Attributes
     ----------
@@ -87,48 +90,34 @@ class Factor:
     U : torch.Tensor
         ``m × m`` orthogonal.
     s : torch.Tensor
-        ``m`` singular values, descending, already thresholded (zeros where dropped).
+        ``m`` singular values, descending, zero where dropped.
     V : torch.Tensor
         ``n × n`` orthogonal; its first ``m`` columns pair with ``s``.
+    truncated : torch.Tensor
+        ``A_t`` (``m × n``).
+    pinv : torch.Tensor
+        ``A_t⁺ = V[:, :m] diag(s⁺) Uᵀ`` (``n × m``), ``s⁺ = 1/s`` where ``s > 0`` and ``0`` elsewhere.
     dropped : float
-        Largest singular value that was set to zero (``0.0`` if none): the spectral-norm distance
-        between ``A`` and the truncated operator ``U diag(s) V[:, :m]ᵀ``.
+        Largest singular value above the numerical-rank tolerance that the threshold set to
+        zero (``0.0`` if none): then ``A_t`` equals ``A`` to float64 rounding.
     """
 
     matrix: Tensor
     U: Tensor
     s: Tensor
     V: Tensor
+    truncated: Tensor
+    pinv: Tensor
     dropped: float
 
-    @property
-    def truncated(self) -> Tensor:
-        """The truncated operator ``U diag(s) V[:, :m]ᵀ`` (``m × n``), equal to ``A`` if nothing dropped."""
-        m = self.s.numel()
-        return (self.U * self.s) @ self.V[:, :m].T
 
-    @property
-    def pinv(self) -> Tensor:
-        """Its pseudo-inverse ``V[:, :m] diag(s⁺) Uᵀ`` (``n × m``), ``s⁺ = 1/s`` where ``s > 0``."""
-        m = self.s.numel()
-        pos = self.s > 0
-        safe = torch.where(pos, self.s, torch.ones_like(self.s))
-        sp = torch.where(pos, 1.0 / safe, torch.zeros_like(self.s))
-        return (self.V[:, :m] * sp) @ self.U.T
-
-
-_CACHE: OrderedDict[tuple[int, int, str], tuple[Tensor, Tensor, Tensor]] = OrderedDict()
+_CACHE: OrderedDict[tuple[int, int, str, float], Factor] = OrderedDict()
 _CACHE_SIZE = 16
 
 
-def _svd_cached(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Full SVD ``(U, s, V)`` of a float64 CPU matrix, memoised by its exact bytes."""
+def _svd(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Full SVD ``(U, s, V)`` (descending ``s``) of a float64 CPU matrix."""
     m, n = A.shape
-    key = (m, n, hashlib.sha256(A.numpy().tobytes()).hexdigest())
-    hit = _CACHE.get(key)
-    if hit is not None:
-        _CACHE.move_to_end(key)
-        return hit
     if m == n and torch.equal(A, A.T):
         # symmetric: an eigendecomposition is about twice as fast as an SVD and gives one,
         # A = Q Λ Qᵀ = (Q sign Λ) |Λ| Qᵀ.
@@ -136,14 +125,9 @@ def _svd_cached(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         order = torch.argsort(lam.abs(), descending=True)
         lam, Q = lam[order], Q[:, order]
         sign = torch.where(lam < 0, -1.0, 1.0).to(torch.float64)
-        hit = (Q * sign, lam.abs(), Q)
-    else:
-        U, s, Vh = torch.linalg.svd(A, full_matrices=True)
-        hit = (U, s, Vh.mT)
-    _CACHE[key] = hit
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return hit
+        return Q * sign, lam.abs(), Q
+    U, s, Vh = torch.linalg.svd(A, full_matrices=True)
+    return U, s, Vh.mT
 
 
 def factorize(matrix: Tensor, threshold: float = 0.0) -> Factor:
@@ -151,8 +135,8 @@ def factorize(matrix: Tensor, threshold: float = 0.0) -> Factor:
 
     Singular values at or below the numerical-rank tolerance ``max(m, n) · eps · s_max`` are
     always zeroed (as :func:`torch.linalg.pinv` does), so the pseudo-inverse never divides by
-    rounding noise. Factorisations are cached per matrix (the bytes of ``matrix``), so building
-    the same operator twice, or a square image whose two axes share a kernel, costs one SVD.
+    rounding noise. Factorisations are cached per (matrix bytes, threshold), so building the same
+    operator again, or a square image whose two axes share a kernel, costs no second SVD.
 
     Parameters
     ----------
@@ -170,12 +154,25 @@ def factorize(matrix: Tensor, threshold: float = 0.0) -> Factor:
     m, n = A.shape
     if m > n:
         raise ValueError(f"a 1-D factor must not have more rows than columns, got {m} × {n}")
-    U, s, V = _svd_cached(A)
+    key = (m, n, hashlib.sha256(A.numpy().tobytes()).hexdigest(), float(threshold))
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        return hit
+    U, s, V = _svd(A)
     smax = float(s[0]) if s.numel() else 0.0
     rank_tol = max(m, n) * torch.finfo(torch.float64).eps * smax
     keep = (s > rank_tol) & (s >= float(threshold))
-    dropped = float(s[~keep].max()) if bool((~keep).any()) else 0.0
-    return Factor(matrix=A, U=U, s=torch.where(keep, s, torch.zeros_like(s)), V=V, dropped=dropped)
+    cut = (~keep) & (s > rank_tol)
+    dropped = float(s[cut].max()) if bool(cut.any()) else 0.0
+    st = torch.where(keep, s, torch.zeros_like(s))
+    sp = torch.where(keep, 1.0 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s))
+    Vm = V[:, :m]
+    hit = Factor(matrix=A, U=U, s=st, V=V, truncated=(U * st) @ Vm.mT, pinv=(Vm * sp) @ U.mT, dropped=dropped)
+    _CACHE[key] = hit
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return hit
 
 
 class SeparableSVDOperator(opkit.SVDOperator):
