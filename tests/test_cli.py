@@ -39,8 +39,9 @@ def test_ops_lists_builtins_and_parameters(capsys: pytest.CaptureFixture[str]) -
 def test_degrade_writes_noisy_image_reproducibly(tmp_path: Path) -> None:
     src = _png(tmp_path / "in.png")
     a, b = tmp_path / "a.png", tmp_path / "b.png"
-    assert main(["degrade", str(src), "--op", "denoise", "--sigma-y", "0.1", "--seed", "3", "-o", str(a)]) == 0
-    assert main(["degrade", str(src), "--op", "denoise", "--sigma-y", "0.1", "--seed", "3", "-o", str(b)]) == 0
+    args = ["degrade", str(src), "--op", "denoise", "--sigma-y", "0.1", "--seed", "3", "-o"]
+    assert main([*args, str(a)]) == 0
+    assert main([*args, str(b)]) == 0
     xa, xb, x = load_image(a), load_image(b), load_image(src)
     assert torch.equal(xa, xb)
     assert 0.05 < float((xa - x).pow(2).mean().sqrt()) < 0.12  # clipped N(0, 0.1²) noise
