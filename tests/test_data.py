@@ -1,0 +1,40 @@
+"""Training data helpers: photographs, dead leaves, crops."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from solvers.data import EVAL_PHOTOS, TRAIN_PHOTOS, dead_leaves, photo, random_crops
+
+
+def test_train_and_eval_photos_are_disjoint_colour_images() -> None:
+    assert not set(TRAIN_PHOTOS) & set(EVAL_PHOTOS)
+    x = photo("chelsea")
+    assert x.shape == (1, 3, 300, 451) and float(x.min()) >= 0 and float(x.max()) <= 1
+    assert photo("camera").shape[1] == 3  # greyscale repeated
+    with pytest.raises(ValueError, match="unknown photograph"):
+        photo("no_such_photo")
+
+
+def test_dead_leaves_are_seeded_piecewise_constant_images() -> None:
+    a = dead_leaves(3, (32, 48), generator=torch.Generator().manual_seed(1))
+    b = dead_leaves(3, (32, 48), generator=torch.Generator().manual_seed(1))
+    assert a.shape == (3, 3, 32, 48) and torch.equal(a, b)
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    # opaque discs: far fewer distinct colours than pixels, and most neighbours equal
+    assert torch.unique(a[0].flatten(1), dim=1).shape[1] < 32 * 48 / 4
+    same = (a[:, :, :, 1:] == a[:, :, :, :-1]).all(1).float().mean()
+    assert float(same) > 0.6
+
+
+def test_random_crops_come_from_the_sources() -> None:
+    g = torch.Generator().manual_seed(0)
+    src = torch.arange(3 * 10 * 12, dtype=torch.float32).view(1, 3, 10, 12)
+    crops = random_crops([src], 5, 4, generator=g, flips=False)
+    assert crops.shape == (5, 3, 4, 4)
+    for c in crops:  # each crop is a contiguous window of the source
+        top, left = divmod(int(c[0, 0, 0]), 12)
+        assert torch.equal(c, src[0, :, top : top + 4, left : left + 4])
+    with pytest.raises(ValueError, match="smaller than the crop"):
+        random_crops([src], 1, 11)
