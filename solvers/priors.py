@@ -1,0 +1,607 @@
+r"""Diffusion priors for DDRM: the protocol, adapters, reference priors and the schedule helpers.
+
+A DDRM prior is any object with
+
+* ``alphas_cumprod`` -- a length-``T`` tensor :math:`\bar\alpha_0 > \bar\alpha_1 > \dots > \bar\alpha_{T-1}`
+  of the variance-preserving (VP, DDPM) forward process, and
+* ``__call__(x_t, t, **kwargs)`` -- the noise prediction :math:`\epsilon_\theta(x_t, t)` for inputs
+
+  .. math::
+
+      x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon, \qquad
+      \epsilon \sim \mathcal N(0, I),
+
+  whose data :math:`x_0` lie in :math:`[-1, 1]` (the DDPM convention). ``t`` is an integer
+  timestep, given as a Python ``int`` or as a tensor (the solvers pass a ``(B,)`` long tensor).
+  Keyword arguments (e.g. class labels) are forwarded by the solvers untouched.
+
+The solvers work with images in :math:`[0, 1]` and map them to the model range with
+:math:`x \mapsto 2x - 1` themselves. The denoiser implied by a prior is Tweedie's estimate
+
+.. math::
+
+    \hat x_0(x_t) = \frac{x_t - \sqrt{1 - \bar\alpha_t}\, \epsilon_\theta(x_t, t)}{\sqrt{\bar\alpha_t}}.
+
+This module provides
+
+* :class:`DiffusionPrior` -- the protocol above, for type checking and ``isinstance``;
+* :class:`UNetPrior` -- an adapter for a diffusers ``UNet2DModel`` (learned-variance outputs,
+  ``sample``/``v_prediction`` parametrisations and class labels handled);
+* :func:`load_prior` -- a local diffusers directory (safetensors only, offline) as a prior;
+* :class:`OraclePrior` and :class:`GaussianPrior` -- exact priors for tests and sanity checks;
+* :func:`linear_alphas_cumprod` and :func:`uniform_timesteps` -- the schedules of the papers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "DiffusionPrior",
+    "GaussianPrior",
+    "OraclePrior",
+    "UNetPrior",
+    "linear_alphas_cumprod",
+    "load_prior",
+    "uniform_timesteps",
+]
+
+
+@runtime_checkable
+class DiffusionPrior(Protocol):
+    """Protocol of a DDRM prior: ``alphas_cumprod`` and ``__call__(x_t, t, **kwargs) -> ε``.
+
+    Any object with these two members works; nothing needs to inherit from this class.
+    ``isinstance(obj, DiffusionPrior)`` checks that both exist.
+
+    Attributes
+    ----------
+    alphas_cumprod : torch.Tensor
+        The ``T`` cumulative products :math:`\\bar\\alpha_t = \\prod_{s \\le t} (1 - \\beta_s)`.
+    """
+
+    alphas_cumprod: Tensor
+
+    def __call__(self, x_t: Tensor, t: Any, **kwargs: Any) -> Tensor:
+        """Predict the noise ``ε`` of the VP input ``x_t`` (data in ``[-1, 1]``) at timestep ``t``."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# schedules
+# --------------------------------------------------------------------------------------------
+
+
+def linear_alphas_cumprod(
+    num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+) -> Tensor:
+    r"""Cumulative products of the linear β schedule of DDPM (the DDRM papers' default).
+
+    .. math::
+
+        \beta_t = \beta_\text{start} + \frac{t}{T-1} (\beta_\text{end} - \beta_\text{start}), \qquad
+        \bar\alpha_t = \prod_{s=0}^{t} (1 - \beta_s), \qquad t = 0, \dots, T-1.
+
+    Parameters
+    ----------
+    num_timesteps : int
+        ``T`` (1000 in DDPM).
+    beta_start, beta_end : float
+        First and last β, with ``0 < beta_start <= beta_end < 1``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(T,)`` float64 tensor, strictly decreasing, in ``(0, 1)``.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``num_timesteps`` or β range.
+
+    Examples
+    --------
+    >>> a = linear_alphas_cumprod()
+    >>> a.shape, round(float(a[0]), 6)
+    (torch.Size([1000]), 0.9999)
+    """
+    if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int) or num_timesteps < 1:
+        raise ValueError(f"num_timesteps must be a positive integer, got {num_timesteps!r}")
+    if not (0.0 < beta_start <= beta_end < 1.0):
+        raise ValueError(
+            f"need 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, beta_end={beta_end}"
+        )
+    betas = torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def uniform_timesteps(num_timesteps: int, steps: int, t_start: int | None = None) -> list[int]:
+    r"""The model timesteps a DDRM run visits, in decreasing order (one model call each).
+
+    * ``t_start=None`` -- the DDRM paper's uniform skipping over the whole schedule:
+      :math:`t_k = k \lfloor T / \text{steps} \rfloor` for :math:`k = \text{steps}-1, \dots, 0`
+      (``T = 1000``, 20 steps: ``950, 900, …, 50, 0``).
+    * ``t_start=S`` -- an SDEdit-style partial run: ``steps`` integers uniformly spaced from
+      ``S`` down to ``0``, both included, :math:`t_k = \operatorname{round}(k S / (\text{steps}-1))`
+      (``S = 300``, 20 steps: ``300, 284, …, 16, 0``).
+
+    The last update of every run goes from the last timestep to noise level zero.
+
+    Parameters
+    ----------
+    num_timesteps : int
+        ``T``, the length of the prior's schedule.
+    steps : int
+        Number of model calls, ``1 <= steps <= T``.
+    t_start : int, optional
+        First timestep, ``steps - 1 <= t_start <= T - 1``.
+
+    Returns
+    -------
+    list of int
+        Strictly decreasing timesteps, ``steps`` of them.
+
+    Raises
+    ------
+    ValueError
+        If the numbers do not fit.
+
+    Examples
+    --------
+    >>> uniform_timesteps(1000, 4)
+    [750, 500, 250, 0]
+    >>> uniform_timesteps(1000, 4, t_start=300)
+    [300, 200, 100, 0]
+    """
+    for name, v in (("num_timesteps", num_timesteps), ("steps", steps)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if steps > num_timesteps:
+        raise ValueError(f"steps must be at most the prior's {num_timesteps} timesteps, got {steps}")
+    if t_start is None:
+        skip = num_timesteps // steps
+        return [k * skip for k in range(steps - 1, -1, -1)]
+    if isinstance(t_start, bool) or not isinstance(t_start, int):
+        raise ValueError(f"t_start must be an integer timestep, got {t_start!r}")
+    if not steps - 1 <= t_start <= num_timesteps - 1:
+        raise ValueError(
+            f"t_start must lie in [steps - 1, T - 1] = [{steps - 1}, {num_timesteps - 1}], got {t_start}"
+        )
+    if steps == 1:
+        return [t_start]
+    ts = [round(k * t_start / (steps - 1)) for k in range(steps - 1, -1, -1)]
+    return ts
+
+
+def _check_alphas_cumprod(a: Any, who: str = "prior") -> Tensor:
+    """Validate a prior's ``alphas_cumprod`` and return it as a float64 CPU tensor."""
+    if not isinstance(a, Tensor):
+        try:
+            a = torch.as_tensor(a)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"{who}.alphas_cumprod must be a 1-D tensor, got {type(a).__name__}") from exc
+    a = a.detach().to("cpu", torch.float64)
+    if a.ndim != 1 or a.numel() == 0:
+        raise ValueError(f"{who}.alphas_cumprod must be a non-empty 1-D tensor, got shape {tuple(a.shape)}")
+    if not bool(torch.isfinite(a).all()) or not bool(((a > 0) & (a <= 1)).all()):
+        raise ValueError(f"{who}.alphas_cumprod must lie in (0, 1]")
+    if a.numel() > 1 and not bool((a[1:] < a[:-1]).all()):
+        raise ValueError(f"{who}.alphas_cumprod must be strictly decreasing")
+    return a
+
+
+def _t_index(t: Any, batch: int, device: torch.device) -> Tensor:
+    """A timestep given as int or tensor, as a ``(batch,)`` long tensor on ``device``."""
+    tt = torch.as_tensor(t, device=device)
+    if tt.is_floating_point():
+        tt = tt.round()
+    tt = tt.to(torch.long)
+    if tt.ndim == 0:
+        tt = tt.expand(batch)
+    return tt.reshape(batch)
+
+
+def _bcast(v: Tensor, ndim: int) -> Tensor:
+    return v.reshape(-1, *([1] * (ndim - 1)))
+
+
+# --------------------------------------------------------------------------------------------
+# adapters
+# --------------------------------------------------------------------------------------------
+
+
+class UNetPrior:
+    r"""A diffusers ``UNet2DModel`` (or any network with its call signature) as a DDRM prior.
+
+    The network is called as ``net(x_t, t, class_labels=..., return_dict=False)``; its output is
+    turned into the noise prediction ε:
+
+    * a network with ``2 C`` output channels for ``C`` input channels (learned variance, as in
+      guided diffusion) contributes its first ``C`` channels;
+    * ``prediction_type="epsilon"`` is used as is, ``"sample"`` (:math:`\hat x_0`) becomes
+      :math:`\epsilon = (x_t - \sqrt{\bar\alpha_t}\hat x_0)/\sqrt{1-\bar\alpha_t}` and
+      ``"v_prediction"`` becomes :math:`\epsilon = \sqrt{\bar\alpha_t}\, v + \sqrt{1-\bar\alpha_t}\, x_t`.
+
+    Inputs are cast to the network's dtype and device and the output back to the input's, so a
+    float16 network can serve a float32 solver. Calls run without autograd.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The denoising network.
+    alphas_cumprod : torch.Tensor
+        Its training schedule, ``(T,)``.
+    prediction_type : {"epsilon", "sample", "v_prediction"}
+        What the network predicts.
+
+    Examples
+    --------
+    >>> from diffusers import UNet2DModel
+    >>> net = UNet2DModel(sample_size=8, block_out_channels=(8, 16), norm_num_groups=4,
+    ...                   down_block_types=("DownBlock2D", "DownBlock2D"),
+    ...                   up_block_types=("UpBlock2D", "UpBlock2D"), layers_per_block=1)
+    >>> prior = UNetPrior(net, linear_alphas_cumprod())
+    >>> prior(torch.zeros(2, 3, 8, 8), 10).shape
+    torch.Size([2, 3, 8, 8])
+    """
+
+    def __init__(
+        self, net: torch.nn.Module, alphas_cumprod: Tensor, prediction_type: str = "epsilon"
+    ) -> None:
+        if prediction_type not in ("epsilon", "sample", "v_prediction"):
+            raise ValueError(
+                f"prediction_type must be 'epsilon', 'sample' or 'v_prediction', got {prediction_type!r}"
+            )
+        self.net = net
+        self.alphas_cumprod = _check_alphas_cumprod(alphas_cumprod, "UNetPrior")
+        self.prediction_type = prediction_type
+
+    def _net_place(self) -> tuple[torch.device, torch.dtype]:
+        p = next(self.net.parameters(), None)
+        if p is None:
+            return torch.device("cpu"), torch.float32
+        return p.device, p.dtype
+
+    def __call__(self, x_t: Tensor, t: Any, **kwargs: Any) -> Tensor:
+        """Noise prediction ``ε`` for ``x_t`` at timestep(s) ``t``.
+
+        Parameters
+        ----------
+        x_t : torch.Tensor
+            ``(B, C, H, W)`` VP input.
+        t : int or torch.Tensor
+            Timestep, scalar or ``(B,)``.
+        **kwargs
+            Forwarded to the network (e.g. ``class_labels``).
+
+        Returns
+        -------
+        torch.Tensor
+            ``ε`` with the shape, dtype and device of ``x_t``.
+        """
+        device, dtype = self._net_place()
+        b, c = x_t.shape[:2]
+        tt = _t_index(t, b, device)
+        kw = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in kwargs.items()}
+        with torch.no_grad():
+            out = self.net(x_t.to(device=device, dtype=dtype), tt, return_dict=False, **kw)
+        if isinstance(out, tuple):
+            out = out[0]
+        elif hasattr(out, "sample"):
+            out = out.sample
+        out = out.to(device=x_t.device, dtype=x_t.dtype)
+        if out.shape[1] == 2 * c:
+            out = out[:, :c]
+        if tuple(out.shape) != tuple(x_t.shape):
+            raise ValueError(
+                f"the network returned shape {tuple(out.shape)} for an input of shape {tuple(x_t.shape)}"
+            )
+        if self.prediction_type == "epsilon":
+            return out
+        a = _bcast(self.alphas_cumprod.to(x_t.device)[tt.to(x_t.device)].to(x_t.dtype), x_t.ndim)
+        if self.prediction_type == "sample":
+            return (x_t - a.sqrt() * out) / (1 - a).sqrt()
+        return a.sqrt() * out + (1 - a).sqrt() * x_t
+
+    def __repr__(self) -> str:
+        n = sum(p.numel() for p in self.net.parameters())
+        return (
+            f"UNetPrior({type(self.net).__name__}, {n / 1e6:.2f}M parameters, "
+            f"T={self.alphas_cumprod.numel()}, prediction_type={self.prediction_type!r})"
+        )
+
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+_WEIGHTS = "diffusion_pytorch_model.safetensors"
+_WEIGHTS_INDEX = "diffusion_pytorch_model.safetensors.index.json"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    return data
+
+
+def _alphas_from_scheduler_config(cfg: Mapping[str, Any], path: Path) -> Tensor:
+    """``alphas_cumprod`` from a diffusers scheduler config (DDPM, DDIM, ... share the keys)."""
+    from diffusers import DDPMScheduler
+
+    keys = {
+        k: cfg[k]
+        for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas")
+        if k in cfg
+    }
+    try:
+        sched = DDPMScheduler(**keys)
+    except (ValueError, NotImplementedError, TypeError) as exc:
+        raise ValueError(f"unsupported scheduler configuration in {path}: {exc}") from exc
+    return sched.alphas_cumprod.to(torch.float64)
+
+
+def load_prior(
+    path: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> UNetPrior:
+    """Load a local diffusers directory (``UNet2DModel`` + scheduler) as a DDRM prior.
+
+    Two layouts are accepted:
+
+    * **flat** -- ``config.json``, ``diffusion_pytorch_model.safetensors`` and
+      ``scheduler_config.json`` in ``path`` (what ``UNet2DModel.save_pretrained`` writes, plus
+      the scheduler's ``save_pretrained`` into the same directory);
+    * **pipeline** -- the same files in ``path/unet/`` and ``path/scheduler/`` (what
+      ``DDPMPipeline.save_pretrained`` writes; ``model_index.json`` is not needed).
+
+    Weights are read with safetensors only; a directory holding only pickle-based weights
+    (``.bin``, ``.pt``, ``.ckpt``) is refused, since unpickling can run arbitrary code. Convert
+    such a model once, in an environment you trust, with
+    ``UNet2DModel.from_pretrained(...).save_pretrained(out, safe_serialization=True)``. Nothing
+    is ever downloaded: the files are opened with ``local_files_only=True``.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The model directory. ``"default"`` is reserved for the project's default model.
+    device : str or torch.device, optional
+        Where to put the network (default CPU).
+    dtype : torch.dtype, optional
+        Its dtype (default: as stored, usually float32).
+
+    Returns
+    -------
+    UNetPrior
+        The prior, with ``alphas_cumprod`` from the scheduler's configuration and the
+        scheduler's ``prediction_type``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the directory or one of the needed files is missing (the message names it).
+    ValueError
+        For pickle-only weights, a model class other than ``UNet2DModel`` or a bad config;
+        ``"default"`` until a default model is published.
+    ImportError
+        If diffusers is not installed (``pip install opkit[models]``).
+    """
+    if isinstance(path, str) and path == "default":
+        raise ValueError(
+            "load_prior('default'): no default DDRM prior is bundled yet; pass a local diffusers "
+            "directory (UNet2DModel + scheduler, safetensors weights) instead"
+        )
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(
+            f"load_prior: {root} does not exist (load_prior reads local directories only; it never downloads)"
+        )
+    if not root.is_dir():
+        raise ValueError(f"load_prior: {root} is a file; expected a diffusers model directory")
+    unet_dir = root / "unet" if (root / "unet").is_dir() else root
+    sched_dir = root / "scheduler" if (root / "scheduler").is_dir() else root
+
+    config = unet_dir / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"load_prior: missing the network configuration {config}")
+    if not (unet_dir / _WEIGHTS).is_file() and not (unet_dir / _WEIGHTS_INDEX).is_file():
+        pickles = sorted(p.name for p in unet_dir.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+        if pickles:
+            raise ValueError(
+                f"load_prior: {unet_dir} holds only pickle-based weights ({', '.join(pickles)}); "
+                "opkit loads safetensors only. Convert once in a trusted environment with "
+                "UNet2DModel.from_pretrained(dir).save_pretrained(out, safe_serialization=True)"
+            )
+        raise FileNotFoundError(f"load_prior: missing the weights {unet_dir / _WEIGHTS}")
+    sched_cfg_path = sched_dir / "scheduler_config.json"
+    if not sched_cfg_path.is_file():
+        raise FileNotFoundError(f"load_prior: missing the scheduler configuration {sched_cfg_path}")
+
+    cfg = _read_json(config)
+    cls = cfg.get("_class_name", "UNet2DModel")
+    if cls != "UNet2DModel":
+        raise ValueError(f"load_prior: {config} describes a {cls}; only UNet2DModel priors are supported")
+    sched_cfg = _read_json(sched_cfg_path)
+    try:
+        from diffusers import UNet2DModel
+    except ImportError as exc:  # pragma: no cover - diffusers is installed in the project
+        raise ImportError("load_prior needs diffusers: pip install 'opkit[models]'") from exc
+
+    net = UNet2DModel.from_pretrained(str(unet_dir), use_safetensors=True, local_files_only=True)
+    net = net.to(device=torch.device(device) if device is not None else torch.device("cpu"))
+    if dtype is not None:
+        net = net.to(dtype=dtype)
+    net.eval()
+    net.requires_grad_(False)
+    alphas = _alphas_from_scheduler_config(sched_cfg, sched_cfg_path)
+    return UNetPrior(net, alphas, prediction_type=str(sched_cfg.get("prediction_type", "epsilon")))
+
+
+# --------------------------------------------------------------------------------------------
+# exact priors (tests, sanity checks)
+# --------------------------------------------------------------------------------------------
+
+
+class OraclePrior:
+    r"""A prior that knows the answer: its denoiser returns the true image exactly.
+
+    For a clean image :math:`x_0` (in :math:`[0, 1]`, mapped to :math:`m = 2 x_0 - 1`) it
+    returns :math:`\epsilon = (x_t - \sqrt{\bar\alpha_t}\, m)/\sqrt{1 - \bar\alpha_t}`, so that
+    Tweedie's estimate is :math:`\hat x_0 = m` whatever ``x_t`` is. With it DDRM must return
+    :math:`x_0` exactly and its iterates must have the marginals of the paper's Proposition 3.1.
+
+    A call batch that is a multiple ``k`` of the batch of ``x0`` is matched by repeating each
+    image ``k`` times consecutively (the solvers' layout for ``num_samples``).
+
+    Parameters
+    ----------
+    x0 : torch.Tensor
+        ``(B, C, H, W)`` clean images in ``[0, 1]``.
+    alphas_cumprod : torch.Tensor, optional
+        Schedule; :func:`linear_alphas_cumprod` by default.
+    """
+
+    def __init__(self, x0: Tensor, alphas_cumprod: Tensor | None = None) -> None:
+        if not isinstance(x0, Tensor) or x0.ndim != 4 or not x0.is_floating_point():
+            raise ValueError("x0 must be a floating (B, C, H, W) tensor")
+        self.x0 = x0
+        self.alphas_cumprod = _check_alphas_cumprod(
+            linear_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod, "OraclePrior"
+        )
+        self.calls = 0
+
+    def __call__(self, x_t: Tensor, t: Any, **kwargs: Any) -> Tensor:
+        """``ε`` that makes the denoiser return the true image.
+
+        Parameters
+        ----------
+        x_t : torch.Tensor
+            ``(k B, C, H, W)`` VP input.
+        t : int or torch.Tensor
+            Timestep(s).
+        **kwargs
+            Ignored.
+
+        Returns
+        -------
+        torch.Tensor
+            The noise ``ε``.
+        """
+        self.calls += 1
+        b = x_t.shape[0]
+        if b % self.x0.shape[0] != 0:
+            raise ValueError(f"batch {b} is not a multiple of the oracle's {self.x0.shape[0]} images")
+        m = (2 * self.x0 - 1).to(device=x_t.device, dtype=x_t.dtype)
+        m = m.repeat_interleave(b // self.x0.shape[0], dim=0)
+        a = _bcast(self.alphas_cumprod.to(x_t.device, x_t.dtype)[_t_index(t, b, x_t.device)], x_t.ndim)
+        return (x_t - a.sqrt() * m) / (1 - a).sqrt()
+
+
+class GaussianPrior:
+    r"""A Gaussian image prior with its exact MMSE denoiser, for small images.
+
+    Data (in the model range) follow :math:`x_0 \sim \mathcal N(\mu, \Sigma)` on
+    :math:`n = C H W` pixels. For :math:`x_t = \sqrt{\bar\alpha}\, x_0 + \sqrt{1-\bar\alpha}\,\epsilon`
+    the posterior mean is
+
+    .. math::
+
+        \mathbb E[x_0 \mid x_t] = \mu + \sqrt{\bar\alpha}\, \Sigma
+        \big(\bar\alpha \Sigma + (1 - \bar\alpha) I\big)^{-1} (x_t - \sqrt{\bar\alpha}\,\mu),
+
+    and the returned noise is the matching
+    :math:`\epsilon = (x_t - \sqrt{\bar\alpha}\,\mathbb E[x_0 \mid x_t])/\sqrt{1 - \bar\alpha}`,
+    i.e. the optimal ε-predictor. The ``n × n`` gain of every timestep is computed once in
+    float64 (memory ``T n²``: keep ``n`` in the hundreds).
+
+    Parameters
+    ----------
+    mean : torch.Tensor
+        :math:`\mu`, shape ``(C, H, W)``, in the model range.
+    cov : torch.Tensor
+        :math:`\Sigma`, ``(n, n)`` symmetric positive semi-definite.
+    alphas_cumprod : torch.Tensor, optional
+        Schedule; :func:`linear_alphas_cumprod` by default.
+    """
+
+    def __init__(self, mean: Tensor, cov: Tensor, alphas_cumprod: Tensor | None = None) -> None:
+        if mean.ndim != 3:
+            raise ValueError(f"mean must have shape (C, H, W), got {tuple(mean.shape)}")
+        n = mean.numel()
+        if tuple(cov.shape) != (n, n):
+            raise ValueError(f"cov must have shape ({n}, {n}), got {tuple(cov.shape)}")
+        self.alphas_cumprod = _check_alphas_cumprod(
+            linear_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod, "GaussianPrior"
+        )
+        self.mean = mean.detach().to("cpu", torch.float64)
+        self.cov = cov.detach().to("cpu", torch.float64)
+        self.cov = 0.5 * (self.cov + self.cov.T)
+        a = self.alphas_cumprod.view(-1, 1, 1)
+        eye = torch.eye(n, dtype=torch.float64)
+        # gain_t = sqrt(a) Σ (a Σ + (1-a) I)^{-1}; solve with the symmetric system transposed.
+        system = a * self.cov + (1 - a) * eye
+        self._gain = a.sqrt() * torch.linalg.solve(system, self.cov.expand_as(system)).transpose(1, 2)
+        self._cache: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
+
+    def _on(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        key = (like.device, like.dtype)
+        if key not in self._cache:
+            self._cache[key] = (
+                self.mean.to(like.device, like.dtype),
+                self._gain.to(like.device, like.dtype),
+            )
+        return self._cache[key]
+
+    def denoise(self, x_t: Tensor, t: Any) -> Tensor:
+        """The MMSE estimate :math:`\\mathbb E[x_0 \\mid x_t]` (model range).
+
+        Parameters
+        ----------
+        x_t : torch.Tensor
+            ``(B, C, H, W)`` VP input.
+        t : int or torch.Tensor
+            Timestep(s).
+
+        Returns
+        -------
+        torch.Tensor
+            The estimate, shaped like ``x_t``.
+        """
+        mean, gain = self._on(x_t)
+        b = x_t.shape[0]
+        tt = _t_index(t, b, x_t.device)
+        a = self.alphas_cumprod.to(x_t.device, x_t.dtype)[tt].view(b, 1)
+        r = x_t.reshape(b, -1) - a.sqrt() * mean.reshape(1, -1)
+        est = mean.reshape(1, -1) + torch.einsum("bij,bj->bi", gain[tt], r)
+        return est.view_as(x_t)
+
+    def __call__(self, x_t: Tensor, t: Any, **kwargs: Any) -> Tensor:
+        """The optimal noise prediction for ``x_t`` at timestep(s) ``t``.
+
+        Parameters
+        ----------
+        x_t : torch.Tensor
+            ``(B, C, H, W)`` VP input.
+        t : int or torch.Tensor
+            Timestep(s).
+        **kwargs
+            Ignored.
+
+        Returns
+        -------
+        torch.Tensor
+            ``ε``, shaped like ``x_t``.
+        """
+        b = x_t.shape[0]
+        a = _bcast(self.alphas_cumprod.to(x_t.device, x_t.dtype)[_t_index(t, b, x_t.device)], x_t.ndim)
+        return (x_t - a.sqrt() * self.denoise(x_t, t)) / (1 - a).sqrt()
