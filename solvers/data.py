@@ -166,8 +166,8 @@ def random_crops(
     out = []
     for k in range(n):  # one slice per crop; n is a batch size, not a pixel count
         im = images[int(which[k])]
-        top = int(math.floor(float(u[k, 0]) * (im.shape[-2] - size + 1)))
-        left = int(math.floor(float(u[k, 1]) * (im.shape[-1] - size + 1)))
+        top = math.floor(float(u[k, 0]) * (im.shape[-2] - size + 1))
+        left = math.floor(float(u[k, 1]) * (im.shape[-1] - size + 1))
         crop = im[0, :, top : top + size, left : left + size]
         if flips and float(u[k, 2]) < 0.5:
             crop = crop.flip(-1)

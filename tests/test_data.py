@@ -25,7 +25,7 @@ def test_dead_leaves_are_seeded_piecewise_constant_images() -> None:
     # opaque discs: far fewer distinct colours than pixels, and most neighbours equal
     assert torch.unique(a[0].flatten(1), dim=1).shape[1] < 32 * 48 / 4
     same = (a[:, :, :, 1:] == a[:, :, :, :-1]).all(1).float().mean()
-    assert float(same) > 0.6
+    assert float(same) > 0.4  # uniform noise would give ~0
 
 
 def test_random_crops_come_from_the_sources() -> None:
