@@ -1,0 +1,327 @@
+r"""Conditional score networks for DriftRec, built on diffusers' :class:`~diffusers.UNet2DModel`.
+
+A DriftRec model is any callable ``model(x_t, y, t)`` returning the score
+:math:`\nabla_{x_t}\log p_t(x_t \mid y)` (images in ``[0, 1]``, ``t`` a float tensor ``(B,)``).
+:class:`ScoreModel` is the default one:
+
+.. math::
+
+    s_\theta(x_t, y, t) = \frac{\mathrm{UNet}_\theta\big([2x_t - 1,\; 2y - 1],\; \log\sigma_t\big)}{\sigma_t},
+
+a U-Net with 6 input channels (the state and the corrupted image, concatenated on channels) and 3
+output channels. The network output is trained to predict :math:`-z` (so the quotient is the
+score of the perturbation kernel :math:`-(x_t - \mu_t)/\sigma_t^2 = -z/\sigma_t`); the noise level
+enters through a Gaussian Fourier embedding of :math:`\log \sigma_t` (diffusers'
+``time_embedding_type="fourier"``, which also performs the division by :math:`\sigma_t`).
+Images whose sides are not multiples of the U-Net's total downsampling are padded by edge
+replication and the score is cropped back.
+
+Models are saved as a diffusers-style directory (no pickles anywhere)::
+
+    config.json                             UNet2DModel config (diffusers' own format)
+    diffusion_pytorch_model.safetensors     weights used for inference (the EMA weights)
+    driftrec.json                           the SDE and the format version
+    raw_model.safetensors                   raw training weights (checkpoints only)
+    training_state.safetensors/.json        optimizer, step and RNG state (checkpoints only)
+
+so ``diffusers.UNet2DModel.from_pretrained(path)`` also opens the bare network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DModel
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from solvers.sdes import DriftSDE, get_sde
+
+__all__ = [
+    "CONFIG_NAME",
+    "DRIFTREC_CONFIG_NAME",
+    "PRESETS",
+    "RAW_WEIGHTS_NAME",
+    "WEIGHTS_NAME",
+    "ScoreModel",
+    "build_unet",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+RAW_WEIGHTS_NAME = "raw_model.safetensors"
+DRIFTREC_CONFIG_NAME = "driftrec.json"
+FORMAT_VERSION = 1
+
+
+def _plain(n: int) -> tuple[str, ...]:
+    return ("DownBlock2D",) * n
+
+
+#: U-Net sizes. ``"tiny"`` (~0.17 M parameters) is for tests, ``"small"`` (~2.7 M) for quick
+#: experiments, ``"paper"`` (~64 M, the scale of the paper's 65.6 M NCSN++) for real training.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "block_out_channels": (16, 32),
+        "layers_per_block": 1,
+        "down_block_types": _plain(2),
+        "up_block_types": ("UpBlock2D",) * 2,
+        "norm_num_groups": 8,
+        "attention_head_dim": 8,
+    },
+    "small": {
+        "block_out_channels": (32, 64, 128),
+        "layers_per_block": 1,
+        "down_block_types": ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        "up_block_types": ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        "norm_num_groups": 16,
+        "attention_head_dim": 32,
+    },
+    "paper": {
+        "block_out_channels": (128, 128, 256, 256, 256, 256),
+        "layers_per_block": 3,
+        "down_block_types": (*_plain(4), "AttnDownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "AttnUpBlock2D", *(("UpBlock2D",) * 4)),
+        "norm_num_groups": 32,
+        "attention_head_dim": 64,
+    },
+}
+
+
+def build_unet(size: str = "tiny", *, seed: int = 0, **overrides: Any) -> UNet2DModel:
+    """Build the conditional U-Net (6 channels in, 3 out, Fourier embedding of ``log σ``).
+
+    Initialisation is reproducible: it runs under a forked global RNG seeded with ``seed``, so the
+    caller's random state is left untouched.
+
+    Parameters
+    ----------
+    size : str
+        A key of :data:`PRESETS`.
+    seed : int
+        Seed of the weight initialisation.
+    **overrides
+        Any :class:`~diffusers.UNet2DModel` argument, replacing the preset's.
+
+    Returns
+    -------
+    diffusers.UNet2DModel
+        The network, in float32 on the CPU.
+    """
+    if size not in PRESETS:
+        raise ValueError(f"size must be one of {sorted(PRESETS)}, got {size!r}")
+    cfg: dict[str, Any] = {
+        "in_channels": 6,
+        "out_channels": 3,
+        "time_embedding_type": "fourier",
+        "flip_sin_to_cos": True,
+        **PRESETS[size],
+        **overrides,
+    }
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UNet2DModel(**cfg)
+
+
+class ScoreModel(nn.Module):
+    """Conditional score network ``model(x_t, y, t)`` of DriftRec (see the module docstring).
+
+    Parameters
+    ----------
+    unet : diffusers.UNet2DModel
+        A U-Net with ``in_channels = 2 * C``, ``out_channels = C`` and
+        ``time_embedding_type="fourier"`` (it receives :math:`\\sigma_t`, takes its logarithm for the
+        embedding and divides its output by :math:`\\sigma_t`).
+    sde : DriftSDE or str
+        The forward SDE the model is trained for; it maps ``t`` to :math:`\\sigma_t`.
+    """
+
+    def __init__(self, unet: UNet2DModel, sde: DriftSDE | str = "ouve") -> None:
+        super().__init__()
+        if unet.config.time_embedding_type != "fourier":
+            raise ValueError("unet must use time_embedding_type='fourier' (it receives sigma_t)")
+        if unet.config.in_channels != 2 * unet.config.out_channels:
+            raise ValueError(
+                f"unet must take 2*C input channels for C output channels, got "
+                f"in_channels={unet.config.in_channels}, out_channels={unet.config.out_channels}"
+            )
+        self.unet = unet
+        self.sde = get_sde(sde)
+
+    @classmethod
+    def from_preset(
+        cls, size: str = "tiny", sde: DriftSDE | str = "ouve", *, seed: int = 0, **overrides: Any
+    ) -> ScoreModel:
+        """A fresh model of a preset size (see :data:`PRESETS` and :func:`build_unet`).
+
+        Parameters
+        ----------
+        size : str
+            ``"tiny"``, ``"small"`` or ``"paper"``.
+        sde : DriftSDE or str
+            The forward SDE.
+        seed : int
+            Seed of the initialisation.
+        **overrides
+            :class:`~diffusers.UNet2DModel` arguments replacing the preset's.
+
+        Returns
+        -------
+        ScoreModel
+            The model (float32, CPU).
+        """
+        return cls(build_unet(size, seed=seed, **overrides), sde)
+
+    @property
+    def multiple(self) -> int:
+        """Side lengths are padded to a multiple of this (the U-Net's total downsampling)."""
+        return 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    def num_parameters(self) -> int:
+        """Number of parameters of the network.
+
+        Returns
+        -------
+        int
+            The count (trainable and fixed).
+        """
+        return sum(p.numel() for p in self.parameters())
+
+    def network(self, x_t: Tensor, y: Tensor, sigma: Tensor) -> Tensor:
+        """The U-Net output divided by ``sigma`` (the score), for explicit noise levels.
+
+        Parameters
+        ----------
+        x_t, y : torch.Tensor
+            State and corrupted image ``(B, C, H, W)`` in ``[0, 1]`` units.
+        sigma : torch.Tensor
+            Noise levels :math:`\\sigma_t > 0`, shape ``(B,)``.
+
+        Returns
+        -------
+        torch.Tensor
+            The score estimate ``(B, C, H, W)``.
+        """
+        if x_t.shape != y.shape or x_t.ndim != 4:
+            raise ValueError(
+                f"x_t and y must be (B, C, H, W) of one shape, got {tuple(x_t.shape)}, {tuple(y.shape)}"
+            )
+        if x_t.shape[1] != self.unet.config.out_channels:
+            raise ValueError(f"expected {self.unet.config.out_channels} channels, got {x_t.shape[1]}")
+        h, w = x_t.shape[-2:]
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        inp = torch.cat([2 * x_t - 1, 2 * y - 1], dim=1)
+        if ph or pw:
+            inp = F.pad(inp, (0, pw, 0, ph), mode="replicate")
+        sigma = sigma.to(device=inp.device, dtype=inp.dtype).reshape(-1).expand(x_t.shape[0])
+        out = self.unet(inp, sigma).sample
+        return out[..., :h, :w]
+
+    def forward(self, x_t: Tensor, y: Tensor, t: Tensor) -> Tensor:
+        """Score :math:`s_\\theta(x_t, y, t) \\approx \\nabla \\log p_t(x_t \\mid y)`.
+
+        Parameters
+        ----------
+        x_t, y : torch.Tensor
+            State and corrupted image ``(B, C, H, W)`` in ``[0, 1]`` units.
+        t : torch.Tensor or float
+            Process times, shape ``(B,)`` (a scalar is broadcast).
+
+        Returns
+        -------
+        torch.Tensor
+            The score, like ``x_t``.
+        """
+        if not isinstance(t, Tensor):
+            t = torch.tensor(float(t), dtype=torch.float64)
+        t = t.reshape(-1).expand(x_t.shape[0])
+        sigma = self.sde.std(t.to(torch.float64))
+        return self.network(x_t, y, sigma)
+
+    # -- persistence -------------------------------------------------------------------------
+    def save_pretrained(
+        self, path: str | os.PathLike[str], *, raw_state: dict[str, Tensor] | None = None
+    ) -> Path:
+        """Save as a diffusers-style directory (config JSON + safetensors, no pickles).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Target directory (created).
+        raw_state : dict, optional
+            Raw (non-EMA) U-Net weights to store beside this model's (EMA) weights.
+
+        Returns
+        -------
+        pathlib.Path
+            The directory.
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.unet.save_config(path)
+        save_file(_contiguous(self.unet.state_dict()), str(path / WEIGHTS_NAME))
+        if raw_state is not None:
+            save_file(_contiguous(raw_state), str(path / RAW_WEIGHTS_NAME))
+        meta = {"format_version": FORMAT_VERSION, "class": "ScoreModel", "sde": self.sde.config()}
+        (path / DRIFTREC_CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        ema: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> ScoreModel:
+        """Load a directory written by :meth:`save_pretrained` (safetensors only).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The directory.
+        ema : bool
+            Load the EMA (inference) weights; ``False`` loads the raw training weights, which only
+            checkpoints contain.
+        device, dtype : optional
+            Where and in which precision to put the model.
+
+        Returns
+        -------
+        ScoreModel
+            The model, in eval mode.
+
+        Raises
+        ------
+        FileNotFoundError
+            If a required file is missing.
+        """
+        path = Path(path)
+        for name in (CONFIG_NAME, DRIFTREC_CONFIG_NAME):
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"{path} is not a DriftRec model directory: {name} is missing")
+        meta = json.loads((path / DRIFTREC_CONFIG_NAME).read_text())
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(f"{path} was written by a newer format ({meta['format_version']})")
+        weights = path / (WEIGHTS_NAME if ema else RAW_WEIGHTS_NAME)
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights} is missing")
+        config = UNet2DModel.load_config(path)
+        with torch.random.fork_rng(devices=[]):
+            unet = UNet2DModel.from_config(config)
+        unet.load_state_dict(load_file(str(weights)), strict=True)
+        model = cls(unet, get_sde(meta["sde"]))
+        model.to(device=device, dtype=dtype)
+        return model.eval()
+
+
+def _contiguous(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    # safetensors refuses shared or non-contiguous storage; clone into independent buffers
+    return {k: v.detach().contiguous().clone() for k, v in state.items()}

@@ -1,0 +1,430 @@
+r"""Training DriftRec score models by conditional denoising score matching.
+
+For a pair :math:`(x_0, y)` the forward SDE's perturbation kernel is
+:math:`\mathcal N(\mu_t, \sigma_t^2 I)` (:mod:`solvers.sdes`), and the paper's σ-weighted loss
+(eq. 15) is
+
+.. math::
+
+    \mathcal L(\theta) = \mathbb E_{t\sim\mathcal U(t_\varepsilon, 1),\,(x_0,y),\,z}
+        \big\lVert \sigma_t\, s_\theta(x_t, y, t) + z \big\rVert^2,
+    \qquad x_t = \mu_t(x_0, y) + \sigma_t z,
+
+reported here as a mean over pixels (so an untrained network that outputs zero scores 1).
+
+Pairs come from clean images and **any** opkit operator (never a plugin import):
+
+* an :class:`~opkit.EncodeDecodeOperator` (JPEG, quantisation, ...): :math:`y = \mathrm{Decode}(\mathrm{Encode}(x_0))`;
+* a :class:`~opkit.LinearOperator` whose output has the image's shape (denoise, blur, inpaint, ...):
+  :math:`y = H x_0 + \sigma_y n`;
+* a registered name, created through :func:`opkit.create` for the crop shape; with
+  ``quality_range=(lo, hi)`` a quality is drawn uniformly per image (the paper draws JPEG
+  qualities uniformly at every step) and passed as the ``quality`` parameter.
+
+Optimisation follows the paper: AdamW (learning rate 1e-4), an exponential moving average of the
+weights with decay 0.999 (used for inference), random crops. Checkpoints are diffusers-style
+directories (:mod:`solvers.score_models`) that also hold the raw weights, the optimizer state, the
+step, the loss history and the random generators, so a resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+import opkit
+from solvers.score_models import RAW_WEIGHTS_NAME, WEIGHTS_NAME, ScoreModel
+from solvers.sdes import DriftSDE, get_sde
+
+__all__ = ["PairMaker", "TrainResult", "dsm_loss", "random_crops", "train_driftrec"]
+
+STATE_NAME = "training_state.safetensors"
+STATE_JSON = "training_state.json"
+
+
+def _as_image_list(images: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    if isinstance(images, Tensor):
+        if images.ndim == 3:
+            images = images[None]
+        if images.ndim != 4:
+            raise ValueError(f"images must be (N, C, H, W) or a list of (C, H, W), got {tuple(images.shape)}")
+        return list(images)
+    out = list(images)
+    if not out:
+        raise ValueError("images must not be empty")
+    for im in out:
+        if not isinstance(im, Tensor) or im.ndim != 3 or not im.is_floating_point():
+            raise ValueError("every image must be a floating (C, H, W) tensor")
+    return out
+
+
+def random_crops(
+    images: Tensor | Sequence[Tensor], size: int | tuple[int, int], batch: int, generator: torch.Generator
+) -> Tensor:
+    """Draw ``batch`` random crops (image chosen uniformly, then a uniform offset).
+
+    Parameters
+    ----------
+    images : torch.Tensor or sequence of torch.Tensor
+        ``(N, C, H, W)`` or a list of ``(C, H, W)`` images of any sizes at least ``size``.
+    size : int or (int, int)
+        Crop height and width.
+    batch : int
+        Number of crops.
+    generator : torch.Generator
+        A CPU generator for the indices and offsets.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(batch, C, h, w)`` on the images' device.
+    """
+    ims = _as_image_list(images)
+    ch, cw = (size, size) if isinstance(size, int) else size
+    for im in ims:
+        if im.shape[-2] < ch or im.shape[-1] < cw:
+            raise ValueError(f"crop size {(ch, cw)} exceeds an image of size {tuple(im.shape[-2:])}")
+    idx = torch.randint(0, len(ims), (batch,), generator=generator).tolist()
+    u = torch.rand((batch, 2), generator=generator, dtype=torch.float64).tolist()
+    crops = []
+    for k, (a, b) in zip(idx, u, strict=True):  # one slice per crop, not per pixel
+        im = ims[k]
+        i = int(a * (im.shape[-2] - ch + 1))
+        j = int(b * (im.shape[-1] - cw + 1))
+        crops.append(im[:, i : i + ch, j : j + cw])
+    return torch.stack(crops)
+
+
+class PairMaker:
+    """Make corrupted images ``y`` from clean ones with any opkit operator.
+
+    Parameters
+    ----------
+    operator : opkit.Operator or str
+        An operator built for the crop shape, or a registered name (created through
+        :func:`opkit.create` for each image shape met, with ``params``).
+    sigma_y : float
+        Standard deviation of the Gaussian noise added after a linear operator (image units).
+    quality_range : (int, int), optional
+        Draw ``quality`` uniformly in ``[lo, hi]`` per image (needs a registered name).
+    params : dict, optional
+        Further factory parameters for a registered name.
+
+    Notes
+    -----
+    An :class:`~opkit.EncodeDecodeOperator` gives ``y = pinv(forward(x0))`` (decode of encode);
+    a linear operator must map images to images of the same shape.
+    """
+
+    def __init__(
+        self,
+        operator: opkit.Operator[Any] | str,
+        *,
+        sigma_y: float = 0.0,
+        quality_range: tuple[int, int] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        if not (isinstance(sigma_y, int | float) and sigma_y >= 0):
+            raise ValueError(f"sigma_y must be a non-negative number, got {sigma_y!r}")
+        if quality_range is not None:
+            lo, hi = quality_range
+            if not (isinstance(lo, int) and isinstance(hi, int) and lo <= hi):
+                raise ValueError(f"quality_range must be two integers lo <= hi, got {quality_range!r}")
+            if not isinstance(operator, str):
+                raise ValueError("quality_range needs the operator as a registered name (e.g. 'jpeg')")
+        if not isinstance(operator, str | opkit.Operator):
+            raise ValueError(f"operator must be an opkit.Operator or a registered name, got {operator!r}")
+        self.operator = operator
+        self.sigma_y = float(sigma_y)
+        self.quality_range = quality_range
+        self.params = dict(params or {})
+        self._cache: dict[tuple[Any, ...], opkit.Operator[Any]] = {}
+
+    def _op(self, shape: tuple[int, int, int], quality: int | None) -> opkit.Operator[Any]:
+        if isinstance(self.operator, opkit.Operator):
+            if tuple(self.operator.shape) != tuple(shape):
+                raise ValueError(
+                    f"operator is built for shape {self.operator.shape}, crops have shape {shape}"
+                )
+            return self.operator
+        key = (shape, quality)
+        op = self._cache.get(key)
+        if op is None:
+            extra = {} if quality is None else {"quality": quality}
+            op = opkit.create(self.operator, shape=shape, **self.params, **extra)
+            self._cache[key] = op
+        return op
+
+    def _apply(self, op: opkit.Operator[Any], x0: Tensor, generator: torch.Generator | None) -> Tensor:
+        if isinstance(op, opkit.EncodeDecodeOperator):
+            y = op.decode(op(x0))
+        elif isinstance(op, opkit.LinearOperator):
+            if tuple(op.out_shape) != tuple(op.shape):
+                raise ValueError(
+                    f"DriftRec needs image-shaped measurements; {op!r} maps {op.shape} to {tuple(op.out_shape)}"
+                )
+            y = op(x0)
+        else:
+            raise ValueError(f"unsupported operator type {type(op).__name__}")
+        if self.sigma_y > 0:
+            y = y + self.sigma_y * torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+        return y.to(dtype=x0.dtype)
+
+    def __call__(
+        self,
+        x0: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        quality_generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Corrupt a batch ``x0`` (``(B, C, H, W)`` in ``[0, 1]``).
+
+        Parameters
+        ----------
+        x0 : torch.Tensor
+            Clean images.
+        generator : torch.Generator, optional
+            Source of the measurement noise (on ``x0``'s device).
+        quality_generator : torch.Generator, optional
+            CPU generator for the per-image qualities.
+
+        Returns
+        -------
+        torch.Tensor
+            ``y``, like ``x0``.
+        """
+        shape = tuple(x0.shape[1:])
+        if self.quality_range is None:
+            return self._apply(self._op(shape, None), x0, generator)  # type: ignore[arg-type]
+        lo, hi = self.quality_range
+        q = torch.randint(lo, hi + 1, (x0.shape[0],), generator=quality_generator)
+        y = torch.empty_like(x0)
+        for qq in torch.unique(q).tolist():  # one call per distinct quality, not per pixel
+            sel = (q == qq).nonzero().flatten().to(x0.device)
+            y[sel] = self._apply(self._op(shape, int(qq)), x0[sel], generator)  # type: ignore[arg-type]
+        return y
+
+
+def dsm_loss(
+    model: torch.nn.Module, sde: DriftSDE, x0: Tensor, y: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """σ-weighted denoising score matching loss :math:`\\lVert\\sigma_t s_\\theta(x_t, y, t) + z\\rVert^2`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Score model ``model(x_t, y, t)``.
+    sde : DriftSDE
+        The forward SDE (``t ~ U(t_eps, 1)``).
+    x0, y : torch.Tensor
+        Clean and corrupted batches ``(B, C, H, W)``.
+    generator : torch.Generator, optional
+        Source of ``t`` and ``z`` (on ``x0``'s device).
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar loss (mean over batch and pixels).
+    """
+    b = x0.shape[0]
+    u = torch.rand((b,), generator=generator, device=x0.device, dtype=x0.dtype)
+    t = sde.t_eps + (1.0 - sde.t_eps) * u
+    x_t, z = sde.marginal_sample(x0, y, t, generator)
+    sigma = sde.std(t).reshape(b, 1, 1, 1)
+    return (sigma * model(x_t, y, t) + z).pow(2).mean()
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train_driftrec`.
+
+    Attributes
+    ----------
+    model : ScoreModel
+        The EMA model (eval mode): use this one for sampling.
+    raw : ScoreModel
+        The raw trained model.
+    losses : list of float
+        Loss of every step since the start (resumed runs included).
+    step : int
+        Steps done.
+    """
+
+    model: ScoreModel
+    raw: ScoreModel
+    losses: list[float] = field(default_factory=list)
+    step: int = 0
+
+
+def _save_checkpoint(
+    path: Path,
+    raw: ScoreModel,
+    ema: ScoreModel,
+    opt: torch.optim.Optimizer,
+    step: int,
+    losses: list[float],
+    gens: dict[str, torch.Generator],
+) -> None:
+    ema.save_pretrained(path, raw_state=raw.unet.state_dict())
+    sd = opt.state_dict()
+    tensors: dict[str, Tensor] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous().clone()
+    for name, g in gens.items():
+        tensors[f"rng.{name}"] = g.get_state().clone()
+    save_file(tensors, str(path / STATE_NAME))
+    meta = {"step": step, "losses": losses, "param_groups": sd["param_groups"]}
+    (path / STATE_JSON).write_text(json.dumps(meta))
+
+
+def _load_checkpoint(
+    path: Path, raw: ScoreModel, ema: ScoreModel, opt: torch.optim.Optimizer, gens: dict[str, torch.Generator]
+) -> tuple[int, list[float]]:
+    raw.unet.load_state_dict(load_file(str(path / RAW_WEIGHTS_NAME)))
+    ema.unet.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
+    meta = json.loads((path / STATE_JSON).read_text())
+    tensors = load_file(str(path / STATE_NAME))
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    for name, g in gens.items():
+        g.set_state(tensors[f"rng.{name}"])
+    return int(meta["step"]), [float(v) for v in meta["losses"]]
+
+
+def train_driftrec(
+    images: Tensor | Sequence[Tensor],
+    operator: opkit.Operator[Any] | str | PairMaker,
+    *,
+    model: ScoreModel | None = None,
+    sde: DriftSDE | str = "ouve",
+    size: str = "tiny",
+    steps: int = 1000,
+    batch_size: int = 8,
+    crop_size: int | tuple[int, int] = 64,
+    lr: float = 1e-4,
+    weight_decay: float = 1e-2,
+    ema_decay: float = 0.999,
+    sigma_y: float = 0.0,
+    quality_range: tuple[int, int] | None = None,
+    operator_params: dict[str, Any] | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a conditional score model on pairs made from clean images and an operator.
+
+    Parameters
+    ----------
+    images : torch.Tensor or sequence of torch.Tensor
+        Clean images in ``[0, 1]``: ``(N, C, H, W)`` or a list of ``(C, H, W)`` of any sizes.
+    operator : opkit.Operator, str or PairMaker
+        The corruption (see :class:`PairMaker`); e.g. ``"jpeg"`` with ``quality_range=(1, 100)``.
+    model : ScoreModel, optional
+        Model to train (its ``sde`` is used); by default a fresh ``size`` preset.
+    sde : DriftSDE or str
+        Forward SDE of a fresh model.
+    size : str
+        Preset of a fresh model (``"tiny"``, ``"small"``, ``"paper"``).
+    steps : int
+        Total optimisation steps (a resumed run continues up to this number).
+    batch_size : int
+        Crops per step.
+    crop_size : int or (int, int)
+        Crop size.
+    lr, weight_decay : float
+        AdamW parameters (paper: learning rate 1e-4).
+    ema_decay : float
+        Decay of the weight moving average (paper: 0.999).
+    sigma_y : float
+        Noise added after a linear operator.
+    quality_range : (int, int), optional
+        Per-image uniform quality for a registered name.
+    operator_params : dict, optional
+        Extra factory parameters for a registered name.
+    seed : int
+        Seeds the fresh model, the crops, the qualities, ``t`` and ``z``.
+    device : torch.device or str, optional
+        Where to train (default: the model's device, else CPU).
+    checkpoint_dir : path, optional
+        Directory of the checkpoint (written every ``checkpoint_every`` steps and at the end).
+    checkpoint_every : int
+        Checkpoint period in steps (0: only at the end).
+    resume : bool
+        Continue from ``checkpoint_dir`` if it holds a checkpoint.
+    progress : bool
+        Show a tqdm progress bar with the running loss.
+
+    Returns
+    -------
+    TrainResult
+        EMA model, raw model, loss history and step count.
+    """
+    for name, v in (("steps", steps), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir")
+    ims = _as_image_list(images)
+    if model is None:
+        model = ScoreModel.from_preset(size, get_sde(sde), seed=seed)
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(dev).train()
+    the_sde = model.sde
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    maker = (
+        operator
+        if isinstance(operator, PairMaker)
+        else PairMaker(operator, sigma_y=sigma_y, quality_range=quality_range, params=operator_params)
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    gens = {"cpu": torch.Generator().manual_seed(seed), "device": torch.Generator(dev).manual_seed(seed + 1)}
+    start, losses = 0, []
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if resume and ckpt is not None and (ckpt / STATE_JSON).is_file():
+        start, losses = _load_checkpoint(ckpt, model, ema, opt, gens)
+        model.to(dev)
+        ema.to(dev)
+    bar = tqdm(total=steps, initial=start, disable=not progress, desc="driftrec", dynamic_ncols=True)
+    ema_params = list(ema.parameters())
+    params = list(model.parameters())
+    for step in range(start, steps):
+        x0 = random_crops(ims, crop_size, batch_size, gens["cpu"]).to(dev)
+        with torch.no_grad():
+            y = maker(x0, generator=gens["device"], quality_generator=gens["cpu"])
+        loss = dsm_loss(model, the_sde, x0, y, gens["device"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for e, p in zip(ema_params, params, strict=True):
+                e.lerp_(p, 1.0 - ema_decay)
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if ckpt is not None and checkpoint_every and (step + 1) % checkpoint_every == 0:
+            _save_checkpoint(ckpt, model, ema, opt, step + 1, losses, gens)
+    bar.close()
+    if ckpt is not None:
+        _save_checkpoint(ckpt, model, ema, opt, steps, losses, gens)
+    model.eval()
+    return TrainResult(model=ema, raw=model, losses=losses, step=max(steps, start))
