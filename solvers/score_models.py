@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from diffusers import UNet2DModel
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -218,7 +217,7 @@ class ScoreModel(nn.Module):
         ph, pw = (-h) % m, (-w) % m
         inp = torch.cat([2 * x_t - 1, 2 * y - 1], dim=1)
         if ph or pw:
-            inp = F.pad(inp, (0, pw, 0, ph), mode="replicate")
+            inp = torch.nn.functional.pad(inp, (0, pw, 0, ph), mode="replicate")
         sigma = sigma.to(device=inp.device, dtype=inp.dtype).reshape(-1).expand(x_t.shape[0])
         out = self.unet(inp, sigma).sample
         return out[..., :h, :w]

@@ -136,7 +136,7 @@ def _bcast(v: Time, like: Tensor) -> Tensor | float:
 
 
 class DriftSDE(abc.ABC):
-    r"""Base class of the DriftRec family :math:`\mathrm{d}x = \gamma F(t)(y - x)\mathrm{d}t + g(t)\mathrm{d}w`.
+    r"""Base class of the family :math:`\mathrm{d}x = \gamma F(t)(y - x)\mathrm{d}t + g(t)\mathrm{d}w`.
 
     A subclass implements :meth:`F`. It may override :meth:`Phi` (:math:`\gamma\int_0^t F`) and
     :meth:`unit_variance` (the variance for :math:`\nu = 1`) with closed forms, and

@@ -14,7 +14,8 @@ reported here as a mean over pixels (so an untrained network that outputs zero s
 
 Pairs come from clean images and **any** opkit operator (never a plugin import):
 
-* an :class:`~opkit.EncodeDecodeOperator` (JPEG, quantisation, ...): :math:`y = \mathrm{Decode}(\mathrm{Encode}(x_0))`;
+* an :class:`~opkit.EncodeDecodeOperator` (JPEG, quantisation, ...):
+  :math:`y = \mathrm{Decode}(\mathrm{Encode}(x_0))`;
 * a :class:`~opkit.LinearOperator` whose output has the image's shape (denoise, blur, inpaint, ...):
   :math:`y = H x_0 + \sigma_y n`;
 * a registered name, created through :func:`opkit.create` for the crop shape; with
@@ -171,7 +172,7 @@ class PairMaker:
         elif isinstance(op, opkit.LinearOperator):
             if tuple(op.out_shape) != tuple(op.shape):
                 raise ValueError(
-                    f"DriftRec needs image-shaped measurements; {op!r} maps {op.shape} to {tuple(op.out_shape)}"
+                    f"DriftRec needs image-shaped measurements; {op!r} maps to {tuple(op.out_shape)}"
                 )
             y = op(x0)
         else:
