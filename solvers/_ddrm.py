@@ -289,6 +289,23 @@ def _repeat(v: Any, k: int, batch: int) -> Any:
     return v
 
 
+def _tick(bar: Any, tic: float) -> None:
+    """Advance the progress bar and show the time of the step just done."""
+    bar.set_postfix_str(f"{(time.perf_counter() - tic) * 1e3:.1f} ms/step", refresh=False)
+    bar.update()
+
+
+def _close(bar: Any) -> None:
+    """Show the mean time per step and close the bar."""
+    if bar is None:
+        return
+    elapsed = bar.format_dict.get("elapsed", 0.0)
+    if bar.n:
+        bar.set_postfix_str(f"{elapsed / bar.n * 1e3:.1f} ms/step on average", refresh=False)
+    bar.refresh()
+    bar.close()
+
+
 class _Run:
     """One DDRM run: schedule, options and the two update loops."""
 
@@ -325,7 +342,7 @@ class _Run:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=len(self.timesteps), desc=desc, unit="step", leave=False)
+        return tqdm(total=len(self.timesteps), desc=desc, unit="step", leave=True)
 
     def _eps(self, x_in: Tensor, t: int, kwargs: dict[str, Any]) -> Tensor:
         tt = torch.full((x_in.shape[0],), t, dtype=torch.long, device=x_in.device)
@@ -429,11 +446,9 @@ class _Run:
                     new.addcmul_(_randn(new.shape, self.generator, new), a_z)
                 xbar = new
                 if bar is not None:
-                    bar.set_postfix_str(f"{(time.perf_counter() - tic) * 1e3:.1f} ms/step", refresh=False)
-                    bar.update()
+                    _tick(bar, tic)
         finally:
-            if bar is not None:
-                bar.close()
+            _close(bar)
         out = op.V(xbar)
         return out.add_(1.0).mul_(0.5).clamp_(0.0, 1.0)
 
@@ -486,9 +501,7 @@ class _Run:
                         noise.add_(eps, alpha=1.0 - eta)
                     x_in = mix.mul(math.sqrt(a_n)).add_(noise, alpha=math.sqrt(1 - a_n))
                 if bar is not None:
-                    bar.set_postfix_str(f"{(time.perf_counter() - tic) * 1e3:.1f} ms/step", refresh=False)
-                    bar.update()
+                    _tick(bar, tic)
         finally:
-            if bar is not None:
-                bar.close()
+            _close(bar)
         return mix.add_(1.0).mul_(0.5).clamp_(0.0, 1.0)
