@@ -27,7 +27,12 @@ from torch import Tensor
 import opkit
 from opkit.params import one_of
 from opkit.testing.strategies import shapes
-from opkit_plugins._separable import SeparableSVDOperator, correlation_matrix, factorize
+from opkit_plugins._separable import (
+    SeparableSVDOperator,
+    correlation_matrix,
+    factorize,
+    separable_correlation,
+)
 
 __all__ = [
     "Blur",
@@ -309,12 +314,10 @@ class Blur(SeparableSVDOperator):
         top, bottom = _same_pads(kc.numel())
         left, right = _same_pads(kr.numel())
 
+        pads = (left, right, top, bottom)
+
         def direct(x: Tensor) -> Tensor:
-            b, c, hh, ww = x.shape
-            z = nnf.pad(x.reshape(b * c, 1, hh, ww), (left, right, top, bottom))
-            z = nnf.conv2d(z, self.cast("kc", kc, x).view(1, 1, -1, 1))
-            z = nnf.conv2d(z, self.cast("kr", kr, x).view(1, 1, 1, -1))
-            return z.reshape(b, c, hh, ww)
+            return separable_correlation(x, self.cast("kc", kc, x), self.cast("kr", kr, x), pads=pads)
 
         super().__init__(shp, col, row, direct=direct)
         self.params = p

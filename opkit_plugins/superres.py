@@ -27,7 +27,12 @@ from torch import Tensor
 import opkit
 from opkit.params import positive_int
 from opkit.testing.strategies import shapes
-from opkit_plugins._separable import SeparableSVDOperator, correlation_matrix, factorize
+from opkit_plugins._separable import (
+    SeparableSVDOperator,
+    correlation_matrix,
+    factorize,
+    separable_correlation,
+)
 
 __all__ = [
     "BicubicParams",
@@ -113,10 +118,16 @@ class SRBlock(opkit.SVDOperator):
               = \\underbrace{1}_{U}\\cdot\\underbrace{\\tfrac{1}{f}}_{s}\\cdot
                 \\underbrace{q_1^T}_{V^T} \\operatorname{vec}(\\text{block}_{ij}).
 
-    Spectral layout: ``Vt(x)`` has shape ``(B, C, H/f, W/f, f²)``; entry ``[..., k]`` is the
-    ``k``-th coefficient ``Qᵀ p`` of the block (:func:`block_basis`). :attr:`singulars` is the
-    ``(f²,)`` vector ``(1/f, 0, …, 0)``. ``Ut(y)`` puts ``y`` in the coefficient ``k = 0`` and
-    zeros elsewhere; ``U(v)`` reads ``v[..., 0]``.
+    ``V`` is block-diagonal with the Householder basis ``Q`` (:func:`block_basis`) on every
+    block. Because ``Q = I − 2wwᵀ/(wᵀw)`` with ``w = e₁ − q₁``, ``Q p = p − (2 wᵀp / wᵀw) w`` costs
+    one block sum and one update per pixel, and ``Q = Qᵀ`` so ``V`` and ``Vᵀ`` are the same map.
+
+    Spectral layout: ``Vt(x)`` has shape ``(B, C, H/f, f, W/f, f)`` (a block view of the image);
+    entry ``[b, c, i, p, j, q]`` is coefficient ``k = p·f + q`` of block ``(i, j)``, i.e.
+    ``(Qᵀ vec(block))_k`` with the block flattened row-major. :attr:`singulars` has shape
+    ``(f, 1, f)``: ``1/f`` at ``[0, 0, 0]`` (coefficient ``k = 0``, the block sum over ``f``) and
+    zero elsewhere. ``Ut(y)`` puts ``y`` in coefficient ``0`` and zeros elsewhere; ``U(v)`` reads
+    ``v[:, :, :, 0, :, 0]``.
 
     ``H`` is :func:`torch.nn.functional.avg_pool2d`, ``Hᵀ y`` spreads ``y/f²`` over each block and
     ``H† y`` repeats each measured value over its block (nearest-neighbour upsampling).
@@ -133,10 +144,14 @@ class SRBlock(opkit.SVDOperator):
         super().__init__(shape)
         self.params = BlockParams(factor=factor)
         _check_divisible(self.shape, factor)
-        self._f = factor
-        self._Q = block_basis(factor)
-        s = torch.zeros(factor * factor, dtype=torch.float64)
-        s[0] = 1.0 / factor
+        f = factor
+        self._f = f
+        w = torch.full((f, 1, f), -1.0 / f, dtype=torch.float64)
+        w[0, 0, 0] += 1.0
+        self._w = w  # Householder vector e₁ − q₁, laid out as (p, 1, q)
+        self._ww = 2.0 * (f - 1) / f  # wᵀw
+        s = torch.zeros((f, 1, f), dtype=torch.float64)
+        s[0, 0, 0] = 1.0 / f
         self._s = s
 
     @property
@@ -152,28 +167,35 @@ class SRBlock(opkit.SVDOperator):
 
     @property
     def singulars(self) -> Tensor:
-        """``(1/f, 0, …, 0)``, shape ``(f²,)``."""
+        """``1/f`` on coefficient ``0`` of every block, zero elsewhere; shape ``(f, 1, f)``."""
         return self._s
 
-    def Vt(self, x: Tensor) -> Tensor:
-        """Block coefficients ``Qᵀ p`` for every block, shape ``(B, C, H/f, W/f, f²)``."""
+    def _reflect(self, blocks: Tensor) -> Tensor:
+        """``Q p`` for every block of a ``(B, C, H/f, f, W/f, f)`` view."""
+        if self._f == 1:
+            return blocks.clone()
         f = self._f
-        blocks = einops.rearrange(x, "b c (h p) (w q) -> b c h w (p q)", p=f, q=f)
-        return blocks @ self.cast("Q", self._Q, x)  # (Qᵀ p)ᵀ = pᵀ Q
+        dot = blocks[:, :, :, 0, :, 0] - blocks.sum(dim=(3, 5)) / f  # wᵀp
+        scale = (2.0 / self._ww) * dot[:, :, :, None, :, None]
+        return blocks - scale * self.cast("w", self._w, blocks)
+
+    def Vt(self, x: Tensor) -> Tensor:
+        """Block coefficients ``Qᵀ p``, shape ``(B, C, H/f, f, W/f, f)``."""
+        f = self._f
+        return self._reflect(einops.rearrange(x, "b c (h p) (w q) -> b c h p w q", p=f, q=f))
 
     def V(self, v: Tensor) -> Tensor:
-        """Image whose block ``(i, j)`` is ``Q v[..., i, j, :]``."""
-        f = self._f
-        blocks = v @ self.cast("Q", self._Q, v).mT
-        return einops.rearrange(blocks, "b c h w (p q) -> b c (h p) (w q)", p=f, q=f)
+        """Image whose block ``(i, j)`` is ``Q v[:, :, i, :, j, :]``."""
+        return einops.rearrange(self._reflect(v), "b c h p w q -> b c (h p) (w q)")
 
     def Ut(self, y: Tensor) -> Tensor:
         """``y`` in coefficient ``0`` of each block, zeros in the other ``f² − 1``."""
-        return nnf.pad(y.unsqueeze(-1), (0, self._f * self._f - 1))
+        f = self._f
+        return nnf.pad(y[:, :, :, None, :, None], (0, f - 1, 0, 0, 0, f - 1))
 
     def U(self, v: Tensor) -> Tensor:
-        """The measured coefficient ``v[..., 0]``."""
-        return v[..., 0]
+        """The measured coefficient ``v[:, :, :, 0, :, 0]``."""
+        return v[:, :, :, 0, :, 0]
 
     def forward(self, x: Tensor) -> Tensor:
         """``H x`` = :func:`torch.nn.functional.avg_pool2d` with kernel and stride ``f``."""
@@ -301,18 +323,6 @@ def bicubic_kernel(factor: int, a: float = -0.5) -> Tensor:
     return k / k.sum()
 
 
-def _strided_separable(
-    x: Tensor, kc: Tensor, kr: Tensor, stride: int, pads: tuple[int, int, int, int]
-) -> Tensor:
-    """Zero-padded, strided separable correlation ``A_c X A_rᵀ`` by two native conv passes."""
-    b, c, h, w = x.shape
-    left, right, top, bottom = pads
-    z = nnf.pad(x.reshape(b * c, 1, h, w), (left, right, top, bottom))
-    z = nnf.conv2d(z, kc.view(1, 1, -1, 1), stride=(stride, 1))
-    z = nnf.conv2d(z, kr.view(1, 1, 1, -1), stride=(1, stride))
-    return z.reshape(b, c, z.shape[-2], z.shape[-1])
-
-
 def sr_bicubic_reference(x: Tensor, factor: int) -> Tensor:
     """Direct strided bicubic downsampling: one ``conv2d`` with the ``4f × 4f`` kernel.
 
@@ -377,7 +387,7 @@ class SRBicubic(SeparableSVDOperator):
 
         def direct(x: Tensor) -> Tensor:
             kk = self.cast("kernel", k, x)
-            return _strided_separable(x, kk, kk, factor, pads)
+            return separable_correlation(x, kk, kk, stride=factor, pads=pads)
 
         super().__init__(shp, col, row, direct=direct)
         self.params = params

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import einops
 import numpy as np
 import pytest
 import torch
@@ -56,20 +57,35 @@ def test_block_basis_is_orthonormal_with_constant_first_vector(factor: int) -> N
     op = SRBlock((1, factor, factor), factor=factor)
     expected = torch.zeros(factor * factor, dtype=torch.float64)
     expected[0] = 1.0 / factor
-    torch.testing.assert_close(op.singulars, expected)
+    torch.testing.assert_close(op.singulars.flatten(), expected)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4])
+def test_sr_block_vt_is_the_householder_basis_on_every_block(factor: int) -> None:
+    op = SRBlock((2, 2 * factor, 3 * factor), factor=factor)
+    x = torch.rand(
+        3, 2, 2 * factor, 3 * factor, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
+    blocks = einops.rearrange(x, "b c (h p) (w q) -> b c h w (p q)", p=factor, q=factor)
+    expected = blocks @ block_basis(factor)  # row k of Qᵀ p is the coefficient k
+    got = einops.rearrange(op.Vt(x), "b c h p w q -> b c h w (p q)")
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-14)
 
 
 def test_sr_block_spectral_layout() -> None:
     op = SRBlock((2, 8, 12), factor=4)
     x = torch.rand(3, 2, 8, 12, dtype=torch.float64)
     v = op.Vt(x)
-    assert v.shape == (3, 2, 2, 3, 16)
-    assert op.singulars.shape == (16,)
+    assert v.shape == (3, 2, 2, 4, 3, 4)
+    assert op.singulars.shape == (4, 1, 4)
     y = op(x)
     uty = op.Ut(y)
-    assert torch.count_nonzero(uty[..., 1:]) == 0
-    # the measured coordinate is coefficient 0, the block mean times f (= <q1, p>)
-    torch.testing.assert_close(v[..., 0], 4 * y, rtol=0, atol=1e-13)
+    assert uty.shape == v.shape
+    mask = torch.ones(4, 1, 4, dtype=torch.bool)
+    mask[0, 0, 0] = False
+    assert torch.count_nonzero(uty * mask) == 0
+    # the measured coordinate is coefficient 0, <q1, p> = f · (block mean)
+    torch.testing.assert_close(v[:, :, :, 0, :, 0], 4 * y, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("factor", [2, 3])
