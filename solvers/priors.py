@@ -582,7 +582,10 @@ class GaussianPrior:
         tt = _t_index(t, b, x_t.device)
         a = self.alphas_cumprod.to(x_t.device, x_t.dtype)[tt].view(b, 1)
         r = x_t.reshape(b, -1) - a.sqrt() * mean.reshape(1, -1)
-        est = mean.reshape(1, -1) + torch.einsum("bij,bj->bi", gain[tt], r)
+        if bool((tt == tt[0]).all()):  # one timestep for the whole batch: one matrix product
+            est = mean.reshape(1, -1) + r @ gain[tt[0]].T
+        else:
+            est = mean.reshape(1, -1) + torch.einsum("bij,bj->bi", gain[tt], r)
         return est.view_as(x_t)
 
     def __call__(self, x_t: Tensor, t: Any, **kwargs: Any) -> Tensor:
