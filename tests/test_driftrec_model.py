@@ -1,0 +1,106 @@
+"""DriftRec's conditional score network: structure, sizes, padding, persistence."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import solvers
+from solvers.score_models import PRESETS, ScoreModel, build_unet
+
+
+def test_network_is_conditional_on_y_and_divides_by_sigma() -> None:
+    model = ScoreModel.from_preset("tiny", "ouve", seed=0).eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    t = torch.tensor([0.2, 0.9])
+    sigma = model.sde.std(t)
+    seen = {}
+    hook = model.unet.time_proj.register_forward_hook(lambda m, i, o: seen.update(sigma=i[0].clone()))
+    with torch.no_grad():
+        score = model(x, y, t)
+        raw = model.unet(torch.cat([2 * x - 1, 2 * y - 1], 1), sigma).sample  # already / σ
+    hook.remove()
+    torch.testing.assert_close(seen["sigma"], sigma)  # the embedding receives σ_t ...
+    assert model.unet.time_proj.log  # ... and takes its logarithm
+    torch.testing.assert_close(score, raw)
+    with torch.no_grad():  # output scales exactly like 1/σ for fixed embedding input
+        unscaled = model.unet(torch.cat([2 * x - 1, 2 * y - 1], 1), sigma).sample * sigma.view(-1, 1, 1, 1)
+        y2 = torch.rand(2, 3, 8, 8, generator=g)
+        assert not torch.allclose(model(x, y2, t), score)  # y matters
+    assert torch.isfinite(unscaled).all()
+    assert model.unet.config.in_channels == 6 and model.unet.config.out_channels == 3
+
+
+def test_sizes_from_tiny_to_paper_scale() -> None:
+    tiny = ScoreModel.from_preset("tiny").num_parameters()
+    assert tiny < 300_000
+    # paper scale (~65 M) counted on the meta device: no memory, no time
+    with torch.device("meta"):
+        paper = sum(p.numel() for p in build_unet("paper").parameters())
+    assert 60e6 < paper < 70e6
+    assert set(PRESETS) == {"tiny", "small", "paper"}
+    with pytest.raises(ValueError, match="size"):
+        build_unet("huge")
+
+
+def test_any_image_size_is_padded_and_cropped() -> None:
+    model = ScoreModel.from_preset("small", "cosve").eval()
+    x = torch.rand(1, 3, 13, 21)
+    with torch.no_grad():
+        out = model(x, x, torch.tensor([0.5]))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="channels"):
+        model(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), torch.tensor([0.5]))
+
+
+def test_save_load_roundtrip_is_bit_exact_and_safetensors_only(tmp_path) -> None:
+    model = ScoreModel.from_preset("tiny", solvers.sdes.TSDVE(sigma_max=0.8), seed=3).eval()
+    model.save_pretrained(tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["config.json", "diffusion_pytorch_model.safetensors", "driftrec.json"]
+    meta = json.loads((tmp_path / "driftrec.json").read_text())
+    assert meta["sde"]["name"] == "tsdve" and meta["sde"]["sigma_max"] == 0.8
+    loaded = solvers.load_driftrec(tmp_path)
+    assert loaded.sde == model.sde and not loaded.training
+    g = torch.Generator().manual_seed(1)
+    x, y, t = (
+        torch.rand(3, 3, 12, 8, generator=g),
+        torch.rand(3, 3, 12, 8, generator=g),
+        torch.rand(3, generator=g),
+    )
+    with torch.no_grad():
+        assert torch.equal(model(x, y, t), loaded(x, y, t))
+    # the directory is a valid diffusers UNet2DModel directory too
+    from diffusers import UNet2DModel
+
+    unet = UNet2DModel.from_pretrained(tmp_path, use_safetensors=True)
+    assert all(
+        torch.equal(a, b) for a, b in zip(unet.state_dict().values(), model.unet.state_dict().values())
+    )
+    with pytest.raises(FileNotFoundError, match="raw_model"):
+        solvers.load_driftrec(tmp_path, ema=False)
+
+
+def test_no_extension_is_built_or_loaded() -> None:
+    if "torch.utils.cpp_extension" in sys.modules:
+        pytest.skip("torch.utils.cpp_extension was already imported by something else in this session")
+    ScoreModel.from_preset("tiny")(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), torch.tensor([0.5]))
+    # the reference network JIT-compiles CUDA kernels through torch.utils.cpp_extension; ours never loads it
+    assert "torch.utils.cpp_extension" not in sys.modules
+
+
+@pytest.mark.slow
+def test_network_imports_without_any_compile_step() -> None:
+    code = (
+        "import solvers, torch; m = solvers.score_models.ScoreModel.from_preset('tiny');"
+        "print(m(torch.rand(1,3,8,8), torch.rand(1,3,8,8), torch.tensor([0.5])).shape)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "torch.Size([1, 3, 8, 8])" in out.stdout
