@@ -170,23 +170,24 @@ class SRBlock(opkit.SVDOperator):
         """``1/f`` on coefficient ``0`` of every block, zero elsewhere; shape ``(f, 1, f)``."""
         return self._s
 
-    def _reflect(self, blocks: Tensor) -> Tensor:
-        """``Q p`` for every block of a ``(B, C, H/f, f, W/f, f)`` view."""
-        if self._f == 1:
-            return blocks.clone()
+    def _reflect(self, img: Tensor) -> Tensor:
+        """``Q p`` for every block ``p`` of a ``(B, C, H, W)`` tensor, as ``(B, C, H/f, f, W/f, f)``."""
         f = self._f
-        dot = blocks[:, :, :, 0, :, 0] - blocks.sum(dim=(3, 5)) / f  # wᵀp
+        blocks = einops.rearrange(img, "b c (h p) (w q) -> b c h p w q", p=f, q=f)
+        if f == 1:
+            return blocks.clone()
+        dot = img[..., ::f, ::f] - f * nnf.avg_pool2d(img, f)  # wᵀp = p₀ − Σp / f
         scale = (2.0 / self._ww) * dot[:, :, :, None, :, None]
-        return blocks - scale * self.cast("w", self._w, blocks)
+        return torch.addcmul(blocks, scale, self.cast("w", self._w, img), value=-1.0)
 
     def Vt(self, x: Tensor) -> Tensor:
         """Block coefficients ``Qᵀ p``, shape ``(B, C, H/f, f, W/f, f)``."""
-        f = self._f
-        return self._reflect(einops.rearrange(x, "b c (h p) (w q) -> b c h p w q", p=f, q=f))
+        return self._reflect(x)
 
     def V(self, v: Tensor) -> Tensor:
         """Image whose block ``(i, j)`` is ``Q v[:, :, i, :, j, :]``."""
-        return einops.rearrange(self._reflect(v), "b c h p w q -> b c (h p) (w q)")
+        img = einops.rearrange(v, "b c h p w q -> b c (h p) (w q)")
+        return einops.rearrange(self._reflect(img), "b c h p w q -> b c (h p) (w q)")
 
     def Ut(self, y: Tensor) -> Tensor:
         """``y`` in coefficient ``0`` of each block, zeros in the other ``f² − 1``."""
