@@ -1,0 +1,247 @@
+"""Priors: schedules, the diffusers adapter, offline safetensors-only loading, exact priors."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+import solvers
+from solvers.priors import (
+    DiffusionPrior,
+    GaussianPrior,
+    OraclePrior,
+    UNetPrior,
+    linear_alphas_cumprod,
+    load_prior,
+    uniform_timesteps,
+)
+
+F64 = torch.float64
+
+
+def tiny_unet(out_channels: int = 3, seed: int = 0) -> Any:
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=out_channels,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    ).eval()
+
+
+# --------------------------------------------------------------------------------------------
+# schedules
+# --------------------------------------------------------------------------------------------
+
+
+def test_linear_schedule_is_ddpm_s() -> None:
+    a = linear_alphas_cumprod()
+    betas = 1e-4 + (0.02 - 1e-4) * torch.arange(1000, dtype=F64) / 999
+    assert a.dtype == F64 and a.shape == (1000,)
+    torch.testing.assert_close(a, torch.cumprod(1 - betas, 0), rtol=1e-14, atol=0)
+    assert float(a[0]) == pytest.approx(1 - 1e-4, abs=1e-15)
+    assert bool((a[1:] < a[:-1]).all())
+    with pytest.raises(ValueError, match="num_timesteps"):
+        linear_alphas_cumprod(0)
+    with pytest.raises(ValueError, match="beta_start"):
+        linear_alphas_cumprod(10, 0.5, 0.1)
+
+
+def test_uniform_timesteps() -> None:
+    assert uniform_timesteps(1000, 20) == list(range(950, -1, -50))
+    assert uniform_timesteps(1000, 3) == [666, 333, 0]
+    ts = uniform_timesteps(1000, 20, t_start=300)
+    assert ts[0] == 300 and ts[-1] == 0 and len(ts) == 20 and len(set(ts)) == 20
+    assert uniform_timesteps(1000, 1, t_start=7) == [7]
+    assert uniform_timesteps(10, 10) == list(range(9, -1, -1))
+    for args, word in [
+        ((1000, 0), "steps"),
+        ((10, 11), "steps"),
+        ((1000, 5, 2), "t_start"),
+        ((1000, 5, 1000), "t_start"),
+    ]:
+        with pytest.raises(ValueError, match=word):
+            uniform_timesteps(*args)
+
+
+# --------------------------------------------------------------------------------------------
+# exact priors
+# --------------------------------------------------------------------------------------------
+
+
+def _tweedie(prior: Any, x_t: Tensor, t: int) -> Tensor:
+    a = float(prior.alphas_cumprod[t])
+    return (x_t - math.sqrt(1 - a) * prior(x_t, t)) / math.sqrt(a)
+
+
+def test_oracle_prior_predicts_the_image() -> None:
+    x0 = torch.rand(2, 3, 4, 4, dtype=F64)
+    prior = OraclePrior(x0)
+    assert isinstance(prior, DiffusionPrior)
+    x_t = torch.randn(6, 3, 4, 4, dtype=F64)
+    for t in (0, 500, 999):
+        torch.testing.assert_close(_tweedie(prior, x_t, t), (2 * x0 - 1).repeat_interleave(3, 0))
+    with pytest.raises(ValueError, match="multiple"):
+        prior(torch.randn(3, 3, 4, 4, dtype=F64), 5)
+
+
+def test_gaussian_prior_is_the_mmse_denoiser() -> None:
+    """Isotropic case in closed form: E[x₀|x_t] = μ + √ᾱ v/(ᾱ v + 1 − ᾱ) (x_t − √ᾱ μ)."""
+    v = 0.3
+    mean = torch.linspace(-0.5, 0.5, 12, dtype=F64).view(3, 2, 2)
+    prior = GaussianPrior(mean, v * torch.eye(12, dtype=F64))
+    x_t = torch.randn(4, 3, 2, 2, dtype=F64)
+    for t in (0, 250, 999):
+        a = float(prior.alphas_cumprod[t])
+        want = mean + math.sqrt(a) * v / (a * v + 1 - a) * (x_t - math.sqrt(a) * mean)
+        torch.testing.assert_close(prior.denoise(x_t, t), want, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(_tweedie(prior, x_t, t), want, rtol=1e-10, atol=1e-10)
+    mixed = prior.denoise(x_t, torch.tensor([0, 250, 999, 250]))  # per-sample timesteps
+    torch.testing.assert_close(mixed[2], prior.denoise(x_t[2:3], 999)[0])
+
+
+# --------------------------------------------------------------------------------------------
+# diffusers adapter
+# --------------------------------------------------------------------------------------------
+
+
+def test_unet_prior_calls_the_network() -> None:
+    net = tiny_unet()
+    prior = UNetPrior(net, linear_alphas_cumprod())
+    x = torch.randn(2, 3, 8, 8)
+    eps = prior(x, torch.tensor([3, 3]))
+    with torch.no_grad():
+        want = net(x, torch.tensor([3, 3])).sample
+    torch.testing.assert_close(eps, want)
+    assert prior(x.double(), 3).dtype == F64  # cast to the network's dtype and back
+    assert "UNet2DModel" in repr(prior)
+
+
+def test_unet_prior_learned_variance_takes_first_half() -> None:
+    net = tiny_unet(out_channels=6)
+    prior = UNetPrior(net, linear_alphas_cumprod())
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        full = net(x, torch.tensor([10])).sample
+    torch.testing.assert_close(prior(x, 10), full[:, :3])
+
+
+class _Const(torch.nn.Module):
+    """A 'network' that returns a fixed tensor, for the parametrisation conversions."""
+
+    def __init__(self, value: Tensor) -> None:
+        super().__init__()
+        self.value = torch.nn.Parameter(value, requires_grad=False)
+
+    def forward(self, x: Tensor, t: Tensor, return_dict: bool = False, **kw: Any) -> tuple[Tensor]:
+        return (self.value.expand_as(x),)
+
+
+@pytest.mark.parametrize("kind", ["sample", "v_prediction"])
+def test_unet_prior_converts_parametrisations(kind: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(1, 3, 4, 4, generator=g, dtype=F64) * 2 - 1
+    eps = torch.randn(1, 3, 4, 4, generator=g, dtype=F64)
+    abar = linear_alphas_cumprod()
+    t = 400
+    a = float(abar[t])
+    x_t = math.sqrt(a) * x0 + math.sqrt(1 - a) * eps
+    out = x0 if kind == "sample" else math.sqrt(a) * eps - math.sqrt(1 - a) * x0
+    prior = UNetPrior(_Const(out), abar, prediction_type=kind)
+    torch.testing.assert_close(prior(x_t, t), eps, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="prediction_type"):
+        UNetPrior(_Const(out), abar, prediction_type="score")
+
+
+# --------------------------------------------------------------------------------------------
+# load_prior
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _save_flat(path: Path, net: Any) -> None:
+    from diffusers import DDPMScheduler
+
+    net.save_pretrained(path, safe_serialization=True)
+    DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear").save_pretrained(path)
+
+
+def test_load_flat_layout(tmp_path: Path) -> None:
+    net = tiny_unet()
+    _save_flat(tmp_path, net)
+    prior = load_prior(tmp_path)
+    assert isinstance(prior, UNetPrior) and isinstance(prior, DiffusionPrior)
+    torch.testing.assert_close(prior.alphas_cumprod, linear_alphas_cumprod(), rtol=1e-6, atol=0)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        want = net(x, torch.tensor([7, 7])).sample
+    torch.testing.assert_close(prior(x, 7), want)
+    assert solvers.load_prior is load_prior
+
+
+def test_load_pipeline_layout_and_run_ddrm(tmp_path: Path) -> None:
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    net = tiny_unet(seed=1)
+    DDPMPipeline(unet=net, scheduler=DDPMScheduler()).save_pretrained(tmp_path)
+    assert (tmp_path / "unet").is_dir() and (tmp_path / "scheduler").is_dir()
+    prior = load_prior(str(tmp_path), dtype=torch.float64)
+    import opkit
+
+    op = opkit.create("denoise", shape=(3, 8, 8))
+    y = torch.rand(1, 3, 8, 8, dtype=F64)
+    out = solvers.ddrm(op, y, prior, steps=3, sigma_y=0.1, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (1, 3, 8, 8) and out.dtype == F64
+    assert 0 <= float(out.min()) and float(out.max()) <= 1
+
+
+def test_load_prior_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="default"):
+        load_prior("default")
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        load_prior(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match=re.escape("config.json")):
+        load_prior(tmp_path)
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        load_prior(tmp_path / "file.txt")
+
+    flat = tmp_path / "flat"
+    _save_flat(flat, tiny_unet())
+    (flat / "scheduler_config.json").rename(flat / "other.json")
+    with pytest.raises(FileNotFoundError, match=re.escape("scheduler_config.json")):
+        load_prior(flat)
+    (flat / "other.json").rename(flat / "scheduler_config.json")
+
+    weights = flat / "diffusion_pytorch_model.safetensors"
+    weights.rename(flat / "elsewhere.safetensors")
+    with pytest.raises(FileNotFoundError, match=re.escape("diffusion_pytorch_model.safetensors")):
+        load_prior(flat)
+    (flat / "diffusion_pytorch_model.bin").write_bytes(b"not unpickled")
+    with pytest.raises(ValueError, match="pickle"):
+        load_prior(flat)
+    (flat / "diffusion_pytorch_model.bin").unlink()
+    (flat / "elsewhere.safetensors").rename(weights)
+
+    cfg = json.loads((flat / "config.json").read_text())
+    cfg["_class_name"] = "UNet2DConditionModel"
+    (flat / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="UNet2DConditionModel"):
+        load_prior(flat)
