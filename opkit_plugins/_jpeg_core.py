@@ -19,9 +19,9 @@ import math
 from functools import cache, lru_cache
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
+from torch.nn import functional as tnf
 
 __all__ = [
     "CHROMA_BASE",
@@ -190,7 +190,7 @@ def _chroma_mean(plane: Tensor, fh: int, fv: int) -> Tensor:
     """``fv x fh`` means of a full-size plane, the last row/column replicated when odd."""
     h, w = plane.shape[-2:]
     p = _pad_to(plane, -(-h // fv) * fv, -(-w // fh) * fh)
-    return F.avg_pool2d(p.unsqueeze(1), (fv, fh)).squeeze(1)
+    return tnf.avg_pool2d(p.unsqueeze(1), (fv, fh)).squeeze(1)
 
 
 def encode_float(x: Tensor, geo: Geometry, tables: Tensor) -> list[Tensor]:
@@ -256,7 +256,7 @@ def _solve_edge_blocks(k: Tensor, r: int, c: int, q: Tensor) -> Tensor:
     find a point of the intersection. Blocks are processed together; the margin is relaxed for
     the (rare) blocks that need it.
     """
-    a, a_pinv, proj = (
+    _, a_pinv, proj = (
         t.to(k.device) for t in _edge_system(r, c, tuple(int(v) for v in q.flatten().tolist()))
     )
     kf = k.to(torch.float64)

@@ -1,0 +1,334 @@
+"""The ``jpeg`` operator against libjpeg-turbo (through Pillow and jpeglib) and its own laws.
+
+Fast tests sample qualities; the ``slow`` ones sweep all of them.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import opkit
+from opkit.testing import check_operator
+from opkit_plugins import jpeg
+from opkit_plugins.jpeg import JPEG, JpegCoefficients, JpegParams
+
+jpeglib = pytest.importorskip("jpeglib")
+skdata = pytest.importorskip("skimage.data")
+
+PIL_SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+def _photo(name: str) -> np.ndarray:
+    return np.ascontiguousarray(getattr(skdata, name)())
+
+
+def _as_tensor(img: np.ndarray, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    t = torch.from_numpy(img.copy())
+    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+    return t.to(dtype) / 255.0
+
+
+def _save(img: np.ndarray, path: Path, **kw: object) -> Path:
+    Image.fromarray(img).save(path, format="JPEG", **kw)
+    return path
+
+
+def _jpeglib_coefficients(path: Path, channels: int) -> list[torch.Tensor]:
+    j = jpeglib.read_dct(str(path))
+    arrays = [j.Y] if channels == 1 else [j.Y, j.Cb, j.Cr]
+    return [torch.from_numpy(np.asarray(a, dtype=np.int32)) for a in arrays]
+
+
+def _agreement(y: JpegCoefficients, ref: list[torch.Tensor]) -> float:
+    same = sum(int((c[0] == r).sum()) for c, r in zip(y.components, ref))
+    return same / sum(r.numel() for r in ref)
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float((a.double() - b.double()).pow(2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+
+
+def _pillow_roundtrip(img: np.ndarray, quality: int, subsampling: str) -> torch.Tensor:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality, subsampling=PIL_SUBSAMPLING[subsampling])
+    buf.seek(0)
+    return _as_tensor(np.asarray(Image.open(buf)))
+
+
+# ------------------------------------------------------------------------------------------------
+# tables
+# ------------------------------------------------------------------------------------------------
+def test_tables_equal_pillows_for_every_quality() -> None:
+    img = np.zeros((8, 8, 3), np.uint8)
+    for q in range(1, 101):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=q)
+        buf.seek(0)
+        pil = Image.open(buf).quantization  # natural (row-major) order
+        ours = jpeg.quality_tables(q)
+        assert ours[0].flatten().tolist() == list(pil[0]), q
+        assert ours[1].flatten().tolist() == list(pil[1]), q
+
+
+def test_tables_follow_the_ijg_formula_at_known_points() -> None:
+    t50 = jpeg.quality_tables(50)
+    assert t50[0, 0, 0] == 16 and t50[1, 7, 7] == 99  # q = 50 is the Annex K table itself
+    assert bool((jpeg.quality_tables(100) == 1).all())
+    assert bool((jpeg.quality_tables(1) == 255).all())  # 5000 % clipped to the baseline maximum
+    assert jpeg.quality_tables(10)[0, 0, 0] == (16 * 500 + 50) // 100
+
+
+# ------------------------------------------------------------------------------------------------
+# encoder fidelity
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("subsampling", ["4:2:0", "4:4:4"])
+@pytest.mark.parametrize("quality", [10, 50, 90])
+def test_coefficients_agree_with_libjpeg_on_a_photo(tmp_path: Path, subsampling: str, quality: int) -> None:
+    img = _photo("chelsea")  # 300 x 451: odd width, partial blocks and MCUs
+    path = _save(img, tmp_path / "c.jpg", quality=quality, subsampling=PIL_SUBSAMPLING[subsampling])
+    op = opkit.create("jpeg", shape=(3, *img.shape[:2]), quality=quality, subsampling=subsampling)
+    ratio = _agreement(op(_as_tensor(img)), _jpeglib_coefficients(path, 3))
+    assert ratio >= (0.9999 if quality <= 50 else 0.999), ratio
+    assert ratio == 1.0  # the libjpeg arithmetic is bit-exact on these photos (measured)
+
+
+def test_float_arithmetic_is_close_to_libjpeg(tmp_path: Path) -> None:
+    """The linear float pipeline differs only by libjpeg's intermediate roundings."""
+    img = _photo("chelsea")
+    for quality, floor in ((10, 0.999), (50, 0.995), (90, 0.97)):
+        path = _save(img, tmp_path / "c.jpg", quality=quality, subsampling=2)
+        op = opkit.create("jpeg", shape=(3, *img.shape[:2]), quality=quality, encoder="float")
+        ratio = _agreement(op(_as_tensor(img)), _jpeglib_coefficients(path, 3))
+        assert floor <= ratio < 1.0, (quality, ratio)
+
+
+def test_grayscale_coefficients_agree_with_libjpeg(tmp_path: Path) -> None:
+    img = _photo("camera")[:123, :77]
+    path = _save(img, tmp_path / "g.jpg", quality=40)
+    op = opkit.create("jpeg", shape=(1, 123, 77), quality=40)
+    assert _agreement(op(_as_tensor(img)), _jpeglib_coefficients(path, 1)) == 1.0
+
+
+def test_encode_auto_mixes_arithmetics_per_image() -> None:
+    img = _as_tensor(_photo("coffee")[:40, :56])
+    noisy = (img + 0.3 / 255).clamp(0, 1)  # off the 8-bit grid
+    op = opkit.create("jpeg", shape=(3, 40, 56), quality=90)
+    lj = opkit.create("jpeg", shape=(3, 40, 56), quality=90, encoder="libjpeg")
+    fl = opkit.create("jpeg", shape=(3, 40, 56), quality=90, encoder="float")
+    both = op.codes(op(torch.cat([img, noisy])))
+    assert torch.equal(both[0], lj.codes(lj(img))[0])
+    assert torch.equal(both[1], fl.codes(fl(noisy))[0])
+
+
+# ------------------------------------------------------------------------------------------------
+# decoder fidelity
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("subsampling", ["4:2:0", "4:2:2", "4:4:4"])
+def test_libjpeg_decode_of_a_files_coefficients_matches_pillow(tmp_path: Path, subsampling: str) -> None:
+    img = _photo("astronaut")[:203, :317]
+    path = _save(img, tmp_path / "a.jpg", quality=35, subsampling=PIL_SUBSAMPLING[subsampling])
+    op, y = jpeg.from_file(path, decode="libjpeg")
+    out = op.decode(y)
+    pil = _as_tensor(np.asarray(Image.open(path)), torch.float32)
+    assert _psnr(out, pil) >= 50.0
+    assert torch.equal(out, pil)  # bit-exact (measured)
+
+
+@pytest.mark.parametrize("subsampling", ["4:2:0", "4:4:4"])
+@pytest.mark.parametrize("quality", [1, 37, 75, 100])
+def test_encode_then_decode_matches_pillow_save_and_load(subsampling: str, quality: int) -> None:
+    img = _photo("coffee")[:97, :130]
+    op = opkit.create("jpeg", shape=(3, 97, 130), quality=quality, subsampling=subsampling, decode="libjpeg")
+    out = op.decode(op(_as_tensor(img)))
+    assert _psnr(out, _pillow_roundtrip(img, quality, subsampling)) >= 45.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("subsampling", ["4:2:0", "4:2:2", "4:4:4"])
+def test_encode_then_decode_matches_pillow_at_every_quality(subsampling: str) -> None:
+    img = _photo("astronaut")[100:260, 50:275]
+    op_x = _as_tensor(img)
+    for q in range(1, 101):
+        op = opkit.create(
+            "jpeg", shape=(3, *img.shape[:2]), quality=q, subsampling=subsampling, decode="libjpeg"
+        )
+        out = op.decode(op(op_x))
+        pil = _pillow_roundtrip(img, q, subsampling)
+        assert _psnr(out, pil) >= 45.0, q
+        assert torch.equal(out.double(), pil), q
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["astronaut", "chelsea", "coffee"])
+@pytest.mark.parametrize("subsampling", ["4:2:0", "4:2:2", "4:4:4"])
+def test_coefficients_agree_with_libjpeg_at_every_quality(
+    tmp_path: Path, name: str, subsampling: str
+) -> None:
+    img = _photo(name)
+    x = _as_tensor(img)
+    for q in range(1, 101):
+        path = _save(img, tmp_path / "s.jpg", quality=q, subsampling=PIL_SUBSAMPLING[subsampling])
+        op = opkit.create("jpeg", shape=(3, *img.shape[:2]), quality=q, subsampling=subsampling)
+        ratio = _agreement(op(x), _jpeglib_coefficients(path, 3))
+        assert ratio >= (0.9999 if q <= 50 else 0.999), (q, ratio)
+
+
+# ------------------------------------------------------------------------------------------------
+# laws
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(3, 17, 23), (3, 9, 1), (1, 13, 7), (3, 16, 32)])
+@pytest.mark.parametrize("subsampling", ["4:2:0", "4:2:2", "4:4:4"])
+def test_exact_law_for_odd_sizes_and_every_sampling(shape: tuple[int, int, int], subsampling: str) -> None:
+    for quality, encoder in ((1, "auto"), (50, "float"), (100, "auto")):
+        op = opkit.create("jpeg", shape=shape, quality=quality, subsampling=subsampling, encoder=encoder)
+        for dtype in (torch.float64, torch.float32):
+            report = check_operator(op, dtype=dtype, batch=2, seed=quality)
+            assert report.errors["Encode(Decode(Encode(x))) == Encode(x) (max code difference)"] == 0.0
+
+
+def test_exact_decode_is_a_right_inverse_of_a_real_photos_codes() -> None:
+    img = _as_tensor(_photo("chelsea")[:61, :83]) + 0.1 / 255  # continuous: float arithmetic
+    op = opkit.create("jpeg", shape=(3, 61, 83), quality=95)
+    y = op(img)
+    assert torch.equal(op.codes(op(op.pinv(y))), op.codes(y))
+
+
+def test_roundtrip_tolerance_bounds_the_error_and_tightens_with_quality() -> None:
+    tols = [opkit.create("jpeg", shape=(3, 16, 16), quality=q).roundtrip_tolerance() for q in (10, 50, 95)]
+    assert tols[0] > tols[1] > tols[2]
+    op = opkit.create("jpeg", shape=(1, 24, 40), quality=90)
+    x = _as_tensor(_photo("camera")[:24, :40])
+    err = float((op.pinv(op(x)) - x).pow(2).mean().sqrt())
+    assert err <= op.roundtrip_tolerance() < 0.05
+
+
+# ------------------------------------------------------------------------------------------------
+# measurement plumbing
+# ------------------------------------------------------------------------------------------------
+def test_measurement_layout_codes_and_map() -> None:
+    op = opkit.create("jpeg", shape=(3, 20, 35), quality=60)
+    y = op(torch.rand(2, 3, 20, 35, generator=torch.Generator().manual_seed(0)))
+    assert [tuple(c.shape) for c in y.components] == [(2, 3, 5, 8, 8), (2, 2, 3, 8, 8), (2, 2, 3, 8, 8)]
+    assert y.sampling == "4:2:0" and y.size == (20, 35) and y.dtype == torch.float32
+    assert op.codes(y).shape == (2, 64 * (15 + 6 + 6))
+    twice = op.map_measurement(y, lambda t: t.repeat(2, 1, 1, 1, 1))
+    assert twice.batch == 4 and torch.equal(op.decode(twice)[2:], op.decode(y))
+
+
+def test_decode_is_a_pure_function_of_the_measurement() -> None:
+    x = torch.rand(1, 3, 16, 24, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = opkit.create("jpeg", shape=(3, 16, 24), quality=20).encode(x)
+    other = opkit.create("jpeg", shape=(3, 16, 24), quality=90)  # its own tables are not used
+    first = other.decode(y)
+    assert first.dtype == torch.float64
+    assert torch.equal(first, other.decode(y))
+    assert torch.equal(first, opkit.create("jpeg", shape=(3, 16, 24), quality=20).decode(y))
+
+
+def test_explicit_tables_in_every_accepted_form() -> None:
+    t = jpeg.quality_tables(33)
+    ref = opkit.create("jpeg", shape=(3, 8, 8), quality=33).tables
+    pillow_dict = {0: t[0].flatten().tolist(), 1: t[1].flatten().tolist()}
+    for form in (t, t.numpy(), t.view(2, 64).tolist(), pillow_dict):
+        assert torch.equal(opkit.create("jpeg", shape=(3, 8, 8), tables=form).tables, ref)
+    one = opkit.create("jpeg", shape=(3, 8, 8), tables=t[0])
+    assert torch.equal(one.tables, t[0].expand(3, 8, 8))
+
+
+# ------------------------------------------------------------------------------------------------
+# files
+# ------------------------------------------------------------------------------------------------
+def test_from_file_uses_the_files_own_tables_and_sampling(tmp_path: Path) -> None:
+    img = _photo("coffee")[:75, :101]
+    luma = [(i * 7) % 50 + 1 for i in range(64)]
+    chroma = [(i * 3) % 40 + 2 for i in range(64)]
+    path = _save(img, tmp_path / "t.jpg", qtables=[luma, chroma], subsampling=1)
+    op, y = jpeg.from_file(path)
+    assert op.sampling == "4:2:2" and op.shape == (3, 75, 101)
+    pil = Image.open(path).quantization
+    assert op.tables[0].flatten().tolist() == list(pil[0])
+    assert op.tables[2].flatten().tolist() == list(pil[1])
+    assert torch.equal(y.tables, op.tables)
+    # the file's coefficients are what the operator computes from the original image
+    assert torch.equal(op.codes(op(_as_tensor(img))), op.codes(y))
+
+
+def test_from_file_grayscale(tmp_path: Path) -> None:
+    img = _photo("camera")[:30, :45]
+    path = _save(img, tmp_path / "g.jpg", quality=70)
+    op, y = jpeg.from_file(path, decode="libjpeg")
+    assert op.shape == (1, 30, 45) and len(y.components) == 1
+    assert torch.equal(op.decode(y), _as_tensor(np.asarray(Image.open(path)), torch.float32))
+
+
+def test_from_file_errors(tmp_path: Path) -> None:
+    img = np.full((16, 16, 3), 100, np.uint8)
+    png = tmp_path / "x.png"
+    Image.fromarray(img).save(png)
+    with pytest.raises(ValueError, match="not a JPEG"):
+        jpeg.from_file(png)
+    with pytest.raises(ValueError, match="progressive"):
+        jpeg.from_file(_save(img, tmp_path / "p.jpg", progressive=True))
+    cmyk = tmp_path / "k.jpg"
+    Image.fromarray(img).convert("CMYK").save(cmyk, format="JPEG")
+    with pytest.raises(ValueError, match="CMYK"):
+        jpeg.from_file(cmyk)
+    data = _save(img, tmp_path / "b.jpg").read_bytes()
+    arith = tmp_path / "a.jpg"
+    arith.write_bytes(data.replace(b"\xff\xc0", b"\xff\xc9", 1))  # SOF0 -> SOF9 (arithmetic)
+    with pytest.raises(ValueError, match="arithmetic"):
+        jpeg.from_file(arith)
+    for cut in (len(data) // 2, len(data) - 2, 40):
+        short = tmp_path / f"s{cut}.jpg"
+        short.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="truncated"):
+            jpeg.from_file(short)
+
+
+# ------------------------------------------------------------------------------------------------
+# parameters
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("quality", [0, 101, -5, 50.5, True, "75"])
+def test_quality_outside_1_to_100_is_refused(quality: object) -> None:
+    with pytest.raises(ValueError, match="quality"):
+        opkit.create("jpeg", shape=(3, 8, 8), quality=quality)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"subsampling": "4:1:1"}, "subsampling"),
+        ({"decode": "fast"}, "decode"),
+        ({"encoder": "ifast"}, "encoder"),
+        ({"tables": [[0] * 64]}, "tables"),
+        ({"tables": [[1] * 63]}, "tables"),
+        ({"tables": [[1.5] * 64]}, "tables"),
+        ({"tables": [[1] * 64], "quality": 50}, "either quality or tables"),
+        ({"shape": (2, 8, 8)}, "channels"),
+    ],
+)
+def test_bad_parameters_are_refused(kwargs: dict[str, object], match: str) -> None:
+    kw: dict[str, object] = {"shape": (3, 8, 8), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        opkit.create("jpeg", **kw)
+
+
+def test_bad_measurements_are_refused() -> None:
+    op = JPEG((3, 16, 16), JpegParams(quality=50))
+    y = op(torch.rand(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="operator shape"):
+        JPEG((3, 16, 24)).decode(y)
+    with pytest.raises(TypeError, match="JpegCoefficients"):
+        op.decode(torch.zeros(1, 3, 16, 16))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="mode"):
+        op.decode(y, mode="fancy")
