@@ -29,8 +29,7 @@ from opkit.params import one_of
 from opkit.testing.strategies import shapes
 from opkit_plugins._separable import (
     SeparableSVDOperator,
-    correlation_matrix,
-    factorize,
+    correlation_factor,
     separable_correlation,
 )
 
@@ -307,10 +306,8 @@ class Blur(SeparableSVDOperator):
         _, h, w = shp
         kc, kr = p.kernels()
         same = h == w and torch.equal(kc, kr)
-        col = factorize(correlation_matrix(kc, h, pad=kernel_centre(kc.numel())), p.threshold)
-        row = (
-            col if same else factorize(correlation_matrix(kr, w, pad=kernel_centre(kr.numel())), p.threshold)
-        )
+        col = correlation_factor(kc, h, pad=kernel_centre(kc.numel()), threshold=p.threshold)
+        row = col if same else correlation_factor(kr, w, pad=kernel_centre(kr.numel()), threshold=p.threshold)
         top, bottom = _same_pads(kc.numel())
         left, right = _same_pads(kr.numel())
 

@@ -29,8 +29,7 @@ from opkit.params import positive_int
 from opkit.testing.strategies import shapes
 from opkit_plugins._separable import (
     SeparableSVDOperator,
-    correlation_matrix,
-    factorize,
+    correlation_factor,
     separable_correlation,
 )
 
@@ -382,8 +381,8 @@ class SRBicubic(SeparableSVDOperator):
         _, h, w = shp
         k = bicubic_kernel(factor)
         p = bicubic_padding(factor)
-        col = factorize(correlation_matrix(k, h, stride=factor, pad=p), threshold)
-        row = col if w == h else factorize(correlation_matrix(k, w, stride=factor, pad=p), threshold)
+        col = correlation_factor(k, h, stride=factor, pad=p, threshold=threshold)
+        row = col if w == h else correlation_factor(k, w, stride=factor, pad=p, threshold=threshold)
         pads = (p, 3 * factor - p, p, 3 * factor - p)
 
         def direct(x: Tensor) -> Tensor:
