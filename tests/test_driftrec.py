@@ -16,6 +16,14 @@ from solvers.samplers import euler_heun, euler_maruyama, probability_flow
 from solvers.sdes import OUVE, TSDVE, CosVE, DriftSDE
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def point_mass_oracle(sde: DriftSDE, x0: Tensor):
     """Exact score of p_t(x | y) when the data are the single image x0: -(x - μ_t)/σ_t²."""
 

@@ -13,6 +13,14 @@ from solvers import sdes
 from solvers.sdes import OUVE, TSDVE, CosVE, DriftSDE
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class Quadratic(DriftSDE):
     """A user-defined member, F(t) = 0.5 + t^2, with everything computed numerically."""
 
