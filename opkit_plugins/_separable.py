@@ -2,12 +2,13 @@
 
 A separable linear map of an image ``X`` (one ``H × W`` channel) is ``Y = A_c X A_rᵀ`` where
 ``A_c`` (``m_c × H``) acts along the columns (vertically) and ``A_r`` (``m_r × W``) along the
-rows (horizontally). In vectorised form ``H = A_r ⊗ A_c`` (DDRM paper, appendix D.5). With the
-1-D SVDs ``A_c = U_c S_c V_cᵀ`` and ``A_r = U_r S_r V_rᵀ``,
+rows (horizontally). Flattening images row-major (as ``torch`` does), ``H = A_c ⊗ A_r`` (the DDRM
+paper, appendix D.5, writes ``A_r ⊗ A_c`` for column-major flattening). With the 1-D SVDs
+``A_c = U_c S_c V_cᵀ`` and ``A_r = U_r S_r V_rᵀ``,
 
 .. math::
 
-    H = (U_r ⊗ U_c)\\,(S_r ⊗ S_c)\\,(V_r ⊗ V_c)^T ,
+    H = (U_c ⊗ U_r)\\,(S_c ⊗ S_r)\\,(V_c ⊗ V_r)^T ,
 
 so ``Vᵀ x`` is ``V_cᵀ X V_r`` and ``V v`` is ``V_c Ṽ V_rᵀ``: two small matrix products per channel,
 never an ``n × n`` matrix. The singular value paired with the coefficient ``(i, j)`` of
@@ -16,8 +17,9 @@ spectral layout *is* that ``(C, H, W)`` grid, so each coefficient sits next to i
 by construction; nothing is sorted or permuted (the reference implementation sorts globally and
 pairs values with the wrong coefficients when channels are interleaved).
 
-1-D convolution matrices are built by :func:`correlation_matrix`, factorised once in float64 by
-:func:`factorize` (cached per matrix) and then cast lazily to the data's device and dtype.
+1-D convolution matrices are built by :func:`correlation_matrix` and factorised once in float64
+by :func:`factorize` (:func:`correlation_factor` caches by kernel and geometry); the factors are
+cast lazily to the data's device and dtype.
 """
 
 from __future__ import annotations
@@ -179,10 +181,18 @@ def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
         cache.popitem(last=False)
 
 
+#: Threads used for the 1-D float64 factorisations. One by default: LAPACK's dense symmetric
+#: eigensolver gains little from threads at these sizes and collapses under CPU oversubscription
+#: (measured 15-40x slower with 2 threads than with 1 on a loaded 2-core machine).
+FACTOR_THREADS = 1
+
+
 def _svd(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Full SVD ``(U, σ, V)`` (descending ``σ``) of a float64 CPU matrix."""
     m, n = A.shape
     flush = torch.set_flush_denormal(True)  # subnormal eigenvector entries slow LAPACK ~10x
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(FACTOR_THREADS, threads)))
     try:
         if m == n and torch.equal(A, A.T):
             # symmetric: an eigendecomposition is faster than an SVD and gives one,
@@ -195,6 +205,7 @@ def _svd(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         U, s, Vh = torch.linalg.svd(A, full_matrices=True)
         return U, s, Vh.mT
     finally:
+        torch.set_num_threads(threads)
         if flush:
             torch.set_flush_denormal(False)
 
