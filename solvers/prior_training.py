@@ -1,0 +1,295 @@
+r"""Training an unconditional diffusion prior (DDPM, ε-prediction) for DDRM.
+
+The network learns :math:`\epsilon_\theta(x_t, t)` for the variance-preserving forward process
+
+.. math::
+
+    x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon,
+    \qquad x_0 \in [-1, 1],\ \epsilon \sim \mathcal N(0, I),\ t \sim \mathcal U\{0, \dots, T-1\},
+
+with the loss :math:`\lVert \epsilon_\theta(x_t, t) - \epsilon \rVert^2` (Ho et al. 2020), the
+1000-step linear-β schedule :math:`\beta_t \in [10^{-4}, 0.02]` that DDRM assumes, AdamW and an
+exponential moving average of the weights (used for inference). Training data are random crops of
+clean images mixed with freshly drawn dead-leaves images (:mod:`solvers.data`).
+
+The output directory follows the diffusers pipeline layout that :func:`solvers.load_prior` reads:
+``unet/`` (EMA weights, safetensors) and ``scheduler/``; ``training_state.*`` beside them hold the
+raw weights, the optimizer, the step, the loss history and the random generators, so a run resumes
+where it stopped and continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from solvers.data import dead_leaves, random_crops
+from solvers.priors import linear_alphas_cumprod
+
+__all__ = ["PRIOR_PRESETS", "build_prior_unet", "prior_loss", "train_prior"]
+
+#: UNet2DModel configurations by name (all fully convolutional except the attention blocks).
+PRIOR_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "block_out_channels": (16, 32),
+        "down_block_types": ("DownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "UpBlock2D"),
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+    },
+    "small": {
+        "block_out_channels": (32, 64, 96, 128),
+        "down_block_types": ("DownBlock2D",) * 4,
+        "up_block_types": ("UpBlock2D",) * 4,
+        "layers_per_block": 1,
+        "norm_num_groups": 16,
+    },
+    "base": {
+        "block_out_channels": (64, 128, 128, 256),
+        "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        "up_block_types": ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
+        "layers_per_block": 2,
+        "norm_num_groups": 32,
+    },
+}
+
+_STATE = "training_state.safetensors"
+_STATE_JSON = "training_state.json"
+_RAW = "raw_unet.safetensors"
+
+
+def build_prior_unet(preset: str = "small", *, sample_size: int = 64, seed: int = 0, **overrides: Any) -> Any:
+    """A fresh ``diffusers.UNet2DModel`` ε-network (3 channels in and out).
+
+    Parameters
+    ----------
+    preset : str
+        A key of :data:`PRIOR_PRESETS`.
+    sample_size : int
+        Nominal training size (the network is fully convolutional and runs at any size divisible
+        by ``2**(levels - 1)``).
+    seed : int
+        Seed of the initial weights.
+    **overrides
+        Replace preset entries (e.g. ``block_out_channels``).
+
+    Returns
+    -------
+    diffusers.UNet2DModel
+        The network.
+    """
+    from diffusers import UNet2DModel
+
+    if preset not in PRIOR_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRIOR_PRESETS)}")
+    cfg = {**PRIOR_PRESETS[preset], **overrides}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UNet2DModel(sample_size=sample_size, in_channels=3, out_channels=3, **cfg)
+
+
+def prior_loss(net: Any, x0: Tensor, alphas_cumprod: Tensor, generator: torch.Generator) -> Tensor:
+    r"""The DDPM ε-loss of a batch of clean images ``x0`` in ``[0, 1]``.
+
+    Parameters
+    ----------
+    net : diffusers.UNet2DModel
+        ε-network.
+    x0 : torch.Tensor
+        ``(B, 3, H, W)`` clean images in ``[0, 1]`` (mapped to ``[-1, 1]`` here).
+    alphas_cumprod : torch.Tensor
+        :math:`\bar\alpha`, length ``T``, on ``x0``'s device.
+    generator : torch.Generator
+        Draws ``t`` and ``ε`` (on ``x0``'s device).
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar mean squared error over all pixels.
+    """
+    b = x0.shape[0]
+    m = 2.0 * x0 - 1.0
+    t = torch.randint(0, alphas_cumprod.numel(), (b,), generator=generator, device=x0.device)
+    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    a = alphas_cumprod[t].to(x0.dtype).view(b, 1, 1, 1)
+    x_t = a.sqrt() * m + (1 - a).sqrt() * eps
+    pred = net(x_t, t, return_dict=False)[0]
+    return (pred - eps).pow(2).mean()
+
+
+def _save(
+    out: Path,
+    raw: Any,
+    ema: Any,
+    opt: torch.optim.Optimizer,
+    step: int,
+    losses: list[float],
+    gens: dict[str, torch.Generator],
+    extra: dict[str, Any],
+) -> None:
+    from diffusers import DDPMScheduler
+
+    out.mkdir(parents=True, exist_ok=True)
+    ema.save_pretrained(str(out / "unet"), safe_serialization=True)
+    DDPMScheduler(
+        num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear"
+    ).save_pretrained(str(out / "scheduler"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in raw.state_dict().items()}, str(out / _RAW))
+    sd = opt.state_dict()
+    tensors = {
+        f"opt.{pid}.{k}": torch.as_tensor(v).detach().cpu().contiguous().clone()
+        for pid, st in sd["state"].items()
+        for k, v in st.items()
+    }
+    tensors.update({f"rng.{n}": g.get_state().clone() for n, g in gens.items()})
+    save_file(tensors, str(out / _STATE))
+    meta = {"step": step, "losses": losses, "param_groups": sd["param_groups"], **extra}
+    (out / _STATE_JSON).write_text(json.dumps(meta))
+
+
+def _load(
+    out: Path, raw: Any, ema: Any, opt: torch.optim.Optimizer, gens: dict[str, torch.Generator]
+) -> tuple[int, list[float], dict[str, Any]]:
+    raw.load_state_dict(load_file(str(out / _RAW)))
+    ema.load_state_dict(load_file(str(out / "unet" / "diffusion_pytorch_model.safetensors")))
+    meta = json.loads((out / _STATE_JSON).read_text())
+    tensors = load_file(str(out / _STATE))
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    for name, g in gens.items():
+        g.set_state(tensors[f"rng.{name}"])
+    return int(meta["step"]), [float(v) for v in meta["losses"]], meta
+
+
+def train_prior(
+    out_dir: str | Path,
+    images: Sequence[Tensor],
+    *,
+    preset: str = "small",
+    steps: int = 1000,
+    batch_size: int = 16,
+    crop_size: int = 64,
+    lr: float = 2e-4,
+    warmup: int = 200,
+    ema_decay: float = 0.999,
+    dead_leaves_fraction: float = 0.25,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    checkpoint_every: int = 250,
+    resume: bool = True,
+    progress: bool = True,
+    max_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Train (or resume training) a DDPM prior and save it where :func:`solvers.load_prior` reads it.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Output directory (pipeline layout, see the module docstring).
+    images : sequence of torch.Tensor
+        Clean training images ``(1, 3, H, W)`` in ``[0, 1]``, each at least ``crop_size``.
+    preset : str
+        Network preset (:data:`PRIOR_PRESETS`); ignored when resuming.
+    steps : int
+        Total optimisation steps (a resumed run continues up to this number).
+    batch_size, crop_size : int
+        Crops per step and their side.
+    lr : float
+        AdamW learning rate after a linear warm-up of ``warmup`` steps.
+    warmup : int
+        Warm-up steps.
+    ema_decay : float
+        Decay of the weight average (with the usual ``(1 + k)/(10 + k)`` ramp at the start).
+    dead_leaves_fraction : float
+        Share of each batch drawn as dead-leaves images.
+    seed : int
+        Seeds the weights, the crops, the dead leaves, ``t`` and ``ε``.
+    device : str or torch.device
+        Where to train.
+    checkpoint_every : int
+        Save every this many steps (and at the end).
+    resume : bool
+        Continue from ``out_dir`` if it holds a checkpoint.
+    progress : bool
+        Show a progress bar with the running loss.
+    max_seconds : float, optional
+        Stop (after saving) once this much wall time has passed; rerun to continue.
+
+    Returns
+    -------
+    dict
+        ``{"step", "losses", "seconds", "parameters"}``.
+    """
+    if steps < 1 or batch_size < 1:
+        raise ValueError("steps and batch_size must be positive")
+    if not 0.0 <= dead_leaves_fraction <= 1.0:
+        raise ValueError(f"dead_leaves_fraction must be in [0, 1], got {dead_leaves_fraction!r}")
+    out = Path(out_dir)
+    dev = torch.device(device)
+    resuming = resume and (out / _STATE_JSON).is_file()
+    if resuming:
+        from diffusers import UNet2DModel
+
+        raw = UNet2DModel.from_pretrained(str(out / "unet"), use_safetensors=True, local_files_only=True)
+    else:
+        raw = build_prior_unet(preset, sample_size=crop_size, seed=seed)
+    raw = raw.to(dev).train()
+    ema = copy.deepcopy(raw).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(raw.parameters(), lr=lr, weight_decay=0.0)
+    gens = {"cpu": torch.Generator().manual_seed(seed), "device": torch.Generator(dev).manual_seed(seed + 1)}
+    start, losses, seconds = 0, [], 0.0
+    if resuming:
+        start, losses, meta = _load(out, raw, ema, opt, gens)
+        seconds = float(meta.get("seconds", 0.0))
+    alphas = linear_alphas_cumprod().to(dev, torch.float32)
+    n_leaves = round(batch_size * dead_leaves_fraction)
+    params, ema_params = list(raw.parameters()), list(ema.parameters())
+    n_params = sum(p.numel() for p in params)
+    t0 = time.perf_counter()
+    bar = tqdm(total=steps, initial=start, disable=not progress, desc="prior", dynamic_ncols=True)
+    step = start
+    for step in range(start, steps):
+        parts = []
+        if batch_size - n_leaves > 0:
+            parts.append(random_crops(images, batch_size - n_leaves, crop_size, generator=gens["cpu"]))
+        if n_leaves:
+            parts.append(dead_leaves(n_leaves, crop_size, generator=gens["cpu"]))
+        x0 = torch.cat(parts).to(dev, torch.float32)
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / max(1, warmup))
+        loss = prior_loss(raw, x0, alphas, gens["device"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema_params, params, strict=True):
+                e.lerp_(p, 1.0 - decay)
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
+        elapsed = seconds + time.perf_counter() - t0
+        done = step + 1
+        if checkpoint_every and done % checkpoint_every == 0:
+            _save(out, raw, ema, opt, done, losses, gens, {"seconds": elapsed, "preset": preset})
+        if max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
+            break
+    bar.close()
+    done = min(step + 1, steps) if steps > start else start
+    elapsed = seconds + time.perf_counter() - t0
+    _save(out, raw, ema, opt, done, losses, gens, {"seconds": elapsed, "preset": preset})
+    return {"step": done, "losses": losses, "seconds": elapsed, "parameters": n_params}
