@@ -118,8 +118,9 @@ class SRBlock(opkit.SVDOperator):
                 \\underbrace{q_1^T}_{V^T} \\operatorname{vec}(\\text{block}_{ij}).
 
     ``V`` is block-diagonal with the Householder basis ``Q`` (:func:`block_basis`) on every
-    block. Because ``Q = I − 2wwᵀ/(wᵀw)`` with ``w = e₁ − q₁``, ``Q p = p − (2 wᵀp / wᵀw) w`` costs
-    one block sum and one update per pixel, and ``Q = Qᵀ`` so ``V`` and ``Vᵀ`` are the same map.
+    block. Because ``Q = I − 2wwᵀ/(wᵀw)`` with ``w = e₁ − q₁``, ``Q p = p − c w = p − c e₁ + (c/f) 𝟙``
+    with ``c = 2 wᵀp / wᵀw``: one block sum (``avg_pool2d``) and one broadcast add per pixel. And
+    ``Q = Qᵀ``, so ``V`` and ``Vᵀ`` are the same map.
 
     Spectral layout: ``Vt(x)`` has shape ``(B, C, H/f, f, W/f, f)`` (a block view of the image);
     entry ``[b, c, i, p, j, q]`` is coefficient ``k = p·f + q`` of block ``(i, j)``, i.e.
@@ -145,9 +146,6 @@ class SRBlock(opkit.SVDOperator):
         _check_divisible(self.shape, factor)
         f = factor
         self._f = f
-        w = torch.full((f, 1, f), -1.0 / f, dtype=torch.float64)
-        w[0, 0, 0] += 1.0
-        self._w = w  # Householder vector e₁ − q₁, laid out as (p, 1, q)
         self._ww = 2.0 * (f - 1) / f  # wᵀw
         s = torch.zeros((f, 1, f), dtype=torch.float64)
         s[0, 0, 0] = 1.0 / f
@@ -175,9 +173,11 @@ class SRBlock(opkit.SVDOperator):
         blocks = einops.rearrange(img, "b c (h p) (w q) -> b c h p w q", p=f, q=f)
         if f == 1:
             return blocks.clone()
-        dot = img[..., ::f, ::f] - f * nnf.avg_pool2d(img, f)  # wᵀp = p₀ − Σp / f
-        scale = (2.0 / self._ww) * dot[:, :, :, None, :, None]
-        return torch.addcmul(blocks, scale, self.cast("w", self._w, img), value=-1.0)
+        # Q p = p − c w = p − c e₁ + (c/f) 𝟙 with c = 2 wᵀp / wᵀw and wᵀp = p₀ − Σp / f
+        c = (2.0 / self._ww) * (img[..., ::f, ::f] - f * nnf.avg_pool2d(img, f))
+        out = blocks + (c / f)[:, :, :, None, :, None]
+        out[:, :, :, 0, :, 0] -= c
+        return out
 
     def Vt(self, x: Tensor) -> Tensor:
         """Block coefficients ``Qᵀ p``, shape ``(B, C, H/f, f, W/f, f)``."""
