@@ -47,7 +47,7 @@ __all__ = [
 
 
 def correlation_matrix(
-    kernel: Sequence[float], n: int, *, stride: int = 1, pad: int = 0, m: int | None = None
+    kernel: Sequence[float] | Tensor, n: int, *, stride: int = 1, pad: int = 0, m: int | None = None
 ) -> Tensor:
     """Dense float64 matrix of a zero-padded, strided 1-D correlation.
 
@@ -61,7 +61,7 @@ def correlation_matrix(
 
     Parameters
     ----------
-    kernel : sequence of float
+    kernel : sequence of float or torch.Tensor
         The taps ``k_0 … k_{L-1}``.
     n : int
         Input length.
