@@ -276,11 +276,11 @@ def _check_finite(name: str, t: Tensor) -> None:
         raise ValueError(f"{name} contains NaN or infinity")
 
 
-def _randn(shape: torch.Size | tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """Standard normal noise with the device and dtype of ``like``, drawn from ``generator``."""
-    if generator is None or generator.device == like.device:
-        return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
-    return torch.randn(shape, generator=generator, device=generator.device, dtype=like.dtype).to(like.device)
+def _normal_(buf: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Fill ``buf`` with standard normal noise from ``generator`` (which may live elsewhere)."""
+    if generator is None or generator.device == buf.device:
+        return buf.normal_(generator=generator)
+    return buf.copy_(torch.randn(buf.shape, generator=generator, device=generator.device, dtype=buf.dtype))
 
 
 def _repeat(v: Any, k: int, batch: int) -> Any:
@@ -386,8 +386,7 @@ class _Run:
         pos = s > 0
         ones = torch.ones((1, *op.shape), dtype=y.dtype, device=y.device)
         ybar = 2.0 * s_pinv * op.Ut(y) - pos.to(y.dtype) * op.Vt(ones)
-        if k > 1:
-            ybar = ybar.repeat_interleave(k, dim=0)
+        ybar = ybar.repeat_interleave(k, dim=0) if k > 1 else ybar.contiguous()
         noise_lvl = sig * s_pinv  # σ/s_i on measured coordinates, 0 elsewhere
         pos_f = pos.to(s.dtype)
         null_f = 1.0 - pos_f
@@ -397,7 +396,8 @@ class _Run:
 
         # Start (eq. 7) at σ_T.
         sig_t = self._sigma(0)
-        z = _randn(ybar.shape, self.generator, ybar)
+        # contiguous buffers: normal_ and elementwise kernels are much slower on strided ones
+        noise = _normal_(torch.empty(ybar.shape, dtype=y.dtype, device=y.device), self.generator)
         case2 = pos & (sig_t >= noise_lvl)
         case3 = pos & ~case2
         a_z = torch.where(pos, (sig_t**2 - noise_lvl.square()).clamp_min(0).sqrt(), torch.full_like(s, sig_t))
@@ -406,7 +406,12 @@ class _Run:
             k3 = math.sqrt(1 - eta**2) * sig_t / torch.where(case3, noise_lvl, torch.ones_like(noise_lvl))
             a_z = torch.where(case3, torch.full_like(s, eta * sig_t), a_z)
             a_y = torch.where(case3, k3, a_y)
-        xbar = torch.addcmul(ybar * a_y, z, a_z)
+        xbar = torch.addcmul(ybar * a_y, noise, a_z)
+        # Work buffers, reused every step: the model input, two predictions (ping-pong, so the
+        # new iterate never overwrites the previous one it is computed from) and the noise.
+        img_shape = (ybar.shape[0], *op.shape)
+        buf_in = torch.empty(img_shape, dtype=y.dtype, device=y.device)
+        buf_x0 = (torch.empty_like(buf_in), torch.empty_like(buf_in))
 
         bar = self._bar(f"DDRM ({op._label()})")
         try:
@@ -415,13 +420,13 @@ class _Run:
                 sqrt_a = math.sqrt(self.abar[i])
                 sig_t, sig_n = self._sigma(i), self._sigma(i + 1)
                 x = op.V(xbar)  # VE iterate, model range
-                x_in = x * sqrt_a
+                x_in = torch.mul(x, sqrt_a, out=buf_in)
                 eps = self._eps(x_in, t, kwargs)
-                x0 = x.add(eps, alpha=-sig_t)  # x0 = x − σ_t ε  (Tweedie, VE form)
+                x0 = torch.add(x, eps, alpha=-sig_t, out=buf_x0[i % 2])  # x0 = x − σ_t ε (Tweedie, VE)
                 if self.clip_x0:
                     x0.clamp_(-1.0, 1.0)
                 if self.callback is not None:
-                    self.callback(i, t, x_in, (x0 + 1.0) * 0.5)
+                    self.callback(i, t, x_in.clone(), (x0 + 1.0) * 0.5)
                 x0bar = op.Vt(x0)
 
                 # Per-coordinate coefficients of x̄' = a_p x̄θ + a_x x̄ + a_y ȳ + a_z z (s-shaped).
@@ -443,7 +448,7 @@ class _Run:
                 if has_null:
                     new.addcmul_(xbar, null_f * c)
                 if sig_n > 0:
-                    new.addcmul_(_randn(new.shape, self.generator, new), a_z)
+                    new.addcmul_(_normal_(noise, self.generator), a_z)
                 xbar = new
                 if bar is not None:
                     _tick(bar, tic)
@@ -466,16 +471,13 @@ class _Run:
         _check_finite("Decode(y)", dec_y)
         k, eta, eta_b = self.k, self.eta, self.eta_b
         batch = dec_y.shape[0]
-        if k > 1:
-            dec_y = dec_y.repeat_interleave(k, dim=0)
+        dec_y = dec_y.repeat_interleave(k, dim=0) if k > 1 else dec_y.contiguous()
         kwargs = self._kwargs(batch)
 
         a0 = self.abar[0]
-        x_in = torch.addcmul(
-            (2.0 * dec_y - 1.0) * math.sqrt(a0),
-            _randn(dec_y.shape, self.generator, dec_y),
-            torch.tensor(math.sqrt(1 - a0), dtype=dec_y.dtype, device=dec_y.device),
-        )
+        noise = _normal_(torch.empty(dec_y.shape, dtype=dec_y.dtype, device=dec_y.device), self.generator)
+        x_in = torch.add(2.0 * dec_y - 1.0, noise, alpha=math.sqrt((1 - a0) / a0)).mul_(math.sqrt(a0))
+        buf_f, buf_f01 = torch.empty_like(noise), torch.empty_like(noise)
         bar = self._bar(f"DDRM-JPEG ({op._label()})")
         mix = dec_y
         try:
@@ -484,22 +486,22 @@ class _Run:
                 a = self.abar[i]
                 a_n = self.abar[i + 1] if i + 1 < len(self.abar) else 1.0
                 eps = self._eps(x_in, t, kwargs)
-                f = (x_in - math.sqrt(1 - a) * eps) / math.sqrt(a)
+                f = torch.add(x_in, eps, alpha=-math.sqrt(1 - a), out=buf_f).mul_(1.0 / math.sqrt(a))
                 if self.clip_x0:
                     f.clamp_(-1.0, 1.0)
                     if eta < 1.0:  # ε_θ consistent with the clipped prediction (paper's definition)
                         eps = (x_in - math.sqrt(a) * f) / math.sqrt(1 - a)
-                f01 = (f + 1.0) * 0.5
+                f01 = torch.add(f, 1.0, out=buf_f01).mul_(0.5)
                 if self.callback is not None:
-                    self.callback(i, t, x_in, f01)
+                    self.callback(i, t, x_in.clone(), f01.clone())
                 redec = op.decode(op.encode(f01))
                 # η_b x' + (1 − η_b) f with x' = f − 2 Dec(Enc(f01)) + 2 Dec(y)  (model range)
-                mix = f.add_(dec_y - redec, alpha=2.0 * eta_b)
+                mix = f.add_(dec_y, alpha=2.0 * eta_b).add_(redec, alpha=-2.0 * eta_b)
                 if a_n < 1.0:
-                    noise = _randn(mix.shape, self.generator, mix).mul_(eta)
+                    _normal_(noise, self.generator)
                     if eta < 1.0:
-                        noise.add_(eps, alpha=1.0 - eta)
-                    x_in = mix.mul(math.sqrt(a_n)).add_(noise, alpha=math.sqrt(1 - a_n))
+                        noise.mul_(eta).add_(eps, alpha=1.0 - eta)
+                    x_in = torch.mul(mix, math.sqrt(a_n), out=x_in).add_(noise, alpha=math.sqrt(1 - a_n))
                 if bar is not None:
                     _tick(bar, tic)
         finally:
