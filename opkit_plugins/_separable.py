@@ -43,21 +43,53 @@ __all__ = [
     "correlation_matrix",
     "factorize",
     "separable_correlation",
+    "symmetric_index",
 ]
 
 
+def symmetric_index(n: int, lo: int, hi: int) -> Tensor:
+    """Indices ``lo … hi − 1`` folded into ``[0, n)`` by half-sample symmetric reflection.
+
+    ``… 1 0 | 0 1 … n−1 | n−1 n−2 …``: ``j < 0`` maps to ``−j − 1`` and ``j ≥ n`` to
+    ``2n − 1 − j``, repeated (period ``2n``) for extents longer than the signal. This is MATLAB's
+    ``'symmetric'`` padding and the reflection used by the DDRM bicubic code.
+
+    Parameters
+    ----------
+    n : int
+        Signal length.
+    lo, hi : int
+        Index range (``hi`` excluded).
+
+    Returns
+    -------
+    torch.Tensor
+        ``int64`` indices into ``[0, n)``.
+    """
+    j = torch.arange(lo, hi) % (2 * n)
+    return torch.where(j >= n, 2 * n - 1 - j, j)
+
+
 def correlation_matrix(
-    kernel: Sequence[float] | Tensor, n: int, *, stride: int = 1, pad: int = 0, m: int | None = None
+    kernel: Sequence[float] | Tensor,
+    n: int,
+    *,
+    stride: int = 1,
+    pad: int = 0,
+    m: int | None = None,
+    boundary: str = "zero",
 ) -> Tensor:
-    """Dense float64 matrix of a zero-padded, strided 1-D correlation.
+    """Dense float64 matrix of a padded, strided 1-D correlation.
 
     .. math::
 
-        (A x)_i = \\sum_{t=0}^{L-1} k_t \\, x_{i s + t - p}, \\qquad x_j = 0 \\text{ outside } [0, n),
+        (A x)_i = \\sum_{t=0}^{L-1} k_t \\, \\tilde x_{i s + t - p},
 
-    i.e. ``A[i, j] = k[j - i·s + p]`` where ``0 ≤ j - i·s + p < L``. This is exactly what
-    ``torch.nn.functional.conv1d`` (a cross-correlation) computes on the input zero-padded with
-    ``p`` samples on the left.
+    where ``x̃`` is ``x`` extended beyond ``[0, n)`` by zeros (``boundary="zero"``: then
+    ``A[i, j] = k[j - i·s + p]`` where ``0 ≤ j - i·s + p < L``, exactly what
+    ``torch.nn.functional.conv1d`` computes on the input zero-padded with ``p`` samples on the
+    left) or by half-sample symmetric reflection (``boundary="symmetric"``, see
+    :func:`symmetric_index`; the reflected taps add onto the pixels they land on).
 
     Parameters
     ----------
@@ -68,9 +100,11 @@ def correlation_matrix(
     stride : int
         Stride ``s``.
     pad : int
-        Zero samples added on the left, ``p`` (the index of the tap that lands on ``x_{i s}``).
+        Samples added on the left, ``p`` (the index of the tap that lands on ``x_{i s}``).
     m : int, optional
         Output length; defaults to ``n // stride``.
+    boundary : str
+        ``"zero"`` or ``"symmetric"``.
 
     Returns
     -------
@@ -80,19 +114,36 @@ def correlation_matrix(
     k = torch.as_tensor(kernel, dtype=torch.float64).flatten()
     rows = n // stride if m is None else m
     i = torch.arange(rows).unsqueeze(1)
-    j = torch.arange(n).unsqueeze(0)
-    t = j - i * stride + pad
-    valid = (t >= 0) & (t < k.numel())
-    return torch.where(valid, k[t.clamp(0, k.numel() - 1)], torch.zeros((), dtype=torch.float64))
+    if boundary == "zero":
+        j = torch.arange(n).unsqueeze(0)
+        t = j - i * stride + pad
+        valid = (t >= 0) & (t < k.numel())
+        return torch.where(valid, k[t.clamp(0, k.numel() - 1)], torch.zeros((), dtype=torch.float64))
+    if boundary == "symmetric":
+        pos = i * stride - pad + torch.arange(k.numel()).unsqueeze(0)  # (rows, L) unfolded positions
+        lo = int(pos.min()) if pos.numel() else 0
+        hi = int(pos.max()) + 1 if pos.numel() else 0
+        cols = symmetric_index(n, lo, hi)[pos - lo]
+        A = torch.zeros(rows, n, dtype=torch.float64)
+        A.scatter_add_(1, cols, k.expand(rows, -1).contiguous())
+        return A
+    raise ValueError(f"boundary must be 'zero' or 'symmetric', got {boundary!r}")
 
 
 def separable_correlation(
-    x: Tensor, col: Tensor, row: Tensor, *, stride: int = 1, pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    x: Tensor,
+    col: Tensor,
+    row: Tensor,
+    *,
+    stride: int = 1,
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+    boundary: str = "zero",
 ) -> Tensor:
-    """Direct zero-padded, strided correlation of every channel with ``col ⊗ row``.
+    """Direct padded, strided correlation of every channel with ``col ⊗ row``.
 
     One depthwise :func:`torch.nn.functional.conv2d` with the 2-D kernel ``K[a, b] = col[a]·row[b]``
-    (on CPU this beats two 1-D passes), after zero padding ``pads = (left, right, top, bottom)``.
+    (on CPU this beats two 1-D passes), after padding ``pads = (left, right, top, bottom)`` with
+    zeros or by half-sample symmetric reflection (:func:`symmetric_index`).
 
     Parameters
     ----------
@@ -103,18 +154,26 @@ def separable_correlation(
     stride : int
         Stride on both axes.
     pads : tuple of int
-        Zero padding ``(left, right, top, bottom)``.
+        Padding ``(left, right, top, bottom)``.
+    boundary : str
+        ``"zero"`` or ``"symmetric"``.
 
     Returns
     -------
     torch.Tensor
         The correlation.
     """
-    c = x.shape[1]
+    c, h, w = x.shape[1:]
     kc = col.to(device=x.device, dtype=x.dtype)
     kr = row.to(device=x.device, dtype=x.dtype)
     weight = torch.outer(kc, kr).expand(c, 1, kc.numel(), kr.numel())
     left, right, top, bottom = pads
+    if boundary == "symmetric":
+        rows = symmetric_index(h, -top, h + bottom).to(x.device)
+        cols = symmetric_index(w, -left, w + right).to(x.device)
+        return nnf.conv2d(x.index_select(-2, rows).index_select(-1, cols), weight, stride=stride, groups=c)
+    if boundary != "zero":
+        raise ValueError(f"boundary must be 'zero' or 'symmetric', got {boundary!r}")
     if left == right and top == bottom:
         return nnf.conv2d(x, weight, stride=stride, padding=(top, left), groups=c)
     return nnf.conv2d(nnf.pad(x, pads), weight, stride=stride, groups=c)
@@ -270,6 +329,7 @@ def correlation_factor(
     pad: int = 0,
     m: int | None = None,
     threshold: float = 0.0,
+    boundary: str = "zero",
 ) -> Factor:
     """:func:`factorize` of :func:`correlation_matrix`, cached by the kernel and geometry.
 
@@ -282,7 +342,7 @@ def correlation_factor(
         The taps.
     n : int
         Input length.
-    stride, pad, m
+    stride, pad, m, boundary
         As in :func:`correlation_matrix`.
     threshold : float
         As in :func:`factorize`.
@@ -294,12 +354,13 @@ def correlation_factor(
     """
     k = torch.as_tensor(kernel, dtype=torch.float64).detach().cpu().flatten().contiguous()
     rows = n // stride if m is None else m
-    key = (k.numpy().tobytes(), n, stride, pad, rows, float(threshold))
+    key = (k.numpy().tobytes(), n, stride, pad, rows, float(threshold), boundary)
     hit = _CORR_CACHE.get(key)
     if hit is not None:
         _CORR_CACHE.move_to_end(key)
         return hit
-    hit = factorize(correlation_matrix(k, n, stride=stride, pad=pad, m=rows), threshold)
+    A = correlation_matrix(k, n, stride=stride, pad=pad, m=rows, boundary=boundary)
+    hit = factorize(A, threshold)
     _remember(_CORR_CACHE, key, hit)
     return hit
 

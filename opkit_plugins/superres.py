@@ -25,12 +25,13 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 import opkit
-from opkit.params import positive_int
+from opkit.params import one_of, positive_int
 from opkit.testing.strategies import shapes
 from opkit_plugins._separable import (
     SeparableSVDOperator,
     correlation_factor,
     separable_correlation,
+    symmetric_index,
 )
 
 __all__ = [
@@ -234,10 +235,14 @@ class BicubicParams:
     threshold : float
         1-D singular values below it are zeroed (``≥ 0``; default ``0``: only numerically zero
         ones, see :func:`opkit_plugins._separable.factorize`).
+    boundary : str
+        ``"zero"`` (default: zero padding) or ``"symmetric"`` (half-sample reflection, as
+        MATLAB ``imresize`` and the DDRM code).
     """
 
     factor: int = attrs.field(default=4, validator=positive_int)
     threshold: float = attrs.field(default=0.0, validator=_non_negative)
+    boundary: str = attrs.field(default="zero", validator=one_of("zero", "symmetric"))
 
 
 def keys_cubic(x: Tensor, a: float = -0.5) -> Tensor:
@@ -323,11 +328,13 @@ def bicubic_kernel(factor: int, a: float = -0.5) -> Tensor:
     return k / k.sum()
 
 
-def sr_bicubic_reference(x: Tensor, factor: int) -> Tensor:
+def sr_bicubic_reference(x: Tensor, factor: int, boundary: str = "zero") -> Tensor:
     """Direct strided bicubic downsampling: one ``conv2d`` with the ``4f × 4f`` kernel.
 
-    ``x`` is zero-padded by ``p`` = :func:`bicubic_padding` on the top/left and ``3f − p`` on the
-    bottom/right, then correlated with ``k kᵀ`` (``k`` = :func:`bicubic_kernel`) at stride ``f``.
+    ``x`` is padded by ``p`` = :func:`bicubic_padding` on the top/left and ``3f − p`` on the
+    bottom/right (with zeros, or by half-sample symmetric reflection for
+    ``boundary="symmetric"``), then correlated with ``k kᵀ`` (``k`` = :func:`bicubic_kernel`) at
+    stride ``f``.
 
     Parameters
     ----------
@@ -335,6 +342,8 @@ def sr_bicubic_reference(x: Tensor, factor: int) -> Tensor:
         ``(B, C, H, W)`` with ``H``, ``W`` multiples of ``f``.
     factor : int
         ``f``.
+    boundary : str
+        ``"zero"`` or ``"symmetric"``.
 
     Returns
     -------
@@ -344,9 +353,17 @@ def sr_bicubic_reference(x: Tensor, factor: int) -> Tensor:
     f = factor
     p = bicubic_padding(f)
     k = bicubic_kernel(f).to(device=x.device, dtype=x.dtype)
-    c = x.shape[1]
+    c, h, w = x.shape[1:]
     weight = torch.outer(k, k).expand(c, 1, 4 * f, 4 * f)
-    return nnf.conv2d(nnf.pad(x, (p, 3 * f - p, p, 3 * f - p)), weight, stride=f, groups=c)
+    if boundary == "symmetric":
+        rows = symmetric_index(h, -p, h + 3 * f - p).to(x.device)
+        cols = symmetric_index(w, -p, w + 3 * f - p).to(x.device)
+        padded = x[:, :, rows][:, :, :, cols]
+    elif boundary == "zero":
+        padded = nnf.pad(x, (p, 3 * f - p, p, 3 * f - p))
+    else:
+        raise ValueError(f"boundary must be 'zero' or 'symmetric', got {boundary!r}")
+    return nnf.conv2d(padded, weight, stride=f, groups=c)
 
 
 class SRBicubic(SeparableSVDOperator):
@@ -358,8 +375,10 @@ class SRBicubic(SeparableSVDOperator):
         \\qquad x = 0 \\text{ outside the image},
 
     with ``k`` = :func:`bicubic_kernel` and ``p`` = :func:`bicubic_padding`. Boundary: zero
-    padding (as ``blur``), so the border rows of ``y`` see a truncated kernel and are darker than
-    MATLAB's (which reflects the image); this keeps ``H`` a plain strided convolution. ``A_c`` is
+    padding by default (as ``blur``), so the border rows of ``y`` see a truncated kernel and are
+    darker than MATLAB's; ``boundary="symmetric"`` extends the image by half-sample reflection
+    instead (MATLAB ``imresize`` and the DDRM code): the reflected taps fold back onto the border
+    pixels, and ``y`` is one strided ``conv2d`` of the reflected image. ``A_c`` is
     ``(H/f) × H``, ``A_r`` is ``(W/f) × W``; the SVD is the Kronecker product of their SVDs
     (:class:`~opkit_plugins._separable.SeparableSVDOperator`, spectral layout ``(B, C, H, W)``,
     singular values zero outside the top-left ``H/f × W/f`` corner).
@@ -372,22 +391,30 @@ class SRBicubic(SeparableSVDOperator):
         ``f``.
     threshold : float
         1-D singular values below it are zeroed.
+    boundary : str
+        ``"zero"`` or ``"symmetric"``.
     """
 
-    def __init__(self, shape: tuple[int, int, int], factor: int = 4, threshold: float = 0.0) -> None:
-        params = BicubicParams(factor=factor, threshold=threshold)
+    def __init__(
+        self, shape: tuple[int, int, int], factor: int = 4, threshold: float = 0.0, boundary: str = "zero"
+    ) -> None:
+        params = BicubicParams(factor=factor, threshold=threshold, boundary=boundary)
         shp = opkit.check_shape(shape)
         _check_divisible(shp, factor)
         _, h, w = shp
         k = bicubic_kernel(factor)
         p = bicubic_padding(factor)
-        col = correlation_factor(k, h, stride=factor, pad=p, threshold=threshold)
-        row = col if w == h else correlation_factor(k, w, stride=factor, pad=p, threshold=threshold)
+        col = correlation_factor(k, h, stride=factor, pad=p, threshold=threshold, boundary=boundary)
+        row = (
+            col
+            if w == h
+            else correlation_factor(k, w, stride=factor, pad=p, threshold=threshold, boundary=boundary)
+        )
         pads = (p, 3 * factor - p, p, 3 * factor - p)
 
         def direct(x: Tensor) -> Tensor:
             kk = self.cast("kernel", k, x)
-            return separable_correlation(x, kk, kk, stride=factor, pads=pads)
+            return separable_correlation(x, kk, kk, stride=factor, pads=pads, boundary=boundary)
 
         super().__init__(shp, col, row, direct=direct)
         self.params = params
@@ -399,9 +426,11 @@ class SRBicubic(SeparableSVDOperator):
         return self._kernel
 
 
-def _bicubic_factory(*, shape: tuple[int, int, int], factor: int = 4, threshold: float = 0.0) -> SRBicubic:
+def _bicubic_factory(
+    *, shape: tuple[int, int, int], factor: int = 4, threshold: float = 0.0, boundary: str = "zero"
+) -> SRBicubic:
     """Strided bicubic downsampling by ``factor`` (Keys a=-0.5, 4*factor taps, zero padding)."""
-    return SRBicubic(shape, factor=factor, threshold=threshold)
+    return SRBicubic(shape, factor=factor, threshold=threshold, boundary=boundary)
 
 
 def _block_strategy() -> st.SearchStrategy[dict[str, Any]]:
@@ -412,7 +441,13 @@ def _block_strategy() -> st.SearchStrategy[dict[str, Any]]:
 
 def _bicubic_strategy() -> st.SearchStrategy[dict[str, Any]]:
     return st.integers(1, 4).flatmap(
-        lambda f: st.fixed_dictionaries({"shape": shapes(multiple_of=f, max_side=16), "factor": st.just(f)})
+        lambda f: st.fixed_dictionaries(
+            {
+                "shape": shapes(multiple_of=f, max_side=16),
+                "factor": st.just(f),
+                "boundary": st.sampled_from(["zero", "symmetric"]),
+            }
+        )
     )
 
 

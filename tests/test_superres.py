@@ -12,6 +12,7 @@ import torch.nn.functional as nnf
 
 import opkit
 from opkit.testing import check_operator
+from opkit_plugins._separable import symmetric_index
 from opkit_plugins.superres import (
     SRBicubic,
     SRBlock,
@@ -167,10 +168,20 @@ def test_sr_bicubic_svd_equals_one_strided_conv2d(factor: int) -> None:
     torch.testing.assert_close(op(x), ref, rtol=0, atol=1e-14)
 
 
-@pytest.mark.parametrize(("factor", "threshold"), [(2, 0.0), (3, 0.0), (2, 0.6)])
-def test_sr_bicubic_pinv_matches_dense_pinv(factor: int, threshold: float) -> None:
+def _reflect(j: int, n: int) -> int:
+    """Half-sample symmetric reflection of one index (oracle for the tests)."""
+    while not 0 <= j < n:
+        j = -j - 1 if j < 0 else 2 * n - 1 - j
+    return j
+
+
+@pytest.mark.parametrize(
+    ("factor", "threshold", "boundary"),
+    [(2, 0.0, "zero"), (3, 0.0, "zero"), (2, 0.6, "zero"), (2, 0.0, "symmetric"), (3, 0.5, "symmetric")],
+)
+def test_sr_bicubic_pinv_matches_dense_pinv(factor: int, threshold: float, boundary: str) -> None:
     shape = (1, 3 * factor, 2 * factor)
-    op = SRBicubic(shape, factor=factor, threshold=threshold)
+    op = SRBicubic(shape, factor=factor, threshold=threshold, boundary=boundary)
     H = dense(op, shape)
     # independent truncated operator: per-axis numpy SVD with the same threshold, Kronecker product
     _, h, w = shape
@@ -182,7 +193,9 @@ def test_sr_bicubic_pinv_matches_dense_pinv(factor: int, threshold: float) -> No
         for i in range(n // factor):
             for t in range(4 * factor):
                 j = i * factor + t - p
-                if 0 <= j < n:
+                if boundary == "symmetric":
+                    A[i, _reflect(j, n)] += k[t]
+                elif 0 <= j < n:
                     A[i, j] = k[t]
         u, s, vt = np.linalg.svd(A, full_matrices=False)
         return (u * np.where(s >= threshold, s, 0.0)) @ vt
@@ -195,6 +208,35 @@ def test_sr_bicubic_pinv_matches_dense_pinv(factor: int, threshold: float) -> No
     expected = (torch.linalg.pinv(Ht) @ y.flatten(1).T).T
     torch.testing.assert_close(op.pinv(y).flatten(1), expected, rtol=0, atol=1e-11)
     assert bool(torch.isfinite(op.pinv(y)).all())
+
+
+def test_symmetric_index_folds_by_half_sample_reflection() -> None:
+    got = symmetric_index(3, -4, 8).tolist()
+    assert got == [_reflect(j, 3) for j in range(-4, 8)] == [2, 2, 1, 0, 0, 1, 2, 2, 1, 0, 0, 1]
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sr_bicubic_symmetric_boundary_laws_and_reference(factor: int, dtype: torch.dtype) -> None:
+    shape = (2, 3 * factor, 2 * factor)
+    op = SRBicubic(shape, factor=factor, boundary="symmetric")
+    check_operator(op, dtype=dtype, reference=lambda x: sr_bicubic_reference(x, factor, "symmetric"))
+    # reflection preserves constants: a flat image stays flat, also at the border
+    flat = torch.full((1, *shape), 0.25, dtype=torch.float64)
+    torch.testing.assert_close(op(flat), torch.full((1, 2, 3, 2), 0.25, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_sr_bicubic_symmetric_matches_the_ddrm_construction_for_even_factors(factor: int) -> None:
+    """DDRM's SRConv: output i centred at input i·f + f/2, taps j = c − 2f … c + 2f − 1, reflected."""
+    n = 6 * factor
+    k = bicubic_kernel(factor)
+    A = np.zeros((n // factor, n))
+    for c in range(factor // 2, n + factor // 2, factor):
+        for j in range(c - 2 * factor, c + 2 * factor):
+            A[c // factor, _reflect(j, n)] += float(k[j - c + 2 * factor])
+    op = SRBicubic((1, n, n), factor=factor, boundary="symmetric")
+    torch.testing.assert_close(op.col_factor.matrix, torch.from_numpy(A), rtol=0, atol=1e-15)
 
 
 def test_sr_bicubic_truncated_still_obeys_laws() -> None:
@@ -249,6 +291,12 @@ def test_size_not_divisible_by_factor_is_a_value_error(name: str, shape: tuple[i
 def test_bad_threshold_is_a_value_error_naming_it(bad: object) -> None:
     with pytest.raises(ValueError, match="threshold"):
         opkit.create("sr_bicubic", shape=(1, 8, 8), factor=2, threshold=bad)
+
+
+@pytest.mark.parametrize("bad", ["reflect", "", None, 0])
+def test_bad_boundary_is_a_value_error_naming_it(bad: object) -> None:
+    with pytest.raises(ValueError, match="boundary"):
+        opkit.create("sr_bicubic", shape=(1, 8, 8), factor=2, boundary=bad)
 
 
 @pytest.mark.parametrize("name", ["sr_block", "sr_bicubic"])
