@@ -124,6 +124,124 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def infer_image_shape(name: str, y_shape: tuple[int, ...], params: dict[str, Any]) -> tuple[int, int, int]:
+    """The image shape ``(C, H, W)`` whose measurement under ``name`` has shape ``y_shape``.
+
+    Tries the measurement's own size and, for operators with a ``factor``, the size times the
+    factor, with three channels first (colorization) and then the measurement's count; the first
+    shape for which the operator builds and its ``out_shape`` equals ``y_shape`` wins.
+
+    Parameters
+    ----------
+    name : str
+        Registered operator name.
+    y_shape : tuple of int
+        ``(C, h, w)`` of the measurement image.
+    params : dict
+        Operator parameters.
+
+    Returns
+    -------
+    tuple of int
+        The image shape.
+    """
+    c, h, w = y_shape
+    factor = params.get("factor", 1)
+    factors = [1] + ([int(factor)] if isinstance(factor, int) and factor > 1 else [])
+    for f in factors:
+        for cc in dict.fromkeys([3, c]):
+            try:
+                op = opkit.create(name, shape=(cc, h * f, w * f), **params)
+            except (ValueError, TypeError):
+                continue
+            if isinstance(op, opkit.LinearOperator) and tuple(op.out_shape) != tuple(y_shape):
+                continue
+            return (cc, h * f, w * f)
+    raise SystemExit(f"opkit: cannot find an image shape whose {name} measurement is {tuple(y_shape)}")
+
+
+def _measurement(args: argparse.Namespace, params: dict[str, Any]) -> tuple[Any, Any, torch.Tensor]:
+    """Operator, measurement and a displayable degraded image for ``restore``."""
+    path = Path(args.image)
+    if args.op == "jpeg" and path.suffix.lower() in (".jpg", ".jpeg") and not params:
+        from opkit_plugins.jpeg import from_file  # the composition root may import plugins
+
+        try:
+            op, y = from_file(path)
+        except ValueError as exc:
+            raise SystemExit(f"opkit: {exc}") from None
+        return op, y, op.decode(y, mode="libjpeg")
+    img = read_input(args.image)
+    shape = infer_image_shape(args.op, tuple(img.shape[1:]), params)
+    created = opkit.create(args.op, shape=shape, **params)
+    if isinstance(created, opkit.EncodeDecodeOperator):
+        y = created(img)  # Encode(Decode(Encode(x))) = Encode(x): re-encoding a decoded image recovers y
+        return created, y, img
+    return created, img, img
+
+
+def _side_by_side(images: list[torch.Tensor]) -> torch.Tensor:
+    """Images (1, C, h, w) scaled up by pixel replication to the largest height, in a row."""
+    h = max(int(t.shape[-2]) for t in images)
+    row = []
+    for t in images:
+        t = t.expand(1, 3, *t.shape[-2:]) if t.shape[1] == 1 else t
+        k = max(1, h // int(t.shape[-2]))
+        t = t.repeat_interleave(k, -2).repeat_interleave(k, -1)
+        pad_h = h - int(t.shape[-2])
+        row.append(torch.nn.functional.pad(t, (0, 4, 0, pad_h), value=1.0))
+    return torch.cat(row, -1)[..., :-4]
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore a degraded image with DDRM or DriftRec."""
+    import solvers
+
+    out = Path(args.output)
+    check_output(out, [args.image], args.force)
+    if args.compare:
+        check_output(Path(args.compare), [args.image], args.force)
+    params = parse_params(args.param)
+    try:
+        op, y, shown = _measurement(args, params)
+    except KeyError as exc:
+        raise SystemExit(f"opkit: {exc.args[0]}") from None
+    except (ValueError, TypeError) as exc:
+        raise SystemExit(f"opkit: {args.op}: {exc}") from None
+    g = torch.Generator().manual_seed(args.seed)
+    try:
+        if args.solver == "ddrm":
+            model = solvers.load_prior(args.model)
+            x = solvers.ddrm(
+                op,
+                y,
+                model,
+                steps=args.steps or 20,
+                sigma_y=args.sigma_y,
+                num_samples=args.samples,
+                generator=g,
+                progress=not args.quiet,
+            )
+        else:
+            score = solvers.load_driftrec(args.model)
+            y_img = shown if tuple(shown.shape[1:]) == op.shape else op.pinv(y)
+            x = solvers.driftrec(
+                y_img, score, sde="model", steps=args.steps or 100, num_samples=args.samples, generator=g
+            )
+    except (FileNotFoundError, ValueError, NotImplementedError) as exc:
+        raise SystemExit(f"opkit: {exc}") from None
+    assert isinstance(x, torch.Tensor)
+    save_image(x, out)
+    print(f"wrote {out} ({args.solver}, {args.op}, {tuple(x.shape[1:])})")
+    if args.compare:
+        panels = [shown.to(x.dtype), x]
+        if args.truth:
+            panels.append(read_input(args.truth).to(x.dtype))
+        save_image(_side_by_side(panels), Path(args.compare))
+        print(f"wrote {args.compare} (input | restoration{' | truth' if args.truth else ''})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
     p = argparse.ArgumentParser(prog="opkit", description="Degrade and restore images with opkit.")
@@ -139,6 +257,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output image path")
     s.add_argument("--force", action="store_true", help="overwrite an existing output")
     s.set_defaults(func=cmd_degrade)
+    s = sub.add_parser("restore", help="restore a degraded image (DDRM or DriftRec)")
+    s.add_argument("image", help="degraded image (for --op jpeg, a .jpg file is read with its own tables)")
+    s.add_argument("--op", required=True, help="the operator that degraded it")
+    s.add_argument("--param", action="append", metavar="K=V", help="operator parameter (repeatable)")
+    s.add_argument("--solver", choices=("ddrm", "driftrec"), default="ddrm")
+    s.add_argument("--model", default="default", help="model directory (default: the bundled model)")
+    s.add_argument("--steps", type=int, default=None, help="solver steps (DDRM 20, DriftRec 100)")
+    s.add_argument("--samples", type=int, default=1, help="samples averaged")
+    s.add_argument("--sigma-y", type=float, default=0.0, help="measurement noise std (DDRM, [0,1] units)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--truth", help="ground-truth image for --compare")
+    s.add_argument("--compare", help="also write input | restoration [| truth] side by side here")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_restore)
     return p
 
 
