@@ -78,7 +78,9 @@ def _to_taps(value: Any) -> tuple[float, ...] | None:
     if value is None:
         return None
     if isinstance(value, Tensor):
-        value = value.detach().cpu().to(torch.float64).flatten().tolist()
+        if value.ndim > 1:
+            return value  # type: ignore[no-any-return]  # not 1-D: the validator names it
+        value = value.detach().cpu().to(torch.float64).reshape(-1).tolist()
     try:
         return tuple(float(v) for v in value)
     except (TypeError, ValueError):

@@ -244,6 +244,8 @@ def test_created_through_the_registry_with_defaults() -> None:
         ({"col": [1.0, float("nan")]}, "col"),
         ({"row": [0.0, 0.0]}, "row"),
         ({"row": "abc"}, "row"),
+        ({"row": torch.ones(2, 2)}, "row"),
+        ({"col": np.ones((3, 1))}, "col"),
         ({"kernel": "explicit"}, "row"),
         ({"kernel": "uniform", "row": [1.0]}, "row"),
         ({"threshold": -0.1}, "threshold"),
