@@ -96,3 +96,33 @@ def test_restore_reports_a_missing_model(tmp_path: Path) -> None:
                 str(tmp_path / "o.png"),
             ]
         )
+
+
+def test_degrade_to_jpg_writes_a_real_jpeg_with_the_operator_tables(tmp_path: Path) -> None:
+    import opkit
+
+    src = _png(tmp_path / "s.png", 16, 24, seed=4)
+    out = tmp_path / "s.jpg"
+    assert main(["degrade", str(src), "--op", "jpeg", "--param", "quality=30", "-o", str(out)]) == 0
+    im = Image.open(out)
+    assert im.format == "JPEG"
+    op = opkit.create("jpeg", shape=(3, 16, 24), quality=30)
+    assert list(im.quantization[0]) == op.tables[0].flatten().tolist()  # type: ignore[attr-defined]
+
+
+def test_eval_prints_a_table_csv_and_rate_distortion_plot(
+    tmp_path: Path, prior_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    _png(folder / "a.png", 16, 16, seed=1)
+    _png(folder / "b.png", 16, 16, seed=2)
+    csv_path, plot = tmp_path / "scores.csv", tmp_path / "rd.png"
+    args = ["eval", str(folder), "--op", "jpeg", "--qualities", "10,50", "--model", str(prior_dir)]
+    args += ["--steps", "2", "--csv", str(csv_path), "--plot", str(plot)]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "| 10 | decode |" in table and "| 50 | restored |" in table
+    lines = csv_path.read_text().strip().splitlines()
+    assert lines[0].startswith("image,quality,bpp,method,PSNR") and len(lines) == 1 + 2 * 2 * 2
+    assert Image.open(plot).size[0] > 100
