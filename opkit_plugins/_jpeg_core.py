@@ -186,15 +186,31 @@ def round_half_away(v: Tensor) -> Tensor:
     return torch.trunc(v + torch.where(v < 0, -0.5, 0.5))
 
 
-def _chroma_mean(plane: Tensor, fh: int, fv: int) -> Tensor:
-    """``fv x fh`` means of a full-size plane, the last row/column replicated when odd."""
-    h, w = plane.shape[-2:]
-    p = _pad_to(plane, -(-h // fv) * fv, -(-w // fh) * fh)
-    return tnf.avg_pool2d(p.unsqueeze(1), (fv, fh)).squeeze(1)
+def _chroma_mean(x: Tensor, fh: int, fv: int) -> Tensor:
+    """``fv x fh`` means of ``(B, C, H, W)`` images, the last row/column replicated when odd."""
+    h, w = x.shape[-2:]
+    if h % fv or w % fh:
+        x = _pad_to(x, h + h % fv, w + w % fh)
+    return tnf.avg_pool2d(x, (fv, fh))
+
+
+@lru_cache(maxsize=256)
+def _scaled_dct(qkey: tuple[int, ...], inverse: bool) -> Tensor:
+    """``diag(1/Q) kron(C, C)`` (forward, transposed for right-multiplication) or ``diag(Q) kron(C, C)``."""
+    q = torch.tensor(qkey, dtype=torch.float64)[:, None]
+    return (dct64() / q).T.contiguous() if not inverse else dct64() * q
+
+
+def _qkey(q: Tensor) -> tuple[int, ...]:
+    return tuple(int(v) for v in q.flatten().tolist())
 
 
 def encode_float(x: Tensor, geo: Geometry, tables: Tensor) -> list[Tensor]:
     """Float JPEG encoder: ``round(DCT(pad(S(M 255 x - 128))) / Q)`` per component.
+
+    The colour matrix is libjpeg's fixed-point one (exact dyadic rationals); chroma is averaged
+    before the colour conversion (the same linear map, on a quarter of the pixels), and the 2-D
+    DCT with the division by ``Q`` is one ``64 x 64`` matrix product per block.
 
     Parameters
     ----------
@@ -210,23 +226,21 @@ def encode_float(x: Tensor, geo: Geometry, tables: Tensor) -> list[Tensor]:
     list of torch.Tensor
         Per component, ``(B, rows, cols, 8, 8)`` int32 codes.
     """
-    v = x * 255.0
+    b = x.shape[0]
     if geo.channels == 3:
-        m = _cached(RGB_TO_YCC, x)
-        ycc = torch.einsum("kc,bchw->bkhw", m, v)
-        planes = [ycc[:, 0] - 128.0, ycc[:, 1], ycc[:, 2]]
-        if (geo.fh, geo.fv) != (1, 1):
-            planes[1] = _chroma_mean(planes[1], geo.fh, geo.fv)
-            planes[2] = _chroma_mean(planes[2], geo.fh, geo.fv)
+        m = _cached(RGB_TO_YCC * 255.0, x)
+        planes = [(x * m[0].view(1, 3, 1, 1)).sum(1).sub_(128.0)]
+        xs = x if (geo.fh, geo.fv) == (1, 1) else _chroma_mean(x, geo.fh, geo.fv)
+        planes += [(xs * m[1].view(1, 3, 1, 1)).sum(1), (xs * m[2].view(1, 3, 1, 1)).sum(1)]
     else:
-        planes = [v[:, 0] - 128.0]
-    c8 = _cached(dct_matrix(), x)
+        planes = [x[:, 0] * 255.0 - 128.0]
     out = []
     for c, plane in enumerate(planes):  # at most three components
         rows, cols = geo.blocks[c]
-        coef = _plane_fdct(_pad_to(plane, rows * 8, cols * 8), c8, None)
-        q = tables[c].to(device=x.device, dtype=x.dtype)
-        out.append(round_half_away(coef / q).to(torch.int32))
+        blocks = rearrange(_pad_to(plane, rows * 8, cols * 8), "b (ny i) (nx j) -> b ny nx (i j)", i=8, j=8)
+        coef = blocks @ _cached(_scaled_dct(_qkey(tables[c]), False), x)
+        k = coef.abs().add_(0.5).floor_().copysign_(coef)  # round half away from zero
+        out.append(k.to(torch.int32).view(b, rows, cols, 8, 8))
     return out
 
 
@@ -354,24 +368,26 @@ def decode_exact(comps: list[Tensor], geo: Geometry, tables: Tensor, dtype: torc
     """
     device = comps[0].device
     work = torch.float64 if dtype == torch.float64 else torch.float32
-    c8 = dct_matrix().to(device=device, dtype=work)
+    like = torch.empty((), device=device, dtype=work)
     planes = []
     for c, k in enumerate(comps):  # at most three components
         q = tables[c].to(device)
-        plane = _plane_idct(k.to(work) * q.to(work), c8.T, None)
-        h, w = geo.planes[c]
-        planes.append(_fix_edges(plane, k, q, h, w)[:, :h, :w])
+        b, rows, cols = k.shape[:3]
+        blocks = k.reshape(b, rows, cols, 64).to(work) @ _cached(_scaled_dct(_qkey(q), True), like)
+        plane = rearrange(blocks, "b ny nx (i j) -> b (ny i) (nx j)", i=8, j=8)
+        planes.append(_fix_edges(plane, k, q, *geo.planes[c]))
+    h, w = geo.height, geo.width
     if geo.channels == 1:
-        img = (planes[0] + 128.0).unsqueeze(1)
-    else:
-        full = [planes[0] + 128.0]
-        for p in planes[1:]:
-            if (geo.fh, geo.fv) != (1, 1):
-                p = p.repeat_interleave(geo.fv, -2).repeat_interleave(geo.fh, -1)
-            full.append(p[:, : geo.height, : geo.width])
-        ycc = torch.stack(full, 1)
-        img = torch.einsum("ck,bkhw->bchw", YCC_TO_RGB.to(device=device, dtype=work), ycc)
-    return (img / 255.0).to(dtype)
+        return ((planes[0][:, None, :h, :w] + 128.0) / 255.0).to(dtype)
+    (hc, wc), fh, fv = geo.planes[1], geo.fh, geo.fv
+    m = _cached(YCC_TO_RGB / 255.0, like)
+    y = planes[0][:, : hc * fv, : wc * fh] + 128.0
+    out = y.unsqueeze(1) * m[:, 0].view(1, 3, 1, 1)
+    cb, cr = planes[1][:, None, :hc, :wc], planes[2][:, None, :hc, :wc]
+    chroma = cb * m[:, 1].view(1, 3, 1, 1) + cr * m[:, 2].view(1, 3, 1, 1)
+    out.view(b, 3, hc, fv, wc, fh).add_(chroma[:, :, :, None, :, None])
+    out = out[:, :, :h, :w]
+    return (out if out.is_contiguous() else out.contiguous()).to(dtype)
 
 
 # ------------------------------------------------------------------------------------------------
