@@ -21,7 +21,6 @@ from functools import cache, lru_cache
 import torch
 from einops import rearrange
 from torch import Tensor
-from torch.nn import functional as tnf
 
 __all__ = [
     "CHROMA_BASE",
@@ -191,7 +190,11 @@ def _chroma_mean(x: Tensor, fh: int, fv: int) -> Tensor:
     h, w = x.shape[-2:]
     if h % fv or w % fh:
         x = _pad_to(x, h + h % fv, w + w % fh)
-    return tnf.avg_pool2d(x, (fv, fh))
+    if fh == 2:
+        x = x[..., 0::2] + x[..., 1::2]
+    if fv == 2:
+        x = x[..., 0::2, :] + x[..., 1::2, :]
+    return x * (1.0 / (fh * fv))
 
 
 @lru_cache(maxsize=256)
@@ -382,11 +385,13 @@ def decode_exact(comps: list[Tensor], geo: Geometry, tables: Tensor, dtype: torc
     (hc, wc), fh, fv = geo.planes[1], geo.fh, geo.fv
     m = _cached(YCC_TO_RGB / 255.0, like)
     y = planes[0][:, : hc * fv, : wc * fh] + 128.0
-    out = y.unsqueeze(1) * m[:, 0].view(1, 3, 1, 1)
     cb, cr = planes[1][:, None, :hc, :wc], planes[2][:, None, :hc, :wc]
-    chroma = cb * m[:, 1].view(1, 3, 1, 1) + cr * m[:, 2].view(1, 3, 1, 1)
-    out.view(b, 3, hc, fv, wc, fh).add_(chroma[:, :, :, None, :, None])
-    out = out[:, :, :h, :w]
+    chroma = torch.addcmul(cb * m[:, 1].view(1, 3, 1, 1), cr, m[:, 2].view(1, 3, 1, 1))
+    if fv > 1:
+        chroma = chroma.repeat_interleave(fv, -2)
+    if fh > 1:
+        chroma = chroma.repeat_interleave(fh, -1)
+    out = torch.addcmul(chroma, y.unsqueeze(1), m[:, 0].view(1, 3, 1, 1))[:, :, :h, :w]
     return (out if out.is_contiguous() else out.contiguous()).to(dtype)
 
 
