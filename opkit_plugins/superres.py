@@ -171,14 +171,15 @@ class SRBlock(opkit.SVDOperator):
     def _reflect(self, img: Tensor) -> Tensor:
         """``Q p`` for every block ``p`` of a ``(B, C, H, W)`` tensor, as ``(B, C, H/f, f, W/f, f)``."""
         f = self._f
-        blocks = einops.rearrange(img, "b c (h p) (w q) -> b c h p w q", p=f, q=f)
         if f == 1:
-            return blocks.clone()
-        # Q p = p − c w = p − c e₁ + (c/f) 𝟙 with c = 2 wᵀp / wᵀw and wᵀp = p₀ − Σp / f
-        c = (2.0 / self._ww) * (img[..., ::f, ::f] - f * nnf.avg_pool2d(img, f))
-        out = blocks + (c / f)[:, :, :, None, :, None]
-        out[:, :, :, 0, :, 0] -= c
-        return out
+            return einops.rearrange(img, "b c h w -> b c h 1 w 1").clone()
+        b, c, h, w = img.shape
+        # Q p = p − s w = p − s e₁ + (s/f) 𝟙 with s = 2 wᵀp / wᵀw and wᵀp = p₀ − Σp / f
+        s = (2.0 / self._ww) * (img[..., ::f, ::f] - f * nnf.avg_pool2d(img, f))
+        # broadcast the per-block constant along whole rows (long contiguous inner loops)
+        out = img.reshape(b, c, h // f, f, w) + (s / f).repeat_interleave(f, dim=-1)[:, :, :, None, :]
+        out.view(b, c, h, w)[..., ::f, ::f] -= s
+        return out.view(b, c, h // f, f, w // f, f)
 
     def Vt(self, x: Tensor) -> Tensor:
         """Block coefficients ``Qᵀ p``, shape ``(B, C, H/f, f, W/f, f)``."""
