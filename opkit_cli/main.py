@@ -475,6 +475,66 @@ def plot_rate_distortion(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _training_images(folder: str | None, crop: int) -> list[torch.Tensor]:
+    """Images of a folder, or scikit-image's training photographs when ``folder`` is ``builtin``."""
+    from solvers.data import TRAIN_PHOTOS, photo
+
+    if folder in (None, "builtin"):
+        return [photo(name) for name in TRAIN_PHOTOS]
+    root = Path(folder)
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else []
+    images = [load_image(p, mode="RGB") for p in files]
+    images = [im for im in images if min(im.shape[-2:]) >= crop]
+    if not images:
+        raise SystemExit(f"opkit: no training images of at least {crop}² pixels in {root}")
+    return images
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a DDRM prior or a DriftRec model (resumes from the output directory)."""
+    images = _training_images(args.data, args.crop)
+    if args.what == "prior":
+        from solvers.prior_training import train_prior
+
+        res = train_prior(
+            args.output,
+            images,
+            preset=args.preset or "small",
+            steps=args.steps,
+            batch_size=args.batch,
+            crop_size=args.crop,
+            lr=args.lr or 2e-4,
+            seed=args.seed,
+            device=args.device,
+            max_seconds=args.max_seconds,
+        )
+        print(
+            f"prior: {res['step']} steps, {res['parameters'] / 1e6:.2f}M parameters, {res['seconds']:.0f} s"
+        )
+        return 0
+    from solvers.training import train_driftrec
+
+    lo, _, hi = (args.qualities or "1-100").partition("-")
+    out = train_driftrec(
+        [im[0] for im in images],
+        args.op,
+        size=args.preset or "tiny",
+        steps=args.steps,
+        batch_size=args.batch,
+        crop_size=args.crop,
+        lr=args.lr or 1e-4,
+        seed=args.seed,
+        device=args.device,
+        quality_range=(int(lo), int(hi or lo)) if args.op == "jpeg" else None,
+        operator_params=parse_params(args.param) or None,
+        checkpoint_dir=args.output,
+        checkpoint_every=250,
+        resume=True,
+    )
+    print(f"driftrec: {out.step} steps, last loss {out.losses[-1]:.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
     p = argparse.ArgumentParser(prog="opkit", description="Degrade and restore images with opkit.")
@@ -521,6 +581,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--csv", help="write every score here")
     s.add_argument("--plot", help="rate–distortion plot (PNG) for a JPEG quality sweep")
     s.set_defaults(func=cmd_eval)
+    s = sub.add_parser("train", help="train a DDRM prior or a DriftRec model (resumable)")
+    s.add_argument("what", choices=("prior", "driftrec"))
+    s.add_argument(
+        "data", nargs="?", default="builtin", help="image folder, or 'builtin' (scikit-image photos)"
+    )
+    s.add_argument("-o", "--output", required=True, help="model directory (resumed if it exists)")
+    s.add_argument("--op", default="jpeg", help="DriftRec: the corruption operator")
+    s.add_argument("--param", action="append", metavar="K=V", help="DriftRec: operator parameter")
+    s.add_argument("--qualities", help="DriftRec + jpeg: quality range drawn per image, e.g. 1-100")
+    s.add_argument("--preset", help="network size (prior: tiny/small/base; DriftRec: tiny/small/paper)")
+    s.add_argument("--steps", type=int, default=1000)
+    s.add_argument("--batch", type=int, default=16)
+    s.add_argument("--crop", type=int, default=64)
+    s.add_argument("--lr", type=float, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--max-seconds", type=float, default=None, help="prior: stop (and save) after this long")
+    s.set_defaults(func=cmd_train)
     return p
 
 

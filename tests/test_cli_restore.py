@@ -126,3 +126,18 @@ def test_eval_prints_a_table_csv_and_rate_distortion_plot(
     lines = csv_path.read_text().strip().splitlines()
     assert lines[0].startswith("image,quality,bpp,method,PSNR") and len(lines) == 1 + 2 * 2 * 2
     assert Image.open(plot).size[0] > 100
+
+
+def test_train_commands_write_loadable_models(tmp_path: Path) -> None:
+    from solvers import load_driftrec, load_prior
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    _png(folder / "a.png", 20, 20, seed=1)
+    prior = tmp_path / "prior"
+    common = ["--steps", "2", "--batch", "2", "--crop", "16", "--preset", "tiny"]
+    assert main(["train", "prior", str(folder), "-o", str(prior), *common]) == 0
+    assert load_prior(prior).alphas_cumprod.numel() == 1000
+    drift = tmp_path / "drift"
+    assert main(["train", "driftrec", str(folder), "-o", str(drift), "--qualities", "5-50", *common]) == 0
+    assert callable(load_driftrec(drift))
