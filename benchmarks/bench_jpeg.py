@@ -90,13 +90,21 @@ def main() -> None:
     t_pil = _median_ms(pillow, args.repeats, lambda: None)
     rows = [
         ("Pillow save+load (libjpeg-turbo)", t_pil, "reference"),
-        ("opkit libjpeg encode + libjpeg decode", _median_ms(lambda: lj.decode(lj(x)), args.repeats, sync),
-         "equal to Pillow" if same else "DIFFERS from Pillow"),
-        ("opkit float encode + exact decode", _median_ms(lambda: fl.pinv(fl(xf)), args.repeats, sync),
-         "Encode(Decode(y)) == y"),
+        (
+            "opkit libjpeg encode + libjpeg decode",
+            _median_ms(lambda: lj.decode(lj(x)), args.repeats, sync),
+            "equal to Pillow" if same else "DIFFERS from Pillow",
+        ),
+        (
+            "opkit float encode + exact decode",
+            _median_ms(lambda: fl.pinv(fl(xf)), args.repeats, sync),
+            "Encode(Decode(y)) == y",
+        ),
     ]
-    print(f"JPEG round trip, batch {b} RGB {h}x{w}, quality {args.quality}, {args.subsampling}, "
-          f"device {dev}, torch threads {args.threads}, median of {args.repeats}")
+    print(
+        f"JPEG round trip, batch {b} RGB {h}x{w}, quality {args.quality}, {args.subsampling}, "
+        f"device {dev}, torch threads {args.threads}, median of {args.repeats}"
+    )
     print()
     print("| method | ms / batch | images / s | throughput vs Pillow | output |")
     print("|---|---:|---:|---:|---|")

@@ -508,7 +508,7 @@ def _reciprocals(q: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return tuple(torch.tensor(v, dtype=torch.float64, device=q.device).view(8, 8) for v in (fq, corr, scale))  # type: ignore[return-value]
 
 
-def encode_libjpeg(x: Tensor, geo: Geometry, tables: Tensor) -> list[Tensor]:
+def encode_libjpeg(x: Tensor, geo: Geometry, tables: Tensor, levels: Tensor | None = None) -> list[Tensor]:
     """libjpeg-turbo's baseline encoder, integer for integer, on ``round(255 x)`` clipped to 0..255.
 
     Fixed-point RGB -> YCbCr (``jccolor.c``), biased 2x2 / 2x1 means with libjpeg's edge
@@ -523,13 +523,18 @@ def encode_libjpeg(x: Tensor, geo: Geometry, tables: Tensor) -> list[Tensor]:
         Sizes.
     tables : torch.Tensor
         ``(C, 8, 8)`` tables.
+    levels : torch.Tensor, optional
+        ``round(255 x)`` if already computed.
 
     Returns
     -------
     list of torch.Tensor
         Per component, ``(B, rows, cols, 8, 8)`` int32 codes.
     """
-    v = torch.round(x.to(torch.float64) * 255.0).clamp_(0, 255)
+    # Integers below 2**24 are exact in float32: enough for the colour conversion (every partial
+    # sum stays below 2**24) and the chroma means; the DCT passes need float64.
+    v = torch.round(x * 255.0) if levels is None else levels
+    v = v.clamp(0, 255).to(torch.float32)
     if geo.channels == 3:
         r, g, b = v.unbind(1)
         f = _fix
@@ -543,7 +548,7 @@ def encode_libjpeg(x: Tensor, geo: Geometry, tables: Tensor) -> list[Tensor]:
     out = []
     for c, plane in enumerate(planes):  # at most three components
         rows, cols = geo.blocks[c]
-        coef = _plane_fdct(_pad_to(plane, rows * 8, cols * 8) - 128.0, fwd, (11, 15))
+        coef = _plane_fdct(_pad_to(plane, rows * 8, cols * 8).to(torch.float64) - 128.0, fwd, (11, 15))
         fq, corr, scale = _reciprocals(tables[c].to(x.device))
         mag = torch.floor((coef.abs() + corr) * fq * scale)
         out.append((torch.sign(coef) * mag).to(torch.int32))
@@ -622,6 +627,7 @@ def decode_libjpeg(comps: list[Tensor], geo: Geometry, tables: Tensor, dtype: to
     for c, k in enumerate(comps):  # at most three components
         q = tables[c].to(device=k.device, dtype=torch.float64)
         samples = (_plane_idct(k.to(torch.float64) * q, inv, (11, 18)) + 128.0).clamp_(0, 255)
+        samples = samples.to(torch.float32)  # 8-bit integers from here on: exact in float32
         h, w = geo.planes[c]
         planes.append(samples[:, :h, :w])
     if geo.channels == 1:

@@ -231,13 +231,16 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
 
     def _encode_auto(self, x: Tensor, tables: Tensor) -> list[Tensor]:
         v = x * 255.0
-        on_grid = ((v - v.round()).abs() <= 1e-3) & (v > -1e-3) & (v < 255.0 + 1e-3)
-        eight_bit = on_grid.flatten(1).all(1)
+        levels = torch.round(v)
+        flat = levels.flatten(1)
+        eight_bit = (
+            ((v - levels).abs_() <= 1e-3).flatten(1).all(1) & (flat.amin(1) >= 0) & (flat.amax(1) <= 255)
+        )
         if bool(eight_bit.all()):
-            return core.encode_libjpeg(x, self._geo, tables)
+            return core.encode_libjpeg(x, self._geo, tables, levels)
         if not bool(eight_bit.any()):
             return core.encode_float(x, self._geo, tables)
-        lj = core.encode_libjpeg(x[eight_bit], self._geo, tables)
+        lj = core.encode_libjpeg(x[eight_bit], self._geo, tables, levels[eight_bit])
         fl = core.encode_float(x[~eight_bit], self._geo, tables)
         out = []
         for a, b in zip(lj, fl):  # per component
