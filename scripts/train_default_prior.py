@@ -1,0 +1,71 @@
+"""Train the default DDRM prior shipped in ``solvers/weights/prior`` (resumable).
+
+Data: scikit-image's lossless training photographs (:data:`solvers.data.TRAIN_PHOTOS`) at full
+resolution and halved, plus dead-leaves images (a quarter of every batch). Network: the
+``small`` preset of :data:`solvers.prior_training.PRIOR_PRESETS`. Everything is seeded; rerunning
+with the same arguments resumes from the checkpoint in ``--out`` and continues bit for bit.
+
+    python scripts/train_default_prior.py --out runs/prior --steps 3000 [--max-seconds 3600]
+    python scripts/train_default_prior.py --out runs/prior --export solvers/weights/prior
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import torch
+
+from solvers.data import TRAIN_PHOTOS, photo
+from solvers.prior_training import train_prior
+
+
+def training_images() -> list[torch.Tensor]:
+    """The training photographs at full size and halved (2×2 means)."""
+    full = [photo(name) for name in TRAIN_PHOTOS]
+    return full + [torch.nn.functional.avg_pool2d(x, 2) for x in full]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/prior")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--crop", type=int, default=64)
+    p.add_argument("--preset", default="small")
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--ema", type=float, default=0.998)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--max-seconds", type=float, default=None)
+    p.add_argument("--export", help="copy the EMA model (unet/ and scheduler/) to this directory")
+    a = p.parse_args()
+    if a.export:
+        dst = Path(a.export)
+        for sub in ("unet", "scheduler"):
+            shutil.copytree(Path(a.out) / sub, dst / sub, dirs_exist_ok=True)
+        print(f"exported {a.out} -> {dst}")
+        return
+    res = train_prior(
+        a.out,
+        training_images(),
+        preset=a.preset,
+        steps=a.steps,
+        batch_size=a.batch,
+        crop_size=a.crop,
+        lr=a.lr,
+        ema_decay=a.ema,
+        seed=a.seed,
+        device=a.device,
+        checkpoint_every=100,
+        max_seconds=a.max_seconds,
+    )
+    print(
+        f"step {res['step']}, {res['parameters'] / 1e6:.2f}M parameters, {res['seconds']:.0f} s, "
+        f"last-100 loss {sum(res['losses'][-100:]) / len(res['losses'][-100:]):.4f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
