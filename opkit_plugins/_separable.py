@@ -388,6 +388,9 @@ class SeparableSVDOperator(opkit.SVDOperator):
     direct : callable, optional
         ``direct(x) -> y``, a native implementation of ``A_c X A_rᵀ``; used for :meth:`forward`
         only when neither factor was truncated.
+    direct_adjoint : callable, optional
+        ``direct_adjoint(y) -> x``, a native implementation of ``A_cᵀ Y A_r`` (a transposed
+        convolution); used for :meth:`adjoint` under the same condition.
     """
 
     def __init__(
@@ -396,6 +399,7 @@ class SeparableSVDOperator(opkit.SVDOperator):
         col: Factor,
         row: Factor,
         direct: Callable[[Tensor], Tensor] | None = None,
+        direct_adjoint: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__(shape)
         _, h, w = self.shape
@@ -410,7 +414,9 @@ class SeparableSVDOperator(opkit.SVDOperator):
         sr = torch.zeros(w, dtype=torch.float64)
         sr[: self._mr] = row.s
         self._s = torch.outer(sc, sr).unsqueeze(0)
-        self._direct = direct if (col.dropped == 0.0 and row.dropped == 0.0) else None
+        exact = col.dropped == 0.0 and row.dropped == 0.0
+        self._direct = direct if exact else None
+        self._direct_adjoint = direct_adjoint if exact else None
         # float64 buffers, cast on demand (Operator.cast caches per device/dtype); the dense
         # truncated matrices and pseudo-inverses are formed on first use.
         self._buffers: dict[str, Callable[[], Tensor]] = {
@@ -478,7 +484,9 @@ class SeparableSVDOperator(opkit.SVDOperator):
         return self._sandwich(self._b("Ac", x), x, self._b("Ar", x).mT)
 
     def adjoint(self, y: Tensor) -> Tensor:
-        """``Hᵀ y = A_{c,t}ᵀ Y A_{r,t}``."""
+        """``Hᵀ y = A_{c,t}ᵀ Y A_{r,t}`` (the native ``direct_adjoint`` if nothing was truncated)."""
+        if self._direct_adjoint is not None:
+            return self._direct_adjoint(y)
         return self._sandwich(self._b("Ac", y).mT, y, self._b("Ar", y))
 
     def pinv(self, y: Tensor) -> Tensor:

@@ -79,7 +79,7 @@ def _to_taps(value: Any) -> tuple[float, ...] | None:
         return None
     if isinstance(value, Tensor):
         if value.ndim > 1:
-            return value  # type: ignore[no-any-return]  # not 1-D: the validator names it
+            return value  # type: ignore[return-value]  # not 1-D: the validator names it
         value = value.detach().cpu().to(torch.float64).reshape(-1).tolist()
     try:
         return tuple(float(v) for v in value)
@@ -318,7 +318,14 @@ class Blur(SeparableSVDOperator):
         def direct(x: Tensor) -> Tensor:
             return separable_correlation(x, self.cast("kc", kc, x), self.cast("kr", kr, x), pads=pads)
 
-        super().__init__(shp, col, row, direct=direct)
+        # Aᵀ is the correlation with the flipped kernel, whose centre is L − 1 − c
+        flipped = (right, left, bottom, top)
+
+        def direct_adjoint(y: Tensor) -> Tensor:
+            kcf, krf = self.cast("kc_flip", kc.flip(0), y), self.cast("kr_flip", kr.flip(0), y)
+            return separable_correlation(y, kcf, krf, pads=flipped)
+
+        super().__init__(shp, col, row, direct=direct, direct_adjoint=direct_adjoint)
         self.params = p
         self._kc, self._kr = kc, kr
 

@@ -417,7 +417,16 @@ class SRBicubic(SeparableSVDOperator):
             kk = self.cast("kernel", k, x)
             return separable_correlation(x, kk, kk, stride=factor, pads=pads, boundary=boundary)
 
-        super().__init__(shp, col, row, direct=direct)
+        def direct_adjoint(y: Tensor) -> Tensor:
+            # transposed strided convolution onto the zero-padded grid, then crop the padding
+            c = y.shape[1]
+            kk = self.cast("kernel", k, y)
+            weight = torch.outer(kk, kk).expand(c, 1, 4 * factor, 4 * factor)
+            full = nnf.conv_transpose2d(y, weight, stride=factor, groups=c)
+            return full[..., p : p + h, p : p + w]
+
+        adjoint = direct_adjoint if boundary == "zero" else None
+        super().__init__(shp, col, row, direct=direct, direct_adjoint=adjoint)
         self.params = params
         self._kernel = k
 
