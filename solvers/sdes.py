@@ -248,7 +248,7 @@ class DriftSDE(abc.ABC):
 
         The default integrates :meth:`F` numerically (cumulative quadrature + cubic spline).
         """
-        return self._table("phi")(np.asarray(t, dtype=np.float64))
+        return np.asarray(self._table("phi")(np.asarray(t, dtype=np.float64)))
 
     def unit_variance(self, t: np.ndarray) -> np.ndarray:
         """Variance :math:`V(t)` for :math:`\\nu = 1` on a float64 array.
@@ -261,7 +261,7 @@ class DriftSDE(abc.ABC):
         t = np.asarray(t, dtype=np.float64)
         two_l = 2.0 * self.log_ratio
         inner = self._table("var")(t)
-        return self.sigma_min**2 * np.exp(two_l * t - 2.0 * self.Phi(t)) * inner
+        return np.asarray(self.sigma_min**2 * np.exp(two_l * t - 2.0 * self.Phi(t)) * inner)
 
     def _default_nu(self) -> float:
         return self.sigma_max / math.sqrt(float(self.unit_variance(np.array(1.0))))
@@ -537,7 +537,7 @@ class TSDVE(DriftSDE):
     def Phi(self, t: np.ndarray) -> np.ndarray:
         """:math:`\\Phi(t) = \\gamma t^2 / 2`."""
         t = np.asarray(t, dtype=np.float64)
-        return 0.5 * self.gamma * t * t
+        return np.asarray(0.5 * self.gamma * t * t)
 
     def unit_variance(self, t: np.ndarray) -> np.ndarray:
         """Closed form through :func:`scipy.special.dawsn` (see the class docstring)."""
@@ -545,7 +545,7 @@ class TSDVE(DriftSDE):
         sg, lr = math.sqrt(self.gamma), self.log_ratio
         a = lr / sg
         bracket = np.exp(2 * lr * t) * dawsn(sg * t + a) - np.exp(-self.gamma * t * t) * dawsn(a)
-        return self.sigma_min**2 * bracket / sg
+        return np.asarray(self.sigma_min**2 * bracket / sg)
 
 
 class CosVE(DriftSDE):

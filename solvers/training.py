@@ -399,7 +399,8 @@ def train_driftrec(
     )
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     gens = {"cpu": torch.Generator().manual_seed(seed), "device": torch.Generator(dev).manual_seed(seed + 1)}
-    start, losses = 0, []
+    start: int = 0
+    losses: list[float] = []
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if resume and ckpt is not None and (ckpt / STATE_JSON).is_file():
         start, losses = _load_checkpoint(ckpt, model, ema, opt, gens)
