@@ -187,6 +187,7 @@ def _check_alphas_cumprod(a: Any, who: str = "prior") -> Tensor:
         except (TypeError, ValueError, RuntimeError) as exc:
             raise TypeError(f"{who}.alphas_cumprod must be a 1-D tensor, got {type(a).__name__}") from exc
     a = a.detach().to("cpu", torch.float64)
+    assert isinstance(a, Tensor)
     if a.ndim != 1 or a.numel() == 0:
         raise ValueError(f"{who}.alphas_cumprod must be a non-empty 1-D tensor, got shape {tuple(a.shape)}")
     if not bool(torch.isfinite(a).all()) or not bool(((a > 0) & (a <= 1)).all()):
@@ -290,7 +291,7 @@ class UNetPrior:
         tt = _t_index(t, b, device)
         kw = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in kwargs.items()}
         with torch.no_grad():
-            out = self.net(x_t.to(device=device, dtype=dtype), tt, return_dict=False, **kw)
+            out: Any = self.net(x_t.to(device=device, dtype=dtype), tt, return_dict=False, **kw)
         if isinstance(out, tuple):
             out = out[0]
         elif hasattr(out, "sample"):
@@ -303,11 +304,11 @@ class UNetPrior:
                 f"the network returned shape {tuple(out.shape)} for an input of shape {tuple(x_t.shape)}"
             )
         if self.prediction_type == "epsilon":
-            return out
+            return out  # type: ignore[no-any-return]
         a = _bcast(self.alphas_cumprod.to(x_t.device)[tt.to(x_t.device)].to(x_t.dtype), x_t.ndim)
         if self.prediction_type == "sample":
-            return (x_t - a.sqrt() * out) / (1 - a).sqrt()
-        return a.sqrt() * out + (1 - a).sqrt() * x_t
+            return (x_t - a.sqrt() * out) / (1 - a).sqrt()  # type: ignore[no-any-return]
+        return a.sqrt() * out + (1 - a).sqrt() * x_t  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.net.parameters())
@@ -343,10 +344,11 @@ def _alphas_from_scheduler_config(cfg: Mapping[str, Any], path: Path) -> Tensor:
         if k in cfg
     }
     try:
-        sched = DDPMScheduler(**keys)
+        sched: Any = DDPMScheduler(**keys)  # type: ignore[no-untyped-call]
     except (ValueError, NotImplementedError, TypeError) as exc:
         raise ValueError(f"unsupported scheduler configuration in {path}: {exc}") from exc
-    return sched.alphas_cumprod.to(torch.float64)
+    alphas: Tensor = sched.alphas_cumprod.to(torch.float64)
+    return alphas
 
 
 def load_prior(
@@ -437,7 +439,9 @@ def load_prior(
     except ImportError as exc:  # pragma: no cover - diffusers is installed in the project
         raise ImportError("load_prior needs diffusers: pip install 'opkit[models]'") from exc
 
-    net = UNet2DModel.from_pretrained(str(unet_dir), use_safetensors=True, local_files_only=True)
+    net = UNet2DModel.from_pretrained(  # type: ignore[no-untyped-call]
+        str(unet_dir), use_safetensors=True, local_files_only=True
+    )
     net = net.to(device=torch.device(device) if device is not None else torch.device("cpu"))
     if dtype is not None:
         net = net.to(dtype=dtype)

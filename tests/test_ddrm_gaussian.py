@@ -19,7 +19,7 @@ C. *Against the posterior mean* :math:`\mu + \Sigma H^\top (H\Sigma H^\top + 4\s
    posterior mean by an approximation error that the theory does not bound; we measure it
    relative to the error of the decoupled estimator that ignores the prior's correlation between
    measured and unmeasured coordinates (:math:`\bar y` on the measured coordinates, the prior
-   mean on the null space). Measured ratios with 20 steps lie between 0.0 and 0.7 for these
+   mean on the null space). Measured ratios with 20 steps lie between 0.01 and 0.72 for these
    operators (see docs/solvers/ddrm.rst); the test requires < 0.8, i.e. DDRM must recover a
    clear part of what the prior's correlations tell about the missing coordinates.
 """
