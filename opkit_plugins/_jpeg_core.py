@@ -21,6 +21,7 @@ from functools import cache, lru_cache
 import torch
 from einops import rearrange
 from torch import Tensor
+from torch.nn import functional as tnf
 
 __all__ = [
     "CHROMA_BASE",
@@ -199,9 +200,9 @@ def _chroma_mean(x: Tensor, fh: int, fv: int) -> Tensor:
 
 @lru_cache(maxsize=256)
 def _scaled_dct(qkey: tuple[int, ...], inverse: bool) -> Tensor:
-    """``diag(1/Q) kron(C, C)`` (forward, transposed for right-multiplication) or ``diag(Q) kron(C, C)``."""
+    """``diag(1/Q) kron(C, C)`` or ``diag(Q) kron(C, C)`` as ``(64, 1, 8, 8)`` stride-8 kernels."""
     q = torch.tensor(qkey, dtype=torch.float64)[:, None]
-    return (dct64() / q).T.contiguous() if not inverse else dct64() * q
+    return ((dct64() * q) if inverse else (dct64() / q)).reshape(64, 1, 8, 8).contiguous()
 
 
 def _qkey(q: Tensor) -> tuple[int, ...]:
@@ -240,10 +241,12 @@ def encode_float(x: Tensor, geo: Geometry, tables: Tensor) -> list[Tensor]:
     out = []
     for c, plane in enumerate(planes):  # at most three components
         rows, cols = geo.blocks[c]
-        blocks = rearrange(_pad_to(plane, rows * 8, cols * 8), "b (ny i) (nx j) -> b ny nx (i j)", i=8, j=8)
-        coef = blocks @ _cached(_scaled_dct(_qkey(tables[c]), False), x)
-        k = coef.abs().add_(0.5).floor_().copysign_(coef)  # round half away from zero
-        out.append(k.to(torch.int32).view(b, rows, cols, 8, 8))
+        weight = _cached(_scaled_dct(_qkey(tables[c]), False), x)  # (64, 1, 8, 8): D / Q
+        coef = tnf.conv2d(_pad_to(plane, rows * 8, cols * 8).unsqueeze(1), weight, stride=8)
+        coef = coef.abs().add_(0.5).floor_().copysign_(coef)  # round half away from zero
+        k = torch.empty((b, rows, cols, 64), dtype=torch.int32, device=x.device)
+        k.copy_(coef.permute(0, 2, 3, 1))
+        out.append(k.view(b, rows, cols, 8, 8))
     return out
 
 
@@ -376,7 +379,8 @@ def decode_exact(comps: list[Tensor], geo: Geometry, tables: Tensor, dtype: torc
     for c, k in enumerate(comps):  # at most three components
         q = tables[c].to(device)
         b, rows, cols = k.shape[:3]
-        blocks = k.reshape(b, rows, cols, 64).to(work) @ _cached(_scaled_dct(_qkey(q), True), like)
+        dq = _cached(_scaled_dct(_qkey(q), True), like).view(64, 64)  # diag(Q) D
+        blocks = k.reshape(b, rows, cols, 64).to(work) @ dq
         plane = rearrange(blocks, "b ny nx (i j) -> b (ny i) (nx j)", i=8, j=8)
         planes.append(_fix_edges(plane, k, q, *geo.planes[c]))
     h, w = geo.height, geo.width
@@ -384,14 +388,14 @@ def decode_exact(comps: list[Tensor], geo: Geometry, tables: Tensor, dtype: torc
         return ((planes[0][:, None, :h, :w] + 128.0) / 255.0).to(dtype)
     (hc, wc), fh, fv = geo.planes[1], geo.fh, geo.fv
     m = _cached(YCC_TO_RGB / 255.0, like)
-    y = planes[0][:, : hc * fv, : wc * fh] + 128.0
+    y = planes[0][:, None, : hc * fv, : wc * fh]
     cb, cr = planes[1][:, None, :hc, :wc], planes[2][:, None, :hc, :wc]
-    chroma = torch.addcmul(cb * m[:, 1].view(1, 3, 1, 1), cr, m[:, 2].view(1, 3, 1, 1))
-    if fv > 1:
-        chroma = chroma.repeat_interleave(fv, -2)
-    if fh > 1:
-        chroma = chroma.repeat_interleave(fh, -1)
-    out = torch.addcmul(chroma, y.unsqueeze(1), m[:, 0].view(1, 3, 1, 1))[:, :, :h, :w]
+    m0, m1, m2 = (m[:, i].view(1, 3, 1, 1) for i in range(3))
+    # chroma terms and the luma level shift (128 m0) at chroma resolution, then replicated
+    chroma = torch.addcmul(torch.addcmul(128.0 * m0, cb, m1), cr, m2)
+    if (fh, fv) != (1, 1):
+        chroma = tnf.interpolate(chroma, scale_factor=(fv, fh), mode="nearest")
+    out = torch.addcmul(chroma, y, m0)[:, :, :h, :w]
     return (out if out.is_contiguous() else out.contiguous()).to(dtype)
 
 
