@@ -8,7 +8,8 @@ and ``opkit`` ``decode(encode(x))`` on the whole batch (no entropy coding). Rows
   and ``decode="libjpeg"``; the output equals Pillow's pixel for pixel (checked here).
 * ``float + exact``: the float encoder and the exact decoder (what DDRM-JPEG uses).
 
-Medians over repeats; the machine may be shared, so compare ratios, not absolute times.
+Medians over interleaved rounds (one call of each per round); the machine may be shared, so compare
+ratios, not absolute times.
 
 Usage::
 
@@ -42,16 +43,21 @@ def _images(n: int = 8, size: int = 256) -> np.ndarray:
     return np.stack(out)
 
 
-def _median_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def _interleaved_medians(
+    fns: list[Callable[[], object]], repeats: int, sync: Callable[[], None]
+) -> list[float]:
+    """Median wall time (ms) of each function, timed in interleaved rounds after one warm-up."""
+    for fn in fns:
         fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    sync()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, acc in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            acc.append(time.perf_counter() - t0)
+    return [1e3 * statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -87,23 +93,17 @@ def main() -> None:
     ref = torch.from_numpy(np.stack(pillow())).permute(0, 3, 1, 2).to(torch.float32) / 255.0
     same = bool(torch.equal(lj.decode(lj(x)).cpu(), ref))
 
-    t_pil = _median_ms(pillow, args.repeats, lambda: None)
+    t_pil, t_lj, t_fl = _interleaved_medians(
+        [pillow, lambda: lj.decode(lj(x)), lambda: fl.pinv(fl(xf))], args.repeats, sync
+    )
     rows = [
         ("Pillow save+load (libjpeg-turbo)", t_pil, "reference"),
-        (
-            "opkit libjpeg encode + libjpeg decode",
-            _median_ms(lambda: lj.decode(lj(x)), args.repeats, sync),
-            "equal to Pillow" if same else "DIFFERS from Pillow",
-        ),
-        (
-            "opkit float encode + exact decode",
-            _median_ms(lambda: fl.pinv(fl(xf)), args.repeats, sync),
-            "Encode(Decode(y)) == y",
-        ),
+        ("opkit libjpeg encode + libjpeg decode", t_lj, "equal to Pillow" if same else "DIFFERS from Pillow"),
+        ("opkit float encode + exact decode", t_fl, "Encode(Decode(y)) == y"),
     ]
     print(
         f"JPEG round trip, batch {b} RGB {h}x{w}, quality {args.quality}, {args.subsampling}, "
-        f"device {dev}, torch threads {args.threads}, median of {args.repeats}"
+        f"device {dev}, torch threads {args.threads}, median of {args.repeats} interleaved rounds"
     )
     print()
     print("| method | ms / batch | images / s | throughput vs Pillow | output |")
