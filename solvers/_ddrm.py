@@ -202,12 +202,7 @@ def ddrm(
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if t_start is None:
         t_start = d_start
-    if t_start is not None and t_start > alphas.numel() - 1:
-        raise ValueError(
-            f"t_start must be at most the prior's last timestep {alphas.numel() - 1}, got {t_start}"
-        )
-    timesteps = uniform_timesteps(alphas.numel(), steps, t_start)
-    # VE noise levels in the model range; the final update goes to σ = 0.
+    timesteps = uniform_timesteps(alphas.numel(), steps, t_start)  # validates steps and t_start
     abar = [float(alphas[t]) for t in timesteps]
     run = _Run(
         model=model,
@@ -233,7 +228,10 @@ def ddrm(
             samples = run.encode_decode(op, y)  # type: ignore[arg-type]
     b = samples.shape[0] // num_samples
     samples = samples.view(b, num_samples, *samples.shape[1:])
-    mean = samples.mean(dim=1) if num_samples > 1 else samples[:, 0].clone()
+    if num_samples > 1:
+        mean = samples.mean(dim=1)
+    else:
+        mean = samples[:, 0].clone() if return_samples else samples[:, 0]
     return (mean, samples) if return_samples else mean
 
 

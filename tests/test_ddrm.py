@@ -323,6 +323,7 @@ def test_clear_errors() -> None:
         ({"num_samples": 0}, "num_samples"),
         ({"t_start": 1000}, "t_start"),
         ({"t_start": 3, "steps": 10}, "t_start"),
+        ({"t_start": 12.5}, "t_start"),
     ]:
         with pytest.raises(ValueError, match=word):
             solvers.ddrm(op, y, m, **kw)
@@ -337,6 +338,8 @@ def test_progress_bar_reports_time_per_step(capsys: pytest.CaptureFixture[str]) 
     err = capsys.readouterr().err
     assert "DDRM" in err and "ms/step" in err
     solvers.ddrm(op, op(x), Recorder(), steps=3, progress=False)
+    assert capsys.readouterr().err == ""
+    solvers.ddrm(op, op(x), Recorder(), steps=3)  # default: off when stderr is not a terminal
     assert capsys.readouterr().err == ""
 
 
