@@ -74,9 +74,11 @@ def _operator(name: str) -> opkit.SVDOperator:
     return toy_svd_operators(SHAPE)[name]
 
 
-def expected_means(op: opkit.SVDOperator, x0: Tensor, sigma_y: float) -> list[Tensor]:
+def expected_means(
+    op: opkit.SVDOperator, x0: Tensor, sigma_y: float, t_start: int | None = None
+) -> list[Tensor]:
     """Exact mean of the model input at every call (see the module docstring)."""
-    ts = uniform_timesteps(1000, 20)
+    ts = uniform_timesteps(1000, 20, t_start)
     abar = [float(a) for a in OraclePrior(x0).alphas_cumprod[ts]]
     sig = [math.sqrt((1 - a) / a) for a in abar]
     mbar = op.Vt(2 * x0 - 1)
@@ -96,9 +98,14 @@ def expected_means(op: opkit.SVDOperator, x0: Tensor, sigma_y: float) -> list[Te
     return out
 
 
-@pytest.mark.parametrize("sigma_y", [0.0, 0.05])
-@pytest.mark.parametrize("name", ["inpaint", "sr_block", "colorize", "blur", "dense"])
-def test_intermediate_marginals(name: str, sigma_y: float) -> None:
+@pytest.mark.parametrize(
+    ("name", "sigma_y", "t_start"),
+    [(n, s, None) for n in ("inpaint", "sr_block", "colorize", "blur", "dense") for s in (0.0, 0.05)]
+    # a late start: the zero start of the null space and the case-2 start of noisy coordinates
+    # with σ_T < σ_y/s_i are then visible in the mean
+    + [("blur", 0.05, 300), ("dense", 0.05, 300), ("inpaint", 0.0, 300)],
+)
+def test_intermediate_marginals(name: str, sigma_y: float, t_start: int | None) -> None:
     op = _operator(name)
     g = torch.Generator().manual_seed(11)
     x0 = torch.rand((1, *SHAPE), generator=g, dtype=F64)
@@ -113,11 +120,12 @@ def test_intermediate_marginals(name: str, sigma_y: float) -> None:
         eta=ETA,
         eta_b=ETA_B,
         sigma_y=sigma_y,
+        t_start=t_start,
         generator=torch.Generator().manual_seed(12),
         callback=lambda i, t, x_t, x0p: stats.append((t, x_t.reshape(N, -1).clone())),
     )
     abar = OraclePrior(x0).alphas_cumprod
-    means = expected_means(op, x0, sigma_y)
+    means = expected_means(op, x0, sigma_y, t_start)
     n = x0.numel()
     assert len(stats) == 20
     for i, (t, xt) in enumerate(stats):
