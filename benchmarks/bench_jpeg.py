@@ -13,7 +13,7 @@ ratios, not absolute times.
 
 Usage::
 
-    python benchmarks/bench_jpeg.py [--repeats 15] [--threads 2] [--quality 75] [--device cpu]
+    python benchmarks/bench_jpeg.py [--repeats 15] [--threads 1] [--quality 75] [--device cpu]
 """
 
 from __future__ import annotations

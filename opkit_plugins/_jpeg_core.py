@@ -575,36 +575,46 @@ def _downsample_libjpeg(plane: Tensor, geo: Geometry) -> Tensor:
     return torch.floor((s + bias) * 0.5)
 
 
-def _fancy_h2(c: Tensor, scale: int) -> Tensor:
-    """Horizontal triangle upsampling of ``(B, h, w)`` integer rows (libjpeg's ``*_fancy_upsample``).
+@cache
+def _fancy_kernels(fv: int) -> tuple[Tensor, Tensor, float]:
+    """libjpeg's fancy upsampling as a 3x3 convolution with one output channel per phase.
 
-    ``scale = 4`` (h2v1): ``(3 c[j] + c[j -/+ 1] + 1 or 2) >> 2``; ``scale = 16`` (h2v2, ``c``
-    already the vertical 3:1 sums): ``(3 c[j] + c[j -/+ 1] + 8 or 7) >> 4``. The neighbour of an
-    edge sample is the sample itself, which gives libjpeg's special first and last columns.
+    Phase ``(a, b)`` (output row parity ``a``, column parity ``b``) of a replicate-padded plane
+    ``p``: for h2v2 the 3:1 triangle in both directions (weights 9, 3, 3, 1) plus 8 (``b = 0``) or
+    7 (``b = 1``), then ``>> 4``; for h2v1 the horizontal 3:1 triangle plus 1 or 2, then ``>> 2``.
+    Returns ``(weight (P, 1, 3, 3), bias (P,), 1 / divisor)``.
     """
-    left = torch.cat([c[..., :1], c[..., :-1]], -1)
-    right = torch.cat([c[..., 1:], c[..., -1:]], -1)
-    bias = (1.0, 2.0) if scale == 4 else (8.0, 7.0)
-    even = torch.floor((3 * c + left + bias[0]) * (1.0 / scale))
-    odd = torch.floor((3 * c + right + bias[1]) * (1.0 / scale))
-    return rearrange(torch.stack([even, odd], -1), "b h w t -> b h (w t)")
+    tri = {0: (1.0, 3.0, 0.0), 1: (0.0, 3.0, 1.0)}  # taps on (previous, this, next) sample
+    phases = [(a, b) for a in range(fv) for b in range(2)]
+    w = torch.zeros(len(phases), 1, 3, 3, dtype=torch.float64)
+    for n, (a, b) in enumerate(phases):  # the (at most four) phases
+        col = torch.tensor(tri[b], dtype=torch.float64)
+        row = torch.tensor(tri[a], dtype=torch.float64) if fv == 2 else torch.tensor([0.0, 1.0, 0.0])
+        w[n, 0] = row[:, None] * col[None, :]
+    bias = torch.tensor([(8.0, 7.0)[b] if fv == 2 else (1.0, 2.0)[b] for _, b in phases], dtype=torch.float64)
+    return w, bias, 1.0 / (16.0 if fv == 2 else 4.0)
 
 
 def _upsample_libjpeg(c: Tensor, geo: Geometry) -> Tensor:
-    """jdsample.c: fancy (triangle) upsampling when the plane is wider than 2, else replication."""
+    """jdsample.c: fancy (triangle) upsampling when the plane is wider than 2, else replication.
+
+    ``c`` is ``(B, k, h, w)`` integer-valued float32 chroma planes; the neighbour of an edge
+    sample is the sample itself (libjpeg's special first and last rows and columns).
+    """
     fh, fv = geo.fh, geo.fv
     if (fh, fv) == (1, 1):
         return c
-    if c.shape[-1] <= 2:
+    b, k, h, w = c.shape
+    if w <= 2:
         up = c.repeat_interleave(fv, -2).repeat_interleave(fh, -1)
-    elif fv == 2:
-        above = torch.cat([c[:, :1], c[:, :-1]], -2)
-        below = torch.cat([c[:, 1:], c[:, -1:]], -2)
-        sums = rearrange(torch.stack([3 * c + above, 3 * c + below], -2), "b h t w -> b (h t) w")
-        up = _fancy_h2(sums, 16)
     else:
-        up = _fancy_h2(c, 4)
-    return up[:, : geo.height, : geo.width]
+        weight, bias, scale = (
+            t.to(device=c.device, dtype=c.dtype) if isinstance(t, Tensor) else t for t in _fancy_kernels(fv)
+        )
+        padded = tnf.pad(c.reshape(b * k, 1, h, w), (1, 1, 1, 1), mode="replicate")
+        phases = torch.floor(tnf.conv2d(padded, weight, bias) * scale)  # (B k, fv 2, h, w)
+        up = rearrange(phases, "(b k) (a t) h w -> b k (h a) (w t)", k=k, a=fv, t=2)
+    return up[..., : geo.height, : geo.width]
 
 
 def decode_libjpeg(comps: list[Tensor], geo: Geometry, tables: Tensor, dtype: torch.dtype) -> Tensor:
@@ -638,8 +648,7 @@ def decode_libjpeg(comps: list[Tensor], geo: Geometry, tables: Tensor, dtype: to
         img = planes[0].unsqueeze(1)
     else:
         y = planes[0]
-        cb = _upsample_libjpeg(planes[1], geo) - 128.0
-        cr = _upsample_libjpeg(planes[2], geo) - 128.0
+        cb, cr = (_upsample_libjpeg(torch.stack(planes[1:], 1), geo) - 128.0).unbind(1)
         f = _fix
         r = y + torch.floor((f(1.40200) * cr + 32768) * (1 / 65536))
         g = y + torch.floor((-f(0.34414) * cb + 32768 - f(0.71414) * cr) * (1 / 65536))
