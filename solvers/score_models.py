@@ -218,9 +218,12 @@ class ScoreModel(nn.Module):
         inp = torch.cat([2 * x_t - 1, 2 * y - 1], dim=1)
         if ph or pw:
             inp = torch.nn.functional.pad(inp, (0, pw, 0, ph), mode="replicate")
-        sigma = sigma.to(device=inp.device, dtype=inp.dtype).reshape(-1).expand(x_t.shape[0])
+        # the network runs in its own precision; the score follows the input's dtype
+        dtype = next(self.unet.parameters()).dtype
+        inp = inp.to(dtype)
+        sigma = sigma.to(device=inp.device, dtype=dtype).reshape(-1).expand(x_t.shape[0])
         out = self.unet(inp, sigma).sample
-        return out[..., :h, :w]
+        return out[..., :h, :w].to(x_t.dtype)
 
     def forward(self, x_t: Tensor, y: Tensor, t: Tensor) -> Tensor:
         """Score :math:`s_\\theta(x_t, y, t) \\approx \\nabla \\log p_t(x_t \\mid y)`.

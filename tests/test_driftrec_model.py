@@ -62,6 +62,10 @@ def test_any_image_size_is_padded_and_cropped() -> None:
     with torch.no_grad():
         out = model(x, x, torch.tensor([0.5]))
     assert out.shape == x.shape and torch.isfinite(out).all()
+    with torch.no_grad():  # float64 input: the float32 network runs, the score comes back in float64
+        out64 = model(x.double(), x.double(), torch.tensor([0.5], dtype=torch.float64))
+    assert out64.dtype == torch.float64
+    torch.testing.assert_close(out64.float(), out)
     with pytest.raises(ValueError, match="channels"):
         model(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), torch.tensor([0.5]))
 
