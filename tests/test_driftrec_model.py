@@ -22,25 +22,28 @@ def _one_thread():
 
 
 def test_network_is_conditional_on_y_and_divides_by_sigma() -> None:
+    """score = conv_out(...) / σ_t, the embedding sees log σ_t, and y enters on channels 3..5."""
     model = ScoreModel.from_preset("tiny", "ouve", seed=0).eval()
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
     t = torch.tensor([0.2, 0.9])
     sigma = model.sde.std(t)
-    seen = {}
-    hook = model.unet.time_proj.register_forward_hook(lambda m, i, o: seen.update(sigma=i[0].clone()))
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [
+        model.unet.time_proj.register_forward_hook(lambda m, i, o: seen.update(sigma=i[0].clone())),
+        model.unet.conv_out.register_forward_hook(lambda m, i, o: seen.update(raw=o.clone())),
+        model.unet.conv_in.register_forward_hook(lambda m, i, o: seen.update(inp=i[0].clone())),
+    ]
     with torch.no_grad():
         score = model(x, y, t)
-        raw = model.unet(torch.cat([2 * x - 1, 2 * y - 1], 1), sigma).sample  # already / σ
-    hook.remove()
+    for h in hooks:
+        h.remove()
     torch.testing.assert_close(seen["sigma"], sigma)  # the embedding receives σ_t ...
     assert model.unet.time_proj.log  # ... and takes its logarithm
-    torch.testing.assert_close(score, raw)
-    with torch.no_grad():  # output scales exactly like 1/σ for fixed embedding input
-        unscaled = model.unet(torch.cat([2 * x - 1, 2 * y - 1], 1), sigma).sample * sigma.view(-1, 1, 1, 1)
-        y2 = torch.rand(2, 3, 8, 8, generator=g)
-        assert not torch.allclose(model(x, y2, t), score)  # y matters
-    assert torch.isfinite(unscaled).all()
+    torch.testing.assert_close(score, seen["raw"] / sigma.view(-1, 1, 1, 1))  # network output / σ_t
+    torch.testing.assert_close(seen["inp"], torch.cat([2 * x - 1, 2 * y - 1], 1))  # [x_t, y] on channels
+    with torch.no_grad():
+        assert not torch.allclose(model(x, torch.rand(2, 3, 8, 8, generator=g), t), score)  # y matters
     assert model.unet.config.in_channels == 6 and model.unet.config.out_channels == 3
 
 
