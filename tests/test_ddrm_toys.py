@@ -8,6 +8,8 @@ paper's appendix D) and a rounding codec as an encode/decode pair.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import einops
 import pytest
 import torch
@@ -17,6 +19,15 @@ import opkit
 from opkit.testing import check_operator
 
 Shape = tuple[int, int, int]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Elementwise kernels on two threads crawl when the other core is busy (shared machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _orthogonal(n: int, g: torch.Generator) -> Tensor:
