@@ -181,6 +181,21 @@ def _cached(t: Tensor, like: Tensor) -> Tensor:
     return t.to(device=like.device, dtype=like.dtype)
 
 
+def conv2d_exact(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1) -> Tensor:
+    """``conv2d`` in full precision: on CUDA, cuDNN's TF32 shortcut is switched off for the call.
+
+    The libjpeg emulation relies on float32 sums of integers below ``2**24`` being exact, and the
+    exact decoder on float32 DCTs; TF32 (10-bit mantissa) would break both.
+    """
+    if x.device.type != "cuda":
+        return tnf.conv2d(x, weight, bias, stride=stride)
+    cudnn = torch.backends.cudnn
+    with cudnn.flags(
+        enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=False
+    ):
+        return tnf.conv2d(x, weight, bias, stride=stride)
+
+
 def round_half_away(v: Tensor) -> Tensor:
     """Round to nearest, ties away from zero (libjpeg's quantiser rounding)."""
     return torch.trunc(v + torch.where(v < 0, -0.5, 0.5))
@@ -242,7 +257,7 @@ def encode_float(x: Tensor, geo: Geometry, tables: Tensor) -> list[Tensor]:
     for c, plane in enumerate(planes):  # at most three components
         rows, cols = geo.blocks[c]
         weight = _cached(_scaled_dct(_qkey(tables[c]), False), x)  # (64, 1, 8, 8): D / Q
-        coef = tnf.conv2d(_pad_to(plane, rows * 8, cols * 8).unsqueeze(1), weight, stride=8)
+        coef = conv2d_exact(_pad_to(plane, rows * 8, cols * 8).unsqueeze(1), weight, stride=8)
         coef = coef.abs().add_(0.5).floor_().copysign_(coef)  # round half away from zero
         k = torch.empty((b, rows, cols, 64), dtype=torch.int32, device=x.device)
         k.copy_(coef.permute(0, 2, 3, 1))
@@ -512,6 +527,31 @@ def _reciprocals(q: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return tuple(torch.tensor(v, dtype=torch.float64, device=q.device).view(8, 8) for v in (fq, corr, scale))  # type: ignore[return-value]
 
 
+@lru_cache(maxsize=8)
+def _ycc_conv(device: torch.device) -> tuple[Tensor, Tensor]:
+    """libjpeg's fixed-point RGB -> YCbCr (before the ``>> 16``) as a 1x1 convolution."""
+    f = _fix
+    w = torch.tensor(
+        [
+            [f(0.29900), f(0.58700), f(0.11400)],
+            [-f(0.16874), -f(0.33126), 32768],
+            [32768, -f(0.41869), -f(0.08131)],
+        ],
+        dtype=torch.float32,
+    ).view(3, 3, 1, 1)
+    b = torch.tensor([32768, 128 * 65536 + 32767, 128 * 65536 + 32767], dtype=torch.float32)
+    return w.to(device), b.to(device)
+
+
+@lru_cache(maxsize=8)
+def _rgb_conv(device: torch.device) -> tuple[Tensor, Tensor]:
+    """libjpeg's fixed-point chroma terms of YCbCr -> RGB (before the ``>> 16``) as a 1x1 convolution."""
+    f = _fix
+    w = torch.tensor([[0, f(1.40200)], [-f(0.34414), -f(0.71414)], [f(1.77200), 0]], dtype=torch.float32)
+    b = torch.full((3,), 32768.0)  # inputs centred (Cb - 128, Cr - 128): every sum stays below 2**24
+    return w.view(3, 2, 1, 1).to(device), b.to(device)
+
+
 def encode_libjpeg(x: Tensor, geo: Geometry, tables: Tensor, levels: Tensor | None = None) -> list[Tensor]:
     """libjpeg-turbo's baseline encoder, integer for integer, on ``round(255 x)`` clipped to 0..255.
 
@@ -537,15 +577,14 @@ def encode_libjpeg(x: Tensor, geo: Geometry, tables: Tensor, levels: Tensor | No
     """
     # Integers below 2**24 are exact in float32: enough for the colour conversion (every partial
     # sum stays below 2**24) and the chroma means; the DCT passes need float64.
-    v = torch.round(x * 255.0) if levels is None else levels
-    v = v.clamp(0, 255).to(torch.float32)
+    v = torch.round(x * 255.0).clamp_(0, 255) if levels is None else levels
+    v = v.to(torch.float32)
     if geo.channels == 3:
-        r, g, b = v.unbind(1)
-        f = _fix
-        y = torch.floor((f(0.29900) * r + f(0.58700) * g + f(0.11400) * b + 32768) * (1 / 65536))
-        cb = torch.floor((-f(0.16874) * r - f(0.33126) * g + 32768 * b + (128 * 65536 + 32767)) * (1 / 65536))
-        cr = torch.floor((32768 * r - f(0.41869) * g - f(0.08131) * b + (128 * 65536 + 32767)) * (1 / 65536))
-        planes = [y, _downsample_libjpeg(cb, geo), _downsample_libjpeg(cr, geo)]
+        # jccolor.c: Y = (FIX(.299) R + FIX(.587) G + FIX(.114) B + ONE_HALF) >> 16, and for
+        # Cb, Cr the offset (128 << 16) + ONE_HALF - 1; one 1x1 convolution, exact in float32
+        weight, bias = _ycc_conv(v.device)
+        ycc = conv2d_exact(v, weight, bias).mul_(1 / 65536).floor_()
+        planes = [ycc[:, 0], _downsample_libjpeg(ycc[:, 1], geo), _downsample_libjpeg(ycc[:, 2], geo)]
     else:
         planes = [v[:, 0]]
     fwd = islow_matrices()[0].to(x.device)
@@ -612,7 +651,7 @@ def _upsample_libjpeg(c: Tensor, geo: Geometry) -> Tensor:
             t.to(device=c.device, dtype=c.dtype) if isinstance(t, Tensor) else t for t in _fancy_kernels(fv)
         )
         padded = tnf.pad(c.reshape(b * k, 1, h, w), (1, 1, 1, 1), mode="replicate")
-        phases = torch.floor(tnf.conv2d(padded, weight, bias) * scale)  # (B k, fv 2, h, w)
+        phases = torch.floor(conv2d_exact(padded, weight, bias) * scale)  # (B k, fv 2, h, w)
         up = rearrange(phases, "(b k) (a t) h w -> b k (h a) (w t)", k=k, a=fv, t=2)
     return up[..., : geo.height, : geo.width]
 
@@ -647,11 +686,10 @@ def decode_libjpeg(comps: list[Tensor], geo: Geometry, tables: Tensor, dtype: to
     if geo.channels == 1:
         img = planes[0].unsqueeze(1)
     else:
-        y = planes[0]
-        cb, cr = (_upsample_libjpeg(torch.stack(planes[1:], 1), geo) - 128.0).unbind(1)
-        f = _fix
-        r = y + torch.floor((f(1.40200) * cr + 32768) * (1 / 65536))
-        g = y + torch.floor((-f(0.34414) * cb + 32768 - f(0.71414) * cr) * (1 / 65536))
-        b = y + torch.floor((f(1.77200) * cb + 32768) * (1 / 65536))
-        img = torch.stack([r, g, b], 1).clamp_(0, 255)
+        # jdcolor.c: R = y + ((FIX(1.402) cr + ONE_HALF) >> 16), G = y + ((-FIX(0.34414) cb
+        # + ONE_HALF - FIX(0.71414) cr) >> 16), B = y + ((FIX(1.772) cb + ONE_HALF) >> 16)
+        chroma = _upsample_libjpeg(torch.stack(planes[1:], 1), geo) - 128.0
+        weight, bias = _rgb_conv(chroma.device)
+        terms = conv2d_exact(chroma, weight, bias).mul_(1 / 65536).floor_()
+        img = terms.add_(planes[0].unsqueeze(1)).clamp_(0, 255)
     return (img / 255.0).to(dtype)

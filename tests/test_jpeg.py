@@ -336,3 +336,39 @@ def test_bad_measurements_are_refused() -> None:
         op.decode(torch.zeros(1, 3, 16, 16))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="mode"):
         op.decode(y, mode="fancy")
+
+
+@pytest.mark.parametrize("step", [pytest.param(51), pytest.param(1, marks=pytest.mark.slow)])
+def test_colour_conversions_equal_libjpegs_integer_formulas(step: int) -> None:
+    """The float32 convolutions behind the libjpeg arithmetic are exact (all 2**24 colours when slow)."""
+    from opkit_plugins import _jpeg_core as core
+
+    f = core._fix
+    grid = torch.stack(torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij"))
+    w, b = core._rgb_conv(torch.device("cpu"))
+    terms = core.conv2d_exact(grid[None] - 128, w, b).mul_(1 / 65536).floor_()[0].long()
+    cb, cr = grid.long() - 128
+    ref = torch.stack(
+        [
+            (f(1.402) * cr + 32768) >> 16,
+            (-f(0.34414) * cb + 32768 - f(0.71414) * cr) >> 16,
+            (f(1.772) * cb + 32768) >> 16,
+        ]
+    )
+    assert torch.equal(terms, ref)
+    w, b = core._ycc_conv(torch.device("cpu"))
+    for blue in torch.arange(0.0, 256.0, step).split(32):  # blue levels x all (red, green) pairs
+        rgb = torch.cat(
+            [grid.expand(len(blue), 2, 256, 256), blue.view(-1, 1, 1, 1).expand(-1, 1, 256, 256)], 1
+        )
+        ycc = core.conv2d_exact(rgb, w, b).mul_(1 / 65536).floor_().long()
+        r, g, bl = rgb.long().unbind(1)
+        ref = torch.stack(
+            [
+                (f(0.299) * r + f(0.587) * g + f(0.114) * bl + 32768) >> 16,
+                (-f(0.16874) * r - f(0.33126) * g + 32768 * bl + (128 << 16) + 32767) >> 16,
+                (32768 * r - f(0.41869) * g - f(0.08131) * bl + (128 << 16) + 32767) >> 16,
+            ],
+            1,
+        )
+        assert torch.equal(ycc, ref)
