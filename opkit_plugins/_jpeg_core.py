@@ -328,7 +328,8 @@ def _max_margin(a: Tensor, k: Tensor) -> Tensor:
     bounds = [(None, None)] * m + [(None, 0.5)]
     res = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
     if res.x is None:  # pragma: no cover - infeasible only for codes no image produces
-        return torch.linalg.lstsq(a, k.unsqueeze(-1)).solution.squeeze(-1)
+        sol: Tensor = torch.linalg.lstsq(a, k.unsqueeze(-1)).solution
+        return sol.squeeze(-1)
     return torch.from_numpy(res.x[:m]).to(device=k.device, dtype=torch.float64)
 
 
@@ -647,9 +648,9 @@ def _upsample_libjpeg(c: Tensor, geo: Geometry) -> Tensor:
     if w <= 2:
         up = c.repeat_interleave(fv, -2).repeat_interleave(fh, -1)
     else:
-        weight, bias, scale = (
-            t.to(device=c.device, dtype=c.dtype) if isinstance(t, Tensor) else t for t in _fancy_kernels(fv)
-        )
+        kernel, offsets, scale = _fancy_kernels(fv)
+        weight = kernel.to(device=c.device, dtype=c.dtype)
+        bias = offsets.to(device=c.device, dtype=c.dtype)
         padded = tnf.pad(c.reshape(b * k, 1, h, w), (1, 1, 1, 1), mode="replicate")
         phases = torch.floor(conv2d_exact(padded, weight, bias) * scale)  # (B k, fv 2, h, w)
         up = rearrange(phases, "(b k) (a t) h w -> b k (h a) (w t)", k=k, a=fv, t=2)

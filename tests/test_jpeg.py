@@ -190,7 +190,7 @@ def test_coefficients_agree_with_libjpeg_at_every_quality(
 # ------------------------------------------------------------------------------------------------
 # laws
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("shape", [(3, 17, 23), (3, 9, 1), (1, 13, 7), (3, 16, 32)])
+@pytest.mark.parametrize("shape", [(3, 17, 23), (3, 9, 1), (1, 13, 7)])
 @pytest.mark.parametrize("subsampling", ["4:2:0", "4:2:2", "4:4:4"])
 def test_exact_law_for_odd_sizes_and_every_sampling(shape: tuple[int, int, int], subsampling: str) -> None:
     for quality, encoder in ((1, "auto"), (50, "float"), (100, "auto")):
