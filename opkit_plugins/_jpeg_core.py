@@ -130,14 +130,6 @@ def _pad_to(plane: Tensor, h: int, w: int) -> Tensor:
     return plane.index_select(-2, idx_r).index_select(-1, idx_c)
 
 
-def _to_blocks(plane: Tensor) -> Tensor:
-    return rearrange(plane, "b (ny i) (nx j) -> b ny nx i j", i=8, j=8)
-
-
-def _from_blocks(blocks: Tensor) -> Tensor:
-    return rearrange(blocks, "b ny nx i j -> b (ny i) (nx j)")
-
-
 # ------------------------------------------------------------------------------------------------
 # float arithmetic
 # ------------------------------------------------------------------------------------------------
@@ -229,7 +221,7 @@ def encode_float(x: Tensor, geo: Geometry, tables: Tensor) -> list[Tensor]:
 
     The colour matrix is libjpeg's fixed-point one (exact dyadic rationals); chroma is averaged
     before the colour conversion (the same linear map, on a quarter of the pixels), and the 2-D
-    DCT with the division by ``Q`` is one ``64 x 64`` matrix product per block.
+    DCT with the division by ``Q`` is one stride-8 convolution with 64 kernels ``D[uv] / Q[uv]``.
 
     Parameters
     ----------
