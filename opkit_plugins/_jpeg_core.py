@@ -685,4 +685,4 @@ def decode_libjpeg(comps: list[Tensor], geo: Geometry, tables: Tensor, dtype: to
         weight, bias = _rgb_conv(chroma.device)
         terms = conv2d_exact(chroma, weight, bias).mul_(1 / 65536).floor_()
         img = terms.add_(planes[0].unsqueeze(1)).clamp_(0, 255)
-    return (img / 255.0).to(dtype)
+    return img.to(dtype) / 255.0
