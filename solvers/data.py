@@ -7,7 +7,6 @@ The default models are trained on the lossless photographs that scikit-image shi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -16,6 +15,7 @@ from torch import Tensor
 __all__ = [
     "EVAL_PHOTOS",
     "TRAIN_PHOTOS",
+    "as_image_list",
     "dead_leaves",
     "photo",
     "random_crops",
@@ -124,52 +124,74 @@ def dead_leaves(
     return img.permute(0, 3, 1, 2).to(dtype).contiguous()
 
 
-def random_crops(
-    images: Sequence[Tensor],
-    n: int,
-    size: int,
-    *,
-    generator: torch.Generator | None = None,
-    flips: bool = True,
-) -> Tensor:
-    """``n`` random ``size × size`` crops from a list of ``(1, C, H, W)`` images.
-
-    Each crop picks an image with probability proportional to its area, a uniform position,
-    and (if ``flips``) a random horizontal flip.
+def as_image_list(images: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    """Normalise images to a list of floating ``(C, H, W)`` tensors.
 
     Parameters
     ----------
-    images : sequence of torch.Tensor
-        Source images, each at least ``size`` in height and width.
-    n : int
+    images : torch.Tensor or sequence of torch.Tensor
+        ``(N, C, H, W)``, one ``(C, H, W)``, or a list of ``(C, H, W)`` or ``(1, C, H, W)``.
+
+    Returns
+    -------
+    list of torch.Tensor
+        The images, ``(C, H, W)`` each.
+    """
+    if isinstance(images, Tensor):
+        if images.ndim == 3:
+            images = images[None]
+        if images.ndim != 4:
+            raise ValueError(f"images must be (N, C, H, W) or a list of (C, H, W), got {tuple(images.shape)}")
+        return list(images)
+    out = [im[0] if isinstance(im, Tensor) and im.ndim == 4 and im.shape[0] == 1 else im for im in images]
+    if not out:
+        raise ValueError("images must not be empty")
+    for im in out:
+        if not isinstance(im, Tensor) or im.ndim != 3 or not im.is_floating_point():
+            raise ValueError("every image must be a floating (C, H, W) tensor")
+    return out
+
+
+def random_crops(
+    images: Tensor | Sequence[Tensor],
+    size: int | tuple[int, int],
+    batch: int,
+    generator: torch.Generator,
+    *,
+    flips: bool = False,
+) -> Tensor:
+    """Draw ``batch`` random crops (image chosen uniformly, then a uniform offset).
+
+    Parameters
+    ----------
+    images : torch.Tensor or sequence of torch.Tensor
+        ``(N, C, H, W)`` or a list of ``(C, H, W)`` images of any sizes at least ``size``.
+    size : int or (int, int)
+        Crop height and width.
+    batch : int
         Number of crops.
-    size : int
-        Crop side.
-    generator : torch.Generator, optional
-        Source of randomness.
+    generator : torch.Generator
+        A CPU generator for the indices and offsets.
     flips : bool
-        Random horizontal flips.
+        Also flip each crop horizontally with probability 1/2.
 
     Returns
     -------
     torch.Tensor
-        ``(n, C, size, size)``.
+        ``(batch, C, h, w)`` on the images' device.
     """
-    if not images:
-        raise ValueError("no images to crop from")
-    for im in images:
-        if im.shape[-1] < size or im.shape[-2] < size:
-            raise ValueError(f"image {tuple(im.shape)} is smaller than the crop size {size}")
-    areas = torch.tensor([float(im.shape[-1] * im.shape[-2]) for im in images], dtype=torch.float64)
-    which = torch.multinomial(areas / areas.sum(), n, replacement=True, generator=generator)
-    u = torch.rand(n, 3, generator=generator, dtype=torch.float64)
-    out = []
-    for k in range(n):  # one slice per crop; n is a batch size, not a pixel count
-        im = images[int(which[k])]
-        top = math.floor(float(u[k, 0]) * (im.shape[-2] - size + 1))
-        left = math.floor(float(u[k, 1]) * (im.shape[-1] - size + 1))
-        crop = im[0, :, top : top + size, left : left + size]
-        if flips and float(u[k, 2]) < 0.5:
-            crop = crop.flip(-1)
-        out.append(crop)
-    return torch.stack(out)
+    ims = as_image_list(images)
+    ch, cw = (size, size) if isinstance(size, int) else size
+    for im in ims:
+        if im.shape[-2] < ch or im.shape[-1] < cw:
+            raise ValueError(f"crop size {(ch, cw)} exceeds an image of size {tuple(im.shape[-2:])}")
+    idx = torch.randint(0, len(ims), (batch,), generator=generator).tolist()
+    u = torch.rand((batch, 3 if flips else 2), generator=generator, dtype=torch.float64).tolist()
+    crops = []
+    for k, (a, b, *f) in zip(idx, u, strict=True):  # one slice per crop, not per pixel
+        im = ims[k]
+        i = int(a * (im.shape[-2] - ch + 1))
+        j = int(b * (im.shape[-1] - cw + 1))
+        crop = im[:, i : i + ch, j : j + cw]
+        crops.append(crop.flip(-1) if f and f[0] < 0.5 else crop)
+    return torch.stack(crops)

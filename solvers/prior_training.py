@@ -200,7 +200,8 @@ def train_prior(
     out_dir : str or Path
         Output directory (pipeline layout, see the module docstring).
     images : sequence of torch.Tensor
-        Clean training images ``(1, 3, H, W)`` in ``[0, 1]``, each at least ``crop_size``.
+        Clean training images ``(3, H, W)`` or ``(1, 3, H, W)`` in ``[0, 1]``, each at least
+        ``crop_size``.
     preset : str
         Network preset (:data:`PRIOR_PRESETS`); ignored when resuming.
     steps : int
@@ -264,7 +265,7 @@ def train_prior(
     for step in range(start, steps):
         parts = []
         if batch_size - n_leaves > 0:
-            parts.append(random_crops(images, batch_size - n_leaves, crop_size, generator=gens["cpu"]))
+            parts.append(random_crops(images, crop_size, batch_size - n_leaves, gens["cpu"], flips=True))
         if n_leaves:
             parts.append(dead_leaves(n_leaves, crop_size, generator=gens["cpu"]))
         x0 = torch.cat(parts).to(dev, torch.float32)

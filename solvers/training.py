@@ -44,6 +44,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 import opkit
+from solvers.data import as_image_list, random_crops
 from solvers.score_models import RAW_WEIGHTS_NAME, WEIGHTS_NAME, ScoreModel
 from solvers.sdes import DriftSDE, get_sde
 
@@ -51,59 +52,6 @@ __all__ = ["PairMaker", "TrainResult", "dsm_loss", "random_crops", "train_driftr
 
 STATE_NAME = "training_state.safetensors"
 STATE_JSON = "training_state.json"
-
-
-def _as_image_list(images: Tensor | Sequence[Tensor]) -> list[Tensor]:
-    if isinstance(images, Tensor):
-        if images.ndim == 3:
-            images = images[None]
-        if images.ndim != 4:
-            raise ValueError(f"images must be (N, C, H, W) or a list of (C, H, W), got {tuple(images.shape)}")
-        return list(images)
-    out = list(images)
-    if not out:
-        raise ValueError("images must not be empty")
-    for im in out:
-        if not isinstance(im, Tensor) or im.ndim != 3 or not im.is_floating_point():
-            raise ValueError("every image must be a floating (C, H, W) tensor")
-    return out
-
-
-def random_crops(
-    images: Tensor | Sequence[Tensor], size: int | tuple[int, int], batch: int, generator: torch.Generator
-) -> Tensor:
-    """Draw ``batch`` random crops (image chosen uniformly, then a uniform offset).
-
-    Parameters
-    ----------
-    images : torch.Tensor or sequence of torch.Tensor
-        ``(N, C, H, W)`` or a list of ``(C, H, W)`` images of any sizes at least ``size``.
-    size : int or (int, int)
-        Crop height and width.
-    batch : int
-        Number of crops.
-    generator : torch.Generator
-        A CPU generator for the indices and offsets.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(batch, C, h, w)`` on the images' device.
-    """
-    ims = _as_image_list(images)
-    ch, cw = (size, size) if isinstance(size, int) else size
-    for im in ims:
-        if im.shape[-2] < ch or im.shape[-1] < cw:
-            raise ValueError(f"crop size {(ch, cw)} exceeds an image of size {tuple(im.shape[-2:])}")
-    idx = torch.randint(0, len(ims), (batch,), generator=generator).tolist()
-    u = torch.rand((batch, 2), generator=generator, dtype=torch.float64).tolist()
-    crops = []
-    for k, (a, b) in zip(idx, u, strict=True):  # one slice per crop, not per pixel
-        im = ims[k]
-        i = int(a * (im.shape[-2] - ch + 1))
-        j = int(b * (im.shape[-1] - cw + 1))
-        crops.append(im[:, i : i + ch, j : j + cw])
-    return torch.stack(crops)
 
 
 class PairMaker:
@@ -385,7 +333,7 @@ def train_driftrec(
         raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir")
-    ims = _as_image_list(images)
+    ims = as_image_list(images)
     if model is None:
         model = ScoreModel.from_preset(size, get_sde(sde), seed=seed)
     dev = torch.device(device) if device is not None else next(model.parameters()).device

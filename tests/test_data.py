@@ -31,10 +31,13 @@ def test_dead_leaves_are_seeded_piecewise_constant_images() -> None:
 def test_random_crops_come_from_the_sources() -> None:
     g = torch.Generator().manual_seed(0)
     src = torch.arange(3 * 10 * 12, dtype=torch.float32).view(1, 3, 10, 12)
-    crops = random_crops([src], 5, 4, generator=g, flips=False)
+    crops = random_crops([src], 4, 5, g)
     assert crops.shape == (5, 3, 4, 4)
     for c in crops:  # each crop is a contiguous window of the source
         top, left = divmod(int(c[0, 0, 0]), 12)
         assert torch.equal(c, src[0, :, top : top + 4, left : left + 4])
-    with pytest.raises(ValueError, match="smaller than the crop"):
-        random_crops([src], 1, 11)
+    with pytest.raises(ValueError, match="exceeds"):
+        random_crops([src], 11, 1, g)
+    flipped = random_crops([src], 4, 64, torch.Generator().manual_seed(1), flips=True)
+    firsts = {int(c[0, 0, 0]) - int(c[0, 0, 3]) for c in flipped}  # +3 flipped, -3 not
+    assert firsts == {3, -3}
