@@ -31,3 +31,6 @@ html_theme = "furo"
 html_title = "opkit"
 html_static_path = ["_static"]
 exclude_patterns = ["_build"]
+# Docstring examples are run by pytest --doctest-modules (with their module's globals); the
+# Sphinx doctest builder runs the explicit ``.. doctest::`` blocks of the narrative pages.
+doctest_test_doctest_blocks = ""
