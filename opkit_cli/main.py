@@ -98,8 +98,8 @@ def cmd_ops(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_jpeg(x: torch.Tensor, op: Any, path: Path) -> None:
-    """Save ``x`` as a baseline JPEG file with ``op``'s quantization tables and sampling.
+def jpeg_bytes(x: torch.Tensor, op: Any) -> bytes:
+    """Encode ``x`` as a baseline JPEG file with ``op``'s quantization tables and sampling.
 
     libjpeg (through Pillow) does the encoding, so the file holds what libjpeg computes; the
     ``jpeg`` operator agrees with it on all but a few coefficients in ten thousand.
@@ -110,9 +110,14 @@ def write_jpeg(x: torch.Tensor, op: Any, path: Path) -> None:
         One image ``(1, C, H, W)`` in ``[0, 1]``.
     op : opkit operator
         A JPEG operator (``tables`` ``(C, 8, 8)`` in natural order, ``sampling``).
-    path : Path
-        Destination.
+
+    Returns
+    -------
+    bytes
+        The file's contents.
     """
+    import io
+
     from PIL import Image
 
     from opkit.io import to_uint8
@@ -122,7 +127,9 @@ def write_jpeg(x: torch.Tensor, op: Any, path: Path) -> None:
     if tables.shape[0] > 1:
         qtables.append(tables[1].flatten().tolist())
     sub = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}[op.sampling]
-    Image.fromarray(to_uint8(x)).save(path, format="JPEG", qtables=qtables, subsampling=sub)
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(x)).save(buf, format="JPEG", qtables=qtables, subsampling=sub)
+    return buf.getvalue()
 
 
 def cmd_degrade(args: argparse.Namespace) -> int:
@@ -139,7 +146,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     if out.suffix.lower() in (".jpg", ".jpeg") and hasattr(op, "tables") and hasattr(op, "sampling"):
         if args.sigma_y > 0:
             raise SystemExit("opkit: --sigma-y does not apply to a JPEG file")
-        write_jpeg(x, op, out)
+        out.write_bytes(jpeg_bytes(x, op))
         print(f"wrote {out} (a real JPEG with the operator's tables, {op.sampling})")
         return 0
     y = op(x)
@@ -285,18 +292,7 @@ def _crop_to_multiple(x: torch.Tensor, k: int) -> torch.Tensor:
 
 def _jpeg_bpp(x: torch.Tensor, op: Any) -> float:
     """Bits per pixel of ``x`` saved by libjpeg with ``op``'s tables (for rate–distortion)."""
-    import io
-
-    from PIL import Image
-
-    from opkit.io import to_uint8
-
-    buf = io.BytesIO()
-    tables = op.tables
-    qt = [tables[0].flatten().tolist()] + ([tables[1].flatten().tolist()] if tables.shape[0] > 1 else [])
-    sub = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}[op.sampling]
-    Image.fromarray(to_uint8(x)).save(buf, format="JPEG", qtables=qt, subsampling=sub)
-    return 8.0 * buf.tell() / (x.shape[-1] * x.shape[-2])
+    return 8.0 * len(jpeg_bytes(x, op)) / (x.shape[-1] * x.shape[-2])
 
 
 def evaluate_image(

@@ -21,7 +21,6 @@ where it stopped and continues bit for bit.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from solvers._state import load_state, save_state
 from solvers.data import dead_leaves, random_crops
 from solvers.priors import linear_alphas_cumprod
 
@@ -144,16 +144,7 @@ def _save(
         num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear"
     ).save_pretrained(str(out / "scheduler"))
     save_file({k: v.detach().cpu().contiguous() for k, v in raw.state_dict().items()}, str(out / _RAW))
-    sd = opt.state_dict()
-    tensors = {
-        f"opt.{pid}.{k}": torch.as_tensor(v).detach().cpu().contiguous().clone()
-        for pid, st in sd["state"].items()
-        for k, v in st.items()
-    }
-    tensors.update({f"rng.{n}": g.get_state().clone() for n, g in gens.items()})
-    save_file(tensors, str(out / _STATE))
-    meta = {"step": step, "losses": losses, "param_groups": sd["param_groups"], **extra}
-    (out / _STATE_JSON).write_text(json.dumps(meta))
+    save_state(out / _STATE, out / _STATE_JSON, opt, gens, {"step": step, "losses": losses, **extra})
 
 
 def _load(
@@ -161,16 +152,7 @@ def _load(
 ) -> tuple[int, list[float], dict[str, Any]]:
     raw.load_state_dict(load_file(str(out / _RAW)))
     ema.load_state_dict(load_file(str(out / "unet" / "diffusion_pytorch_model.safetensors")))
-    meta = json.loads((out / _STATE_JSON).read_text())
-    tensors = load_file(str(out / _STATE))
-    state: dict[int, dict[str, Tensor]] = {}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, pid, name = key.split(".", 2)
-            state.setdefault(int(pid), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    for name, g in gens.items():
-        g.set_state(tensors[f"rng.{name}"])
+    meta = load_state(out / _STATE, out / _STATE_JSON, opt, gens)
     return int(meta["step"]), [float(v) for v in meta["losses"]], meta
 
 

@@ -31,7 +31,6 @@ step, the loss history and the random generators, so a resumed run continues bit
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,11 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
 import opkit
+from solvers._state import load_state, save_state
 from solvers.data import as_image_list, random_crops
 from solvers.score_models import RAW_WEIGHTS_NAME, WEIGHTS_NAME, ScoreModel
 from solvers.sdes import DriftSDE, get_sde
@@ -225,16 +225,7 @@ def _save_checkpoint(
     gens: dict[str, torch.Generator],
 ) -> None:
     ema.save_pretrained(path, raw_state=raw.unet.state_dict())
-    sd = opt.state_dict()
-    tensors: dict[str, Tensor] = {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous().clone()
-    for name, g in gens.items():
-        tensors[f"rng.{name}"] = g.get_state().clone()
-    save_file(tensors, str(path / STATE_NAME))
-    meta = {"step": step, "losses": losses, "param_groups": sd["param_groups"]}
-    (path / STATE_JSON).write_text(json.dumps(meta))
+    save_state(path / STATE_NAME, path / STATE_JSON, opt, gens, {"step": step, "losses": losses})
 
 
 def _load_checkpoint(
@@ -242,16 +233,7 @@ def _load_checkpoint(
 ) -> tuple[int, list[float]]:
     raw.unet.load_state_dict(load_file(str(path / RAW_WEIGHTS_NAME)))
     ema.unet.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
-    meta = json.loads((path / STATE_JSON).read_text())
-    tensors = load_file(str(path / STATE_NAME))
-    state: dict[int, dict[str, Tensor]] = {}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, pid, name = key.split(".", 2)
-            state.setdefault(int(pid), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    for name, g in gens.items():
-        g.set_state(tensors[f"rng.{name}"])
+    meta = load_state(path / STATE_NAME, path / STATE_JSON, opt, gens)
     return int(meta["step"]), [float(v) for v in meta["losses"]]
 
 

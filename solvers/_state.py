@@ -1,0 +1,51 @@
+"""Training state (optimizer, random generators, counters) saved with safetensors and JSON.
+
+Shared by :mod:`solvers.training` and :mod:`solvers.prior_training`: nothing is pickled, and a
+resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+
+def save_state(
+    tensors_path: Path,
+    json_path: Path,
+    opt: torch.optim.Optimizer,
+    gens: dict[str, torch.Generator],
+    meta: dict[str, Any],
+) -> None:
+    """Write the optimizer state and generator states (tensors) and ``meta`` (JSON)."""
+    sd = opt.state_dict()
+    tensors: dict[str, Tensor] = {
+        f"opt.{pid}.{k}": torch.as_tensor(v).detach().cpu().contiguous().clone()
+        for pid, st in sd["state"].items()
+        for k, v in st.items()
+    }
+    tensors.update({f"rng.{name}": g.get_state().clone() for name, g in gens.items()})
+    save_file(tensors, str(tensors_path))
+    json_path.write_text(json.dumps({**meta, "param_groups": sd["param_groups"]}))
+
+
+def load_state(
+    tensors_path: Path, json_path: Path, opt: torch.optim.Optimizer, gens: dict[str, torch.Generator]
+) -> dict[str, Any]:
+    """Restore what :func:`save_state` wrote into ``opt`` and ``gens``; return the JSON meta."""
+    meta: dict[str, Any] = json.loads(json_path.read_text())
+    tensors = load_file(str(tensors_path))
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    for name, g in gens.items():
+        g.set_state(tensors[f"rng.{name}"])
+    return meta
