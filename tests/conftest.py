@@ -8,6 +8,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+# fake plugin modules are imported by the registry tests, never collected (one cannot be imported)
+collect_ignore = ["fake_plugins"]
+
 settings.register_profile(
     "default",
     max_examples=20,
