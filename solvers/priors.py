@@ -318,6 +318,9 @@ class UNetPrior:
         )
 
 
+#: Where the project's default prior lives inside the package (diffusers pipeline layout).
+DEFAULT_PRIOR_DIR = Path(__file__).resolve().parent / "weights" / "prior"
+
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 _WEIGHTS = "diffusion_pytorch_model.safetensors"
 _WEIGHTS_INDEX = "diffusion_pytorch_model.safetensors.index.json"
@@ -399,10 +402,13 @@ def load_prior(
         If diffusers is not installed (``pip install opkit[models]``).
     """
     if isinstance(path, str) and path == "default":
-        raise ValueError(
-            "load_prior('default'): no default DDRM prior is bundled yet; pass a local diffusers "
-            "directory (UNet2DModel + scheduler, safetensors weights) instead"
-        )
+        path = DEFAULT_PRIOR_DIR
+        if not (path / "unet" / "config.json").is_file():
+            raise ValueError(
+                "load_prior('default'): no default DDRM prior is bundled in this installation "
+                f"(expected {path}); pass a local diffusers directory (UNet2DModel + scheduler, "
+                "safetensors weights) instead"
+            )
     root = Path(path).expanduser()
     if not root.exists():
         raise FileNotFoundError(
