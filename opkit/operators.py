@@ -359,6 +359,7 @@ class SVDOperator(LinearOperator):
 
     def adjoint(self, y: Tensor) -> Tensor:
         """``Hᵀ y = V(s · Uᵀ y)``."""
+        self.check_measurement(y)
         return self.V(self.singulars_like(y) * self.Ut(y))
 
     def pinv(self, y: Tensor) -> Tensor:
