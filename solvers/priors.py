@@ -379,7 +379,8 @@ def load_prior(
     Parameters
     ----------
     path : str or pathlib.Path
-        The model directory. ``"default"`` is reserved for the project's default model.
+        The model directory, or ``"default"`` for the prior bundled with the package
+        (:data:`DEFAULT_PRIOR_DIR`; see the model card in the documentation).
     device : str or torch.device, optional
         Where to put the network (default CPU).
     dtype : torch.dtype, optional
@@ -397,7 +398,7 @@ def load_prior(
         If the directory or one of the needed files is missing (the message names it).
     ValueError
         For pickle-only weights, a model class other than ``UNet2DModel`` or a bad config;
-        ``"default"`` until a default model is published.
+        ``"default"`` in an installation without the bundled model.
     ImportError
         If diffusers is not installed (``pip install opkit[models]``).
     """

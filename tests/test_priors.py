@@ -222,8 +222,11 @@ def test_load_pipeline_layout_and_run_ddrm(tmp_path: Path) -> None:
     assert 0 <= float(out.min()) and float(out.max()) <= 1
 
 
-def test_load_prior_errors(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="default"):
+def test_load_prior_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import solvers.priors
+
+    monkeypatch.setattr(solvers.priors, "DEFAULT_PRIOR_DIR", tmp_path / "absent")
+    with pytest.raises(ValueError, match="no default DDRM prior is bundled"):
         load_prior("default")
     with pytest.raises(FileNotFoundError, match="never downloads"):
         load_prior(tmp_path / "nope")
