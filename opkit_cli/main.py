@@ -6,7 +6,7 @@ import argparse
 import ast
 import inspect
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -233,10 +233,69 @@ def _side_by_side(images: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(row, -1)[..., :-4]
 
 
-def cmd_restore(args: argparse.Namespace) -> int:
-    """Restore a degraded image with DDRM or DriftRec."""
+def make_restorer(
+    args: argparse.Namespace, generator: torch.Generator, *, progress: bool
+) -> Callable[[Any, Any, torch.Tensor | None], torch.Tensor]:
+    """Load the chosen solver's model once and return ``restore(op, y, y_image=None)``.
+
+    DDRM uses the operator and its measurement; DriftRec is blind and uses the degraded image
+    (``y_image`` when it has the operator's image shape, else ``Decode(y)`` or ``H†y``).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``solver``, ``model``, ``steps``, ``samples`` and ``sigma_y``.
+    generator : torch.Generator
+        Randomness of the solver.
+    progress : bool
+        Show DDRM's progress bar.
+
+    Returns
+    -------
+    callable
+        The restoration function.
+    """
     import solvers
 
+    try:
+        if args.solver == "ddrm":
+            model = solvers.load_prior(args.model)
+        else:
+            score = solvers.load_driftrec(args.model)
+    except (FileNotFoundError, ValueError, NotImplementedError) as exc:
+        raise SystemExit(f"opkit: {exc}") from None
+
+    def restore(op: Any, y: Any, y_image: torch.Tensor | None = None) -> torch.Tensor:
+        if args.solver == "ddrm":
+            out = solvers.ddrm(
+                op,
+                y,
+                model,
+                steps=args.steps or 20,
+                sigma_y=args.sigma_y,
+                num_samples=args.samples,
+                generator=generator,
+                progress=progress,
+            )
+        else:
+            if y_image is None or tuple(y_image.shape[1:]) != op.shape:
+                y_image = op.decode(y) if isinstance(op, opkit.EncodeDecodeOperator) else op.pinv(y)
+            out = solvers.driftrec(
+                y_image,
+                score,
+                sde="model",
+                steps=args.steps or 100,
+                num_samples=args.samples,
+                generator=generator,
+            )
+        assert isinstance(out, torch.Tensor)
+        return out
+
+    return restore
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore a degraded image with DDRM or DriftRec."""
     out = Path(args.output)
     check_output(out, [args.image], args.force)
     if args.compare:
@@ -249,26 +308,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         raise SystemExit(f"opkit: {args.op}: {exc}") from None
     g = torch.Generator().manual_seed(args.seed)
+    restore = make_restorer(args, g, progress=not args.quiet)
     try:
-        if args.solver == "ddrm":
-            model = solvers.load_prior(args.model)
-            x = solvers.ddrm(
-                op,
-                y,
-                model,
-                steps=args.steps or 20,
-                sigma_y=args.sigma_y,
-                num_samples=args.samples,
-                generator=g,
-                progress=not args.quiet,
-            )
-        else:
-            score = solvers.load_driftrec(args.model)
-            y_img = shown if tuple(shown.shape[1:]) == op.shape else op.pinv(y)
-            x = solvers.driftrec(
-                y_img, score, sde="model", steps=args.steps or 100, num_samples=args.samples, generator=g
-            )
-    except (FileNotFoundError, ValueError, NotImplementedError) as exc:
+        x = restore(op, y, shown)
+    except (ValueError, NotImplementedError) as exc:
         raise SystemExit(f"opkit: {exc}") from None
     assert isinstance(x, torch.Tensor)
     save_image(x, out)
@@ -310,7 +353,7 @@ def evaluate_image(
     op : opkit.Operator
         The degradation.
     restore : callable
-        ``restore(op, y) -> x̂``.
+        ``restore(op, y, None) -> x̂`` (see :func:`make_restorer`).
     sigma_y : float
         Measurement noise for linear operators.
     generator : torch.Generator
@@ -339,7 +382,7 @@ def evaluate_image(
                 y, size=tuple(x.shape[-2:]), mode="bicubic", align_corners=False
             )
             candidates["bicubic"] = up
-    candidates["restored"] = restore(op, y)
+    candidates["restored"] = restore(op, y, None)
     out = {}
     for name, img in candidates.items():
         img = img.clamp(0, 1).to(x.dtype)
@@ -356,8 +399,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Degrade and restore every image of a folder; print a metrics table, write a CSV."""
     import csv
 
-    import solvers
-
     folder = Path(args.folder)
     files = (
         sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
@@ -367,33 +408,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     qualities = [int(q) for q in args.qualities.split(",")] if args.qualities else [None]
     g = torch.Generator().manual_seed(args.seed)
-    if args.solver == "ddrm":
-        model = solvers.load_prior(args.model)
-
-        def restore(op: Any, y: Any) -> torch.Tensor:
-            return solvers.ddrm(
-                op,
-                y,
-                model,
-                steps=args.steps or 20,
-                sigma_y=args.sigma_y,
-                num_samples=args.samples,
-                generator=g,
-                progress=False,
-            )  # type: ignore[return-value]
-    else:
-        score = solvers.load_driftrec(args.model)
-
-        def restore(op: Any, y: Any) -> torch.Tensor:
-            y_img = op.decode(y) if isinstance(op, opkit.EncodeDecodeOperator) else op.pinv(y)
-            return solvers.driftrec(
-                y_img,
-                score,
-                sde="model",
-                steps=args.steps or 100,  # type: ignore[return-value]
-                num_samples=args.samples,
-                generator=g,
-            )
+    restore = make_restorer(args, g, progress=False)
 
     rows: list[dict[str, Any]] = []
     for path in files:
