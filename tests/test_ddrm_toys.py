@@ -17,6 +17,7 @@ from torch import Tensor
 
 import opkit
 from opkit.testing import check_operator
+from tests.toy_operators import DenseSVD as ToyDenseSVD
 
 Shape = tuple[int, int, int]
 
@@ -35,7 +36,7 @@ def _orthogonal(n: int, g: torch.Generator) -> Tensor:
     return q * torch.sign(torch.diagonal(r))
 
 
-class DenseSVD(opkit.SVDOperator):
+class DenseSVD(ToyDenseSVD):
     """``H = U diag(s) Vᵀ`` with random orthogonal ``U`` (m×m), ``V`` (n×n); ``y`` is ``(B, m)``.
 
     Spectral layout: ``(n,)``; the first ``m`` coordinates are the measured ones. Singular
@@ -45,36 +46,11 @@ class DenseSVD(opkit.SVDOperator):
     def __init__(
         self, shape: Shape, m: int, values: tuple[float, ...] = (2.0, 0.05, 0.0, 0.7), seed: int = 0
     ):
-        super().__init__(shape)
         n = shape[0] * shape[1] * shape[2]
         g = torch.Generator().manual_seed(seed)
-        self.n, self.m = n, m
-        self.Um, self.Vm = _orthogonal(m, g), _orthogonal(n, g)
-        s = torch.zeros(n, dtype=torch.float64)
-        s[:m] = torch.tensor([values[i % len(values)] for i in range(m)], dtype=torch.float64)
-        self._s = s
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return (self.m,)
-
-    @property
-    def singulars(self) -> Tensor:
-        return self._s
-
-    def Vt(self, x: Tensor) -> Tensor:
-        return x.flatten(1) @ self.cast("V", self.Vm, x)
-
-    def V(self, v: Tensor) -> Tensor:
-        return (v @ self.cast("V", self.Vm, v).T).view(v.shape[0], *self.shape)
-
-    def Ut(self, y: Tensor) -> Tensor:
-        out = y.new_zeros(y.shape[0], self.n)
-        out[:, : self.m] = y @ self.cast("U", self.Um, y)
-        return out
-
-    def U(self, v: Tensor) -> Tensor:
-        return v[:, : self.m] @ self.cast("U", self.Um, v).T
+        U, V = _orthogonal(m, g), _orthogonal(n, g)
+        s = torch.tensor([values[i % len(values)] for i in range(m)], dtype=torch.float64)
+        super().__init__(shape, U, s, V)
 
     def dense(self) -> Tensor:
         """The ``m × n`` matrix."""
