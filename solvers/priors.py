@@ -230,7 +230,9 @@ class UNetPrior:
       ``"v_prediction"`` becomes :math:`\epsilon = \sqrt{\bar\alpha_t}\, v + \sqrt{1-\bar\alpha_t}\, x_t`.
 
     Inputs are cast to the network's dtype and device and the output back to the input's, so a
-    float16 network can serve a float32 solver. Calls run without autograd.
+    float16 network can serve a float32 solver. Calls run without autograd. Images whose sides
+    are not multiples of the network's total down-sampling (:attr:`multiple`) are padded by
+    reflection before the call and cropped after it, so any image size works.
 
     Parameters
     ----------
@@ -240,6 +242,9 @@ class UNetPrior:
         Its training schedule, ``(T,)``.
     prediction_type : {"epsilon", "sample", "v_prediction"}
         What the network predicts.
+    multiple : int, optional
+        Side lengths the network needs to be multiples of; by default ``2**(levels - 1)`` for a
+        diffusers ``UNet2DModel`` (from its ``block_out_channels``) and 1 for anything else.
 
     Examples
     --------
@@ -250,10 +255,17 @@ class UNetPrior:
     >>> prior = UNetPrior(net, linear_alphas_cumprod())
     >>> prior(torch.zeros(2, 3, 8, 8), 10).shape
     torch.Size([2, 3, 8, 8])
+    >>> prior(torch.zeros(1, 3, 7, 5), 10).shape  # padded to 8 x 6 for the call, then cropped
+    torch.Size([1, 3, 7, 5])
     """
 
     def __init__(
-        self, net: torch.nn.Module, alphas_cumprod: Tensor, prediction_type: str = "epsilon"
+        self,
+        net: torch.nn.Module,
+        alphas_cumprod: Tensor,
+        prediction_type: str = "epsilon",
+        *,
+        multiple: int | None = None,
     ) -> None:
         if prediction_type not in ("epsilon", "sample", "v_prediction"):
             raise ValueError(
@@ -262,6 +274,13 @@ class UNetPrior:
         self.net = net
         self.alphas_cumprod = _check_alphas_cumprod(alphas_cumprod, "UNetPrior")
         self.prediction_type = prediction_type
+        if multiple is None:
+            levels = getattr(getattr(net, "config", None), "block_out_channels", None)
+            multiple = 2 ** (len(levels) - 1) if levels else 1
+        if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+            raise ValueError(f"multiple must be a positive integer, got {multiple!r}")
+        #: Side lengths are padded to a multiple of this for the network call.
+        self.multiple = multiple
 
     def _net_place(self) -> tuple[torch.device, torch.dtype]:
         p = next(self.net.parameters(), None)
@@ -290,13 +309,19 @@ class UNetPrior:
         b, c = x_t.shape[:2]
         tt = _t_index(t, b, device)
         kw = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in kwargs.items()}
+        h, w = x_t.shape[-2:]
+        ph, pw = -h % self.multiple, -w % self.multiple
+        inp = x_t.to(device=device, dtype=dtype)
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            inp = torch.nn.functional.pad(inp, (0, pw, 0, ph), mode=mode)
         with torch.no_grad():
-            out: Any = self.net(x_t.to(device=device, dtype=dtype), tt, return_dict=False, **kw)
+            out: Any = self.net(inp, tt, return_dict=False, **kw)
         if isinstance(out, tuple):
             out = out[0]
         elif hasattr(out, "sample"):
             out = out.sample
-        out = out.to(device=x_t.device, dtype=x_t.dtype)
+        out = out[..., :h, :w].to(device=x_t.device, dtype=x_t.dtype)
         if out.shape[1] == 2 * c:
             out = out[:, :c]
         if tuple(out.shape) != tuple(x_t.shape):

@@ -140,6 +140,23 @@ def test_unet_prior_calls_the_network() -> None:
     assert "UNet2DModel" in repr(prior)
 
 
+def test_unet_prior_pads_odd_sizes_by_reflection() -> None:
+    """Sides that are not multiples of the U-Net's down-sampling are reflected out and cropped back."""
+    net = tiny_unet()
+    prior = UNetPrior(net, linear_alphas_cumprod())
+    assert prior.multiple == 2
+    x = torch.randn(1, 3, 7, 9, generator=torch.Generator().manual_seed(0))
+    eps = prior(x, 5)
+    with torch.no_grad():
+        want = net(torch.nn.functional.pad(x, (0, 1, 0, 1), mode="reflect"), torch.tensor([5])).sample
+    assert eps.shape == x.shape
+    torch.testing.assert_close(eps, want[..., :7, :9])
+    one = torch.randn(1, 3, 1, 4)  # a side of 1 cannot be reflected: replicated instead
+    assert prior(one, 5).shape == one.shape
+    with pytest.raises(ValueError, match="multiple"):
+        UNetPrior(net, linear_alphas_cumprod(), multiple=0)
+
+
 def test_unet_prior_learned_variance_takes_first_half() -> None:
     net = tiny_unet(out_channels=6)
     prior = UNetPrior(net, linear_alphas_cumprod())
