@@ -22,7 +22,10 @@ from solvers.samplers import SAMPLERS, SamplerInfo, euler_heun, euler_maruyama, 
 from solvers.score_models import ScoreModel
 from solvers.sdes import DriftSDE, get_sde
 
-__all__ = ["color_correct", "driftrec", "load_driftrec"]
+__all__ = ["DEFAULT_DRIFTREC_DIR", "color_correct", "driftrec", "load_driftrec"]
+
+#: Where the bundled default DriftRec JPEG model lives (``solvers/weights/driftrec``).
+DEFAULT_DRIFTREC_DIR = Path(__file__).resolve().parent / "weights" / "driftrec"
 
 ScoreFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -203,8 +206,8 @@ def load_driftrec(
     ----------
     path : str or path-like
         A directory written by :meth:`~solvers.score_models.ScoreModel.save_pretrained` or by
-        :func:`~solvers.training.train_driftrec`. ``"default"`` is reserved for the project's
-        pretrained model, which is not available yet.
+        :func:`~solvers.training.train_driftrec`. ``"default"`` loads the JPEG model bundled with
+        the package (:data:`DEFAULT_DRIFTREC_DIR`; see the model card in the documentation).
     ema : bool
         Load the EMA weights (default) rather than the raw training weights.
     device, dtype : optional
@@ -217,16 +220,19 @@ def load_driftrec(
 
     Raises
     ------
-    NotImplementedError
-        For ``"default"`` (no pretrained DriftRec model is shipped yet).
     FileNotFoundError
         If ``path`` is not a model directory.
+    ValueError
+        For ``"default"`` in an installation without the bundled model.
     """
     if isinstance(path, str) and path == "default":
-        raise NotImplementedError(
-            "no default DriftRec model is available yet; train one with solvers.training.train_driftrec "
-            "and pass its directory to load_driftrec(path)"
-        )
+        path = DEFAULT_DRIFTREC_DIR
+        if not (path / "config.json").is_file():
+            raise ValueError(
+                "load_driftrec('default'): no default DriftRec model is bundled in this installation "
+                f"(expected {path}); train one with solvers.training.train_driftrec "
+                "(or scripts/train_default_driftrec.py) and pass its directory"
+            )
     p = Path(path)
     if not p.is_dir():
         raise FileNotFoundError(f"DriftRec model directory not found: {p}")

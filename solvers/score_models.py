@@ -63,7 +63,9 @@ def _plain(n: int) -> tuple[str, ...]:
 
 
 #: U-Net sizes. ``"tiny"`` (~0.17 M parameters) is for tests, ``"small"`` (~2.7 M) for quick
-#: experiments, ``"paper"`` (~64 M, the scale of the paper's 65.6 M NCSN++) for real training.
+#: experiments, ``"compact"`` (~3.4 M, convolutional only, so it behaves the same at any image
+#: size) for the shipped default model, ``"paper"`` (~64 M, the scale of the paper's 65.6 M
+#: NCSN++) for real training.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "block_out_channels": (16, 32),
@@ -80,6 +82,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "up_block_types": ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
         "norm_num_groups": 16,
         "attention_head_dim": 32,
+    },
+    "compact": {
+        "block_out_channels": (32, 64, 96, 128),
+        "layers_per_block": 1,
+        "down_block_types": _plain(4),
+        "up_block_types": ("UpBlock2D",) * 4,
+        "norm_num_groups": 16,
+        "add_attention": False,
     },
     "paper": {
         "block_out_channels": (128, 128, 256, 256, 256, 256),

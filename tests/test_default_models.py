@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 
+import solvers._driftrec
 from opkit.metrics import psnr
 from solvers import load_prior
 from solvers.data import photo
@@ -29,3 +33,9 @@ def test_default_prior_denoises_a_held_out_photograph() -> None:
     x0 = ((x_t - (1 - at) ** 0.5 * prior(x_t, t)) / at**0.5 + 1) / 2
     gain = float(psnr(x0.clamp(0, 1), x)[0] - psnr(y.clamp(0, 1), x)[0])
     assert gain > 3.0, gain  # measured +6 dB or more for the shipped model (docs/models.rst)
+
+
+def test_default_driftrec_missing_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(solvers._driftrec, "DEFAULT_DRIFTREC_DIR", tmp_path / "absent")
+    with pytest.raises(ValueError, match="no default DriftRec model is bundled"):
+        solvers.load_driftrec("default")

@@ -226,8 +226,6 @@ def test_driftrec_rejects_bad_input() -> None:
         solvers.driftrec(y[0], score)
     with pytest.raises(ValueError, match="t_eps"):
         solvers.driftrec(y, score, sde=OUVE(t_eps=0.0))
-    with pytest.raises(NotImplementedError, match="default"):
-        solvers.load_driftrec("default")
     with pytest.raises(FileNotFoundError):
         solvers.load_driftrec("/nonexistent/driftrec")
 
