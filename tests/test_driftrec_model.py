@@ -54,7 +54,11 @@ def test_sizes_from_tiny_to_paper_scale() -> None:
     with torch.device("meta"):
         paper = sum(p.numel() for p in build_unet("paper").parameters())
     assert 60e6 < paper < 70e6
-    assert set(PRESETS) == {"tiny", "small", "paper"}
+    assert set(PRESETS) == {"tiny", "small", "compact", "paper"}
+    with torch.device("meta"):
+        compact = build_unet("compact")
+    assert 3e6 < sum(p.numel() for p in compact.parameters()) < 4e6  # the shipped default's size
+    assert not any("Attention" in type(m).__name__ for m in compact.modules())  # convolution only
     with pytest.raises(ValueError, match="size"):
         build_unet("huge")
 
