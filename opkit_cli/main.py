@@ -15,7 +15,7 @@ import torch
 import opkit
 from opkit.io import load_image, save_image
 
-SAMPLES = ("astronaut", "chelsea", "coffee", "camera")
+SAMPLES = ("astronaut", "chelsea", "coffee", "camera", "rocket")
 
 
 def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def read_input(spec: str) -> torch.Tensor:
     Parameters
     ----------
     spec : str
-        A path, or ``sample:astronaut`` (also chelsea, coffee, camera).
+        A path, or ``sample:astronaut`` (also chelsea, coffee, camera, rocket).
 
     Returns
     -------
@@ -553,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ops", help="list registered operators and their parameters")
     s.set_defaults(func=cmd_ops)
     s = sub.add_parser("degrade", help="apply an operator to an image")
-    s.add_argument("image", help="input image path, or sample:astronaut|chelsea|coffee|camera")
+    s.add_argument("image", help="input image path, or sample:astronaut|chelsea|coffee|camera|rocket")
     s.add_argument("--op", required=True, help="operator name (see `opkit ops`)")
     s.add_argument("--param", action="append", metavar="K=V", help="operator parameter (repeatable)")
     s.add_argument("--sigma-y", type=float, default=0.0, help="Gaussian noise std in [0,1] units")
