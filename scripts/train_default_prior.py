@@ -12,6 +12,7 @@ with the same arguments resumes from the checkpoint in ``--out`` and continues b
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -45,6 +46,10 @@ def main() -> None:
         dst = Path(a.export)
         for sub in ("unet", "scheduler"):
             shutil.copytree(Path(a.out) / sub, dst / sub, dirs_exist_ok=True)
+            cfg_path = dst / sub / ("config.json" if sub == "unet" else "scheduler_config.json")
+            cfg = json.loads(cfg_path.read_text())
+            if cfg.pop("_name_or_path", None) is not None:  # a local path recorded on resume
+                cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         print(f"exported {a.out} -> {dst}")
         return
     res = train_prior(

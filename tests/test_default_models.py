@@ -39,3 +39,18 @@ def test_default_driftrec_missing_is_a_clear_error(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(solvers._driftrec, "DEFAULT_DRIFTREC_DIR", tmp_path / "absent")
     with pytest.raises(ValueError, match="no default DriftRec model is bundled"):
         solvers.load_driftrec("default")
+
+
+def test_default_driftrec_is_bundled_and_deblocks_a_held_out_jpeg() -> None:
+    from opkit import create
+    from opkit.metrics import bef
+
+    model = solvers.load_driftrec("default")
+    assert model.num_parameters() < 5_000_000  # with the prior, well under the ~40 MB budget
+    assert model.sde.name == "ouve"
+    x = photo("camera")[..., 200:264, 200:264]  # not a training image
+    jpeg = create("jpeg", shape=(3, 64, 64), quality=10)
+    y = jpeg.decode(jpeg(x))
+    out = solvers.driftrec(y, model, steps=30, generator=torch.Generator().manual_seed(0)).clamp(0, 1)
+    assert out.shape == y.shape
+    assert float(bef(out)[0]) < 0.5 * float(bef(y)[0])  # blocking removed (measured: docs/models.rst)
