@@ -18,15 +18,9 @@ from pathlib import Path
 import torch
 
 from solvers import load_driftrec
-from solvers.data import TRAIN_PHOTOS, photo
+from solvers.data import training_photos
 from solvers.score_models import ScoreModel
 from solvers.training import train_driftrec
-
-
-def training_images() -> list[torch.Tensor]:
-    """The training photographs at full size and halved (2×2 means)."""
-    full = [photo(name) for name in TRAIN_PHOTOS]
-    return full + [torch.nn.functional.avg_pool2d(x, 2) for x in full]
 
 
 def main() -> None:
@@ -47,7 +41,7 @@ def main() -> None:
         print(f"exported {a.out} -> {a.export}")
         return
     res = train_driftrec(
-        training_images(),
+        training_photos(),
         "jpeg",
         model=ScoreModel.from_preset(a.preset, "ouve", seed=a.seed),
         steps=a.steps,

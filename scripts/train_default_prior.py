@@ -18,14 +18,8 @@ from pathlib import Path
 
 import torch
 
-from solvers.data import TRAIN_PHOTOS, photo
+from solvers.data import training_photos
 from solvers.prior_training import train_prior
-
-
-def training_images() -> list[torch.Tensor]:
-    """The training photographs at full size and halved (2×2 means)."""
-    full = [photo(name) for name in TRAIN_PHOTOS]
-    return full + [torch.nn.functional.avg_pool2d(x, 2) for x in full]
 
 
 def main() -> None:
@@ -54,7 +48,7 @@ def main() -> None:
         return
     res = train_prior(
         a.out,
-        training_images(),
+        training_photos(),
         preset=a.preset,
         steps=a.steps,
         batch_size=a.batch,

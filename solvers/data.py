@@ -19,6 +19,7 @@ __all__ = [
     "dead_leaves",
     "photo",
     "random_crops",
+    "training_photos",
 ]
 
 #: Lossless colour photographs used for training (scikit-image's bundled data).
@@ -150,6 +151,18 @@ def as_image_list(images: Tensor | Sequence[Tensor]) -> list[Tensor]:
         if not isinstance(im, Tensor) or im.ndim != 3 or not im.is_floating_point():
             raise ValueError("every image must be a floating (C, H, W) tensor")
     return out
+
+
+def training_photos() -> list[Tensor]:
+    """The :data:`TRAIN_PHOTOS` at full size and halved (2×2 means): the default models' data.
+
+    Returns
+    -------
+    list of torch.Tensor
+        Ten ``(1, 3, H, W)`` images in ``[0, 1]``, the full-size ones first.
+    """
+    full = [photo(name) for name in TRAIN_PHOTOS]
+    return full + [torch.nn.functional.avg_pool2d(x, 2) for x in full]
 
 
 def random_crops(

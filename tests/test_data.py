@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from solvers.data import EVAL_PHOTOS, TRAIN_PHOTOS, dead_leaves, photo, random_crops
+from solvers.data import EVAL_PHOTOS, TRAIN_PHOTOS, dead_leaves, photo, random_crops, training_photos
 
 
 def test_train_and_eval_photos_are_disjoint_colour_images() -> None:
@@ -41,3 +41,12 @@ def test_random_crops_come_from_the_sources() -> None:
     flipped = random_crops([src], 4, 64, torch.Generator().manual_seed(1), flips=True)
     firsts = {int(c[0, 0, 0]) - int(c[0, 0, 3]) for c in flipped}  # +3 flipped, -3 not
     assert firsts == {3, -3}
+
+
+def test_training_photos_are_the_training_set_full_and_halved() -> None:
+    ims = training_photos()
+    n = len(TRAIN_PHOTOS)
+    assert len(ims) == 2 * n
+    for full, half, name in zip(ims[:n], ims[n:], TRAIN_PHOTOS, strict=True):
+        assert torch.equal(full, photo(name))
+        torch.testing.assert_close(half, torch.nn.functional.avg_pool2d(full, 2))

@@ -159,7 +159,7 @@ def test_driftrec_vs_ddrm_without_a_model_keeps_the_ddrm_half(
     tmp_path: Path, prior_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def unavailable(path: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("no default DriftRec model is available yet")
+        raise ValueError("load_driftrec('default'): no default DriftRec model is bundled")
 
     monkeypatch.setattr(solvers, "load_driftrec", unavailable)
     results = run("driftrec_vs_ddrm", tmp_path, "--model", str(prior_dir))
