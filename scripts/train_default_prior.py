@@ -1,12 +1,18 @@
 """Train the default DDRM prior shipped in ``solvers/weights/prior`` (resumable).
 
 Data: scikit-image's lossless training photographs (:data:`solvers.data.TRAIN_PHOTOS`) at full
-resolution and halved, plus dead-leaves images (a quarter of every batch). Network: the
-``small`` preset of :data:`solvers.prior_training.PRIOR_PRESETS`. Everything is seeded; rerunning
-with the same arguments resumes from the checkpoint in ``--out`` and continues bit for bit.
+resolution and halved, the training split of the Debian wallpaper photographs that
+``scripts/fetch_photos.py`` writes (``--photos``; 32 photographs, 1024 and 512 pixels wide), plus
+dead-leaves images (a quarter of every batch). Network: the ``small`` preset of
+:data:`solvers.prior_training.PRIOR_PRESETS`, or the weights of an earlier prior (``--init-from``).
+``--focus T,P`` draws a share ``P`` of the timesteps from ``[0, T]`` (the range that DDRM-JPEG and
+late-start runs use). Everything is seeded; rerunning with the same arguments resumes from the
+checkpoint in ``--out`` and continues bit for bit.
 
-    python scripts/train_default_prior.py --out runs/prior --steps 3000 [--max-seconds 3600]
-    python scripts/train_default_prior.py --out runs/prior --export solvers/weights/prior
+    python scripts/fetch_photos.py --out runs/photos
+    python scripts/train_default_prior.py --out runs/prior2 --init-from solvers/weights/prior \
+        --focus 400,0.5 --steps 20000 [--max-seconds 3600]
+    python scripts/train_default_prior.py --out runs/prior2 --export solvers/weights/prior
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from opkit.io import load_image
 from solvers.data import training_photos
 from solvers.prior_training import train_prior
 
@@ -34,6 +41,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--max-seconds", type=float, default=None)
+    p.add_argument("--photos", default="runs/photos", help="output of scripts/fetch_photos.py ('' for none)")
+    p.add_argument("--init-from", default=None, help="start from this prior's weights (new runs only)")
+    p.add_argument("--leaves", type=float, default=0.25, help="share of dead-leaves images per batch")
+    p.add_argument("--focus", default=None, help="T,P: draw a share P of the timesteps from [0, T]")
     p.add_argument("--export", help="copy the EMA model (unet/ and scheduler/) to this directory")
     a = p.parse_args()
     if a.export:
@@ -46,9 +57,21 @@ def main() -> None:
                 cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         print(f"exported {a.out} -> {dst}")
         return
+    images = training_photos()
+    if a.photos:
+        folder = Path(a.photos) / "train"
+        files = sorted(folder.glob("*.png"))
+        if not files:
+            raise SystemExit(f"no photographs in {folder}: run scripts/fetch_photos.py --out {a.photos}")
+        images += [load_image(f, mode="RGB") for f in files]
+    focus = None
+    if a.focus:
+        t_hi, share = a.focus.split(",")
+        focus = (int(t_hi), float(share))
+    print(f"{len(images)} training images")
     res = train_prior(
         a.out,
-        training_photos(),
+        images,
         preset=a.preset,
         steps=a.steps,
         batch_size=a.batch,
@@ -59,6 +82,9 @@ def main() -> None:
         device=a.device,
         checkpoint_every=100,
         max_seconds=a.max_seconds,
+        init_from=a.init_from,
+        dead_leaves_fraction=a.leaves,
+        focus=focus,
     )
     print(
         f"step {res['step']}, {res['parameters'] / 1e6:.2f}M parameters, {res['seconds']:.0f} s, "

@@ -35,7 +35,7 @@ from solvers._state import load_state, save_state
 from solvers.data import dead_leaves, random_crops
 from solvers.priors import linear_alphas_cumprod
 
-__all__ = ["PRIOR_PRESETS", "build_prior_unet", "prior_loss", "train_prior"]
+__all__ = ["PRIOR_PRESETS", "build_prior_unet", "prior_loss", "sample_timesteps", "train_prior"]
 
 #: UNet2DModel configurations by name (all fully convolutional except the attention blocks).
 PRIOR_PRESETS: dict[str, dict[str, Any]] = {
@@ -97,7 +97,57 @@ def build_prior_unet(preset: str = "small", *, sample_size: int = 64, seed: int 
         return UNet2DModel(sample_size=sample_size, in_channels=3, out_channels=3, **cfg)
 
 
-def prior_loss(net: Any, x0: Tensor, alphas_cumprod: Tensor, generator: torch.Generator) -> Tensor:
+def sample_timesteps(
+    b: int, num_timesteps: int, generator: torch.Generator, focus: tuple[int, float] | None = None
+) -> Tensor:
+    r"""Training timesteps: uniform on ``[0, T)``, or a mixture that trains a range harder.
+
+    With ``focus = (t_hi, p)`` each timestep is drawn uniformly from ``[0, t_hi]`` with
+    probability ``p`` and uniformly from ``[0, T)`` otherwise, so the density on the low range
+    (the one DDRM-JPEG and late-start runs use) is :math:`p/(t_\text{hi}+1) + (1-p)/T`.
+
+    Parameters
+    ----------
+    b : int
+        Batch size.
+    num_timesteps : int
+        ``T``.
+    generator : torch.Generator
+        Source of randomness (its device is used).
+    focus : (int, float), optional
+        ``(t_hi, p)`` with ``0 <= t_hi < T`` and ``0 <= p <= 1``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(b,)`` long tensor on the generator's device.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> t = sample_timesteps(1000, 1000, g, focus=(299, 1.0))
+    >>> int(t.max()) <= 299
+    True
+    """
+    dev = generator.device
+    t = torch.randint(0, num_timesteps, (b,), generator=generator, device=dev)
+    if focus is None:
+        return t
+    t_hi, p = focus
+    if not (0 <= int(t_hi) < num_timesteps and 0.0 <= float(p) <= 1.0):
+        raise ValueError(f"focus must be (t_hi, p) with 0 <= t_hi < {num_timesteps}, 0 <= p <= 1; got {focus}")
+    low = torch.randint(0, int(t_hi) + 1, (b,), generator=generator, device=dev)
+    pick = torch.rand(b, generator=generator, device=dev) < float(p)
+    return torch.where(pick, low, t)
+
+
+def prior_loss(
+    net: Any,
+    x0: Tensor,
+    alphas_cumprod: Tensor,
+    generator: torch.Generator,
+    focus: tuple[int, float] | None = None,
+) -> Tensor:
     r"""The DDPM ε-loss of a batch of clean images ``x0`` in ``[0, 1]``.
 
     Parameters
@@ -110,6 +160,8 @@ def prior_loss(net: Any, x0: Tensor, alphas_cumprod: Tensor, generator: torch.Ge
         :math:`\bar\alpha`, length ``T``, on ``x0``'s device.
     generator : torch.Generator
         Draws ``t`` and ``ε`` (on ``x0``'s device).
+    focus : (int, float), optional
+        Train the timesteps up to ``t_hi`` harder (see :func:`sample_timesteps`).
 
     Returns
     -------
@@ -118,7 +170,7 @@ def prior_loss(net: Any, x0: Tensor, alphas_cumprod: Tensor, generator: torch.Ge
     """
     b = x0.shape[0]
     m = 2.0 * x0 - 1.0
-    t = torch.randint(0, alphas_cumprod.numel(), (b,), generator=generator, device=x0.device)
+    t = sample_timesteps(b, alphas_cumprod.numel(), generator, focus)
     eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     a = alphas_cumprod[t].to(x0.dtype).view(b, 1, 1, 1)
     x_t = a.sqrt() * m + (1 - a).sqrt() * eps
@@ -174,6 +226,8 @@ def train_prior(
     resume: bool = True,
     progress: bool = True,
     max_seconds: float | None = None,
+    init_from: str | Path | None = None,
+    focus: tuple[int, float] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume training) a DDPM prior and save it where :func:`solvers.load_prior` reads it.
 
@@ -210,6 +264,12 @@ def train_prior(
         Show a progress bar with the running loss.
     max_seconds : float, optional
         Stop (after saving) once this much wall time has passed; rerun to continue.
+    init_from : str or Path, optional
+        Start a new run from the weights of a saved prior (a directory :func:`solvers.load_prior`
+        reads, e.g. the bundled default) instead of a fresh network; ``preset`` is then ignored.
+        A run that resumes from its own checkpoint ignores it.
+    focus : (int, float), optional
+        Train the low timesteps harder: ``(t_hi, p)`` as in :func:`sample_timesteps`.
 
     Returns
     -------
@@ -226,7 +286,19 @@ def train_prior(
     if resuming:
         from diffusers import UNet2DModel
 
-        raw = UNet2DModel.from_pretrained(str(out / "unet"), use_safetensors=True, local_files_only=True)
+        raw = UNet2DModel.from_pretrained(
+            str(out / "unet"), use_safetensors=True, local_files_only=True, low_cpu_mem_usage=False
+        )
+    elif init_from is not None:
+        from diffusers import UNet2DModel
+
+        src = Path(init_from)
+        raw = UNet2DModel.from_pretrained(
+            str(src / "unet" if (src / "unet").is_dir() else src),
+            use_safetensors=True,
+            local_files_only=True,
+            low_cpu_mem_usage=False,
+        )
     else:
         raw = build_prior_unet(preset, sample_size=crop_size, seed=seed)
     raw = raw.to(dev).train()
@@ -253,7 +325,7 @@ def train_prior(
         x0 = torch.cat(parts).to(dev, torch.float32)
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / max(1, warmup))
-        loss = prior_loss(raw, x0, alphas, gens["device"])
+        loss = prior_loss(raw, x0, alphas, gens["device"], focus)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
