@@ -233,6 +233,34 @@ def _side_by_side(images: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(row, -1)[..., :-4]
 
 
+def ddrm_settings(args: argparse.Namespace, model: Any) -> dict[str, Any]:
+    """DDRM keywords for ``args.op``: the model's tuned settings, then the user's flags on top.
+
+    A model directory may ship ``ddrm_settings.json`` (the bundled default does: start time, η,
+    η_b, steps and samples per operator, chosen on validation photographs); flags given on the
+    command line (``--steps``, ``--samples``, ``--eta``, ``--eta-b``, ``--t-start``) win.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (``op`` and the flags above, ``None`` when not given).
+    model : prior
+        The loaded prior (``settings`` attribute, if any).
+
+    Returns
+    -------
+    dict
+        Keyword arguments for :func:`solvers.ddrm`.
+    """
+    kw: dict[str, Any] = dict(getattr(model, "settings", {}).get(args.op, {}))
+    flags = {"steps": "steps", "num_samples": "samples", "eta": "eta", "eta_b": "eta_b", "t_start": "t_start"}
+    for key, attr in flags.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            kw[key] = value
+    return kw
+
+
 def make_restorer(
     args: argparse.Namespace, generator: torch.Generator, *, progress: bool
 ) -> Callable[[Any, Any, torch.Tensor | None], torch.Tensor]:
@@ -271,9 +299,8 @@ def make_restorer(
                 op,
                 y,
                 model,
-                steps=args.steps or 20,
+                **ddrm_settings(args, model),
                 sigma_y=args.sigma_y,
-                num_samples=args.samples,
                 generator=generator,
                 progress=progress,
             )
@@ -285,7 +312,7 @@ def make_restorer(
                 score,
                 sde="model",
                 steps=args.steps or 100,
-                num_samples=args.samples,
+                num_samples=args.samples or 1,
                 generator=generator,
             )
         assert isinstance(out, torch.Tensor)
@@ -546,6 +573,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ddrm_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--eta", type=float, default=None, help="DDRM η (default: the model's tuned setting)")
+    s.add_argument("--eta-b", type=float, default=None, help="DDRM η_b (default: the model's setting)")
+    s.add_argument("--t-start", type=int, default=None, help="DDRM first timestep (default: the model's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
     p = argparse.ArgumentParser(prog="opkit", description="Degrade and restore images with opkit.")
@@ -567,8 +600,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--param", action="append", metavar="K=V", help="operator parameter (repeatable)")
     s.add_argument("--solver", choices=("ddrm", "driftrec"), default="ddrm")
     s.add_argument("--model", default="default", help="model directory (default: the bundled model)")
-    s.add_argument("--steps", type=int, default=None, help="solver steps (DDRM 20, DriftRec 100)")
-    s.add_argument("--samples", type=int, default=1, help="samples averaged")
+    s.add_argument("--steps", type=int, default=None, help="solver steps (default: the model's)")
+    s.add_argument("--samples", type=int, default=None, help="samples averaged (default: the model's)")
+    _ddrm_flags(s)
     s.add_argument("--sigma-y", type=float, default=0.0, help="measurement noise std (DDRM, [0,1] units)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--truth", help="ground-truth image for --compare")
@@ -585,7 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--solver", choices=("ddrm", "driftrec"), default="ddrm")
     s.add_argument("--model", default="default")
     s.add_argument("--steps", type=int, default=None)
-    s.add_argument("--samples", type=int, default=1)
+    s.add_argument("--samples", type=int, default=None)
+    _ddrm_flags(s)
     s.add_argument("--sigma-y", type=float, default=0.0)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--multiple", type=int, default=16, help="crop images to a multiple of this size")

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import torch
 
-from opkit.io import load_image
-from solvers.data import training_photos
+from solvers.data import folder_photos, training_photos
 from solvers.prior_training import train_prior
 
 
@@ -57,13 +56,7 @@ def main() -> None:
                 cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         print(f"exported {a.out} -> {dst}")
         return
-    images = training_photos()
-    if a.photos:
-        folder = Path(a.photos) / "train"
-        files = sorted(folder.glob("*.png"))
-        if not files:
-            raise SystemExit(f"no photographs in {folder}: run scripts/fetch_photos.py --out {a.photos}")
-        images += [load_image(f, mode="RGB") for f in files]
+    images = training_photos() + (folder_photos(Path(a.photos) / "train") if a.photos else [])
     focus = None
     if a.focus:
         t_hi, share = a.focus.split(",")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -50,3 +51,32 @@ def test_resume_continues_bit_for_bit(tmp_path: Path) -> None:
     b = load_file(str(tmp_path / "b" / "raw_unet.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sample_timesteps_focus_puts_the_share_on_the_low_range() -> None:
+    from solvers.prior_training import sample_timesteps
+
+    g = torch.Generator().manual_seed(0)
+    t = sample_timesteps(20000, 1000, g, focus=(99, 0.5))
+    low = float((t <= 99).double().mean())
+    # P(t <= 99) = 0.5 + 0.5 * 100/1000 = 0.55; 20000 draws: standard error 0.0035
+    assert abs(low - 0.55) < 0.015, low
+    assert int(t.min()) >= 0 and int(t.max()) <= 999
+    plain = sample_timesteps(20000, 1000, torch.Generator().manual_seed(0))
+    assert abs(float((plain <= 99).double().mean()) - 0.1) < 0.015
+    with pytest.raises(ValueError, match="focus"):
+        sample_timesteps(4, 1000, g, focus=(1000, 0.5))
+    with pytest.raises(ValueError, match="focus"):
+        sample_timesteps(4, 1000, g, focus=(10, 1.5))
+
+
+def test_init_from_starts_with_the_saved_weights(tmp_path: Path) -> None:
+    kw = dict(preset="tiny", batch_size=4, crop_size=16, warmup=3, progress=False, checkpoint_every=0)
+    train_prior(tmp_path / "a", _images(), steps=2, **kw)  # type: ignore[arg-type]
+    # lr=0: the new run's weights stay those it started from
+    train_prior(tmp_path / "b", _images(), steps=1, lr=0.0, init_from=tmp_path / "a", **kw)  # type: ignore[arg-type]
+    a = load_file(str(tmp_path / "a" / "unet" / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "raw_unet.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    fresh = load_file(str(tmp_path / "a" / "raw_unet.safetensors"))
+    assert not all(torch.equal(a[k], fresh[k]) for k in a)  # the EMA differs from the raw weights
