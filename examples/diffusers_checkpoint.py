@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _common import Scores, bicubic, held_out_crop, label, parser, report, save_figures, score
+from _common import Scores, bicubic, held_out_crop, label, parser, report, save_figures, score, tuned
 
 import opkit
 import solvers
@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> dict[str, Scores]:
             prior = solvers.load_prior(d)  # offline, safetensors only
             print(f"{name}: loaded {d} (T = {len(prior.alphas_cumprod)} timesteps)")
             g = torch.Generator().manual_seed(args.seed)
-            outputs[name] = solvers.ddrm(op, y, prior, steps=args.steps, generator=g, progress=False)
+            outputs[name] = solvers.ddrm(
+                op, y, prior, **tuned(prior, "sr_block", args.steps), generator=g, progress=False
+            )
             scores[f"DDRM ({name})"] = score(outputs[name], x)
     if len(outputs) == 2:  # the same weights saved in two layouts restore identically
         print(f"flat and pipeline layouts agree: {torch.equal(outputs['flat'], outputs['pipeline'])}")
