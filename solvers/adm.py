@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import torch
@@ -70,6 +70,10 @@ def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
     if not out or any(v < 1 for v in out):
         raise ValueError(f"{name} must hold positive integers, got {value!r}")
     return out
+
+
+def _attention_tuple(value: Any) -> tuple[int, ...]:
+    return _int_tuple("attention_resolutions", value)
 
 
 def _mult_tuple(value: Any) -> tuple[float, ...]:
@@ -175,9 +179,7 @@ class ADMConfig:
     channel_mult: tuple[float, ...] = attrs.field(default=(), converter=_mult_tuple)
     learn_sigma: bool = attrs.field(default=False, validator=_flag)
     class_cond: bool = attrs.field(default=False, validator=_flag)
-    attention_resolutions: tuple[int, ...] = attrs.field(
-        default=(16, 8), converter=lambda v: _int_tuple("attention_resolutions", v)
-    )
+    attention_resolutions: tuple[int, ...] = attrs.field(default=(16, 8), converter=_attention_tuple)
     num_heads: int = attrs.field(default=4, validator=_positive)
     num_head_channels: int = attrs.field(default=-1, validator=_heads)
     num_heads_upsample: int = attrs.field(default=-1, validator=_heads)
@@ -214,7 +216,7 @@ class ADMConfig:
                     )
 
     @classmethod
-    def from_dict(cls, config: Mapping[str, Any]) -> ADMConfig:
+    def from_dict(cls, config: ADMConfig | Mapping[str, Any]) -> ADMConfig:
         """Build a configuration from guided-diffusion keyword arguments.
 
         Parameters
@@ -358,9 +360,11 @@ def _embed_timesteps(t: Tensor, dim: int) -> Tensor:
     return nnf.pad(emb, (0, dim % 2))
 
 
-def _linear_in(layer: nn.Linear, x: Tensor) -> Tensor:
-    """Apply ``layer`` in its own dtype (guided-diffusion keeps embedding layers in float32)."""
-    return layer(x.to(layer.weight.dtype))
+def _linear_in(layer: nn.Module, x: Tensor) -> Tensor:
+    """Apply a linear ``layer`` in its own dtype (guided-diffusion keeps embeddings in float32)."""
+    weight = cast(Tensor, layer.weight)
+    out: Tensor = layer(x.to(weight.dtype))
+    return out
 
 
 class _Sequential(nn.Sequential):
@@ -471,7 +475,8 @@ class _Attention(nn.Module):
         q, k, v = (t.to(dt).transpose(1, 2) for t in (q, k, v))  # (B·heads, positions, d)
         a = nnf.scaled_dot_product_attention(q, k, v)
         a = a.transpose(1, 2).reshape(b, c, -1).to(flat.dtype)
-        return (flat + self.proj_out(a)).reshape(b, c, hgt, wid)
+        out: Tensor = flat + self.proj_out(a)
+        return out.reshape(b, c, hgt, wid)
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,7 +619,8 @@ class ADMUNet(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         """The dtype the body computes in (that of its convolutions; see :meth:`use_dtype`)."""
-        return self.input_blocks[0][0].weight.dtype  # type: ignore[no-any-return]
+        conv: nn.Conv2d = self.input_blocks[0][0]  # type: ignore[index]
+        return conv.weight.dtype
 
     def use_dtype(self, dtype: torch.dtype) -> ADMUNet:
         """Store the body's convolutions in ``dtype``, as guided-diffusion's ``convert_to_fp16``.

@@ -514,7 +514,8 @@ def _unet_from_pickle(cfg: Mapping[str, Any], weights: Path) -> torch.nn.Module:
             what = f"gives {k!r} the shape {tuple(state[k].shape)}, not {tuple(own[k].shape)}"
         raise ValueError(f"load_prior: {weights} does not match its config.json: it {what}")
     net.load_state_dict(state, strict=True, assign=True)
-    return net
+    module: torch.nn.Module = net
+    return module
 
 
 def _load_diffusers(
@@ -733,7 +734,7 @@ def save_prior(prior: UNetPrior, path: str | Path) -> Path:
         return out
     if not hasattr(net, "save_pretrained") or type(net).__name__ != "UNet2DModel":
         raise TypeError(f"save_prior: cannot save a prior around a {type(net).__name__}")
-    net.save_pretrained(str(out / "unet"), safe_serialization=True)
+    net.save_pretrained(str(out / "unet"), safe_serialization=True)  # type: ignore[operator]
     sched = dict(prior.scheduler_config) if prior.scheduler_config is not None else None
     if sched is None:
         a = prior.alphas_cumprod

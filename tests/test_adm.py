@@ -480,3 +480,12 @@ def test_a_converted_hub_model_loads_from_safetensors(hub_cache: Path, tmp_path:
     with torch.no_grad():
         want = net(x, torch.tensor([9])).sample
     torch.testing.assert_close(load_prior(out)(x, 9), want)
+
+
+def test_the_docs_page_lists_every_preset() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "solvers" / "pretrained.rst").read_text()
+    for name, c in checkpoints.PRESETS.items():
+        assert f"``{name}``" in page, name
+        assert (c.file or c.hub_id or "") in page, name
+    for name in ("imagenet256-uncond", "imagenet256-cond", "ffhq256", "lsun-bedroom"):
+        assert f"--model-config {name}" in page
