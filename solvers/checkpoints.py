@@ -270,14 +270,6 @@ def cache_dir() -> Path:
     return Path(root).expanduser() / "checkpoints"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _download(url: str, dest: Path, sha256: str | None) -> None:
     from tqdm.auto import tqdm
 

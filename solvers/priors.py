@@ -465,25 +465,17 @@ def _adm_config(config: Any, weights: Path) -> ADMConfig:
     return ADMConfig.from_dict(config)
 
 
-def _adm_prior(net: ADMUNet, device: str | torch.device | None, dtype: torch.dtype | None) -> UNetPrior:
-    cfg = net.config
-    placed = _place(net, device, dtype)
-    return UNetPrior(
-        placed,
-        adm_alphas_cumprod(cfg.noise_schedule, cfg.diffusion_steps),
-        prediction_type="sample" if cfg.predict_xstart else "epsilon",
-        multiple=cfg.multiple,
-    )
-
-
 def _load_adm_weights(
     weights: Path, config: Any, device: str | torch.device | None, dtype: torch.dtype | None
 ) -> UNetPrior:
     cfg = _adm_config(config, weights)
-    state = read_state_dict(weights)
-    net = ADMUNet.from_state_dict(cfg, state, source=str(weights))
-    del state
-    return _adm_prior(net, device, dtype)
+    net = ADMUNet.from_state_dict(cfg, read_state_dict(weights), source=str(weights))
+    return UNetPrior(
+        _place(net, device, dtype),
+        adm_alphas_cumprod(cfg.noise_schedule, cfg.diffusion_steps),
+        prediction_type="sample" if cfg.predict_xstart else "epsilon",
+        multiple=cfg.multiple,
+    )
 
 
 def _unet_from_pickle(cfg: Mapping[str, Any], weights: Path) -> torch.nn.Module:

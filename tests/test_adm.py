@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -297,6 +298,23 @@ def test_class_labels_reach_the_prior_through_ddrm_model_kwargs(tmp_path: Path) 
     assert len(seen) == 2 and all(s.tolist() == [7, 7, 9, 9] for s in seen)
 
 
+def test_predict_xstart_and_rescale_timesteps(tmp_path: Path) -> None:
+    config = {**CONFIGS["fixed-sigma,conv-resample,heads,no-scale-shift"], "diffusion_steps": 500}
+    net = perturb(ADMUNet(config), 0).eval()
+    path = tmp_path / "x0.pt"
+    torch.save(net.state_dict(), path)
+    x = torch.randn(2, 3, 32, 32)
+    a = adm_alphas_cumprod("linear", 500)[100].float()
+    with torch.no_grad():
+        x0 = net(x, torch.tensor([100, 100]))
+    prior = load_prior(path, config={**config, "predict_xstart": True})
+    assert prior.prediction_type == "sample" and len(prior.alphas_cumprod) == 500
+    torch.testing.assert_close(prior(x, 100), (x - a.sqrt() * x0) / (1 - a).sqrt())
+    rescaled = load_prior(path, config={**config, "rescale_timesteps": True})
+    with torch.no_grad():  # the network sees t · 1000 / T
+        torch.testing.assert_close(rescaled(x, 100), net(x, torch.tensor([200, 200])))
+
+
 # --------------------------------------------------------------------------------------------
 # schedules
 # --------------------------------------------------------------------------------------------
@@ -349,7 +367,7 @@ def tiny_preset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, P
         config=config,
         file="tiny_adm.pt",
         url=src.as_uri(),
-        sha256=checkpoints._sha256(src),
+        sha256=hashlib.sha256(src.read_bytes()).hexdigest(),
     )
     monkeypatch.setitem(checkpoints.PRESETS, "tiny", entry)
     return "tiny", src, entry
@@ -370,6 +388,7 @@ def test_a_named_checkpoint_without_download_says_where_to_put_it(
     dest.parent.mkdir(parents=True)
     dest.write_bytes(src.read_bytes())  # the user puts the file there: it loads
     assert load_prior(name).alphas_cumprod.shape == (1000,)
+    assert isinstance(load_prior(src, config=name).net, ADMUNet)  # a preset name as the config
     # a file with the official name loads without config, anywhere
     assert isinstance(load_prior(dest).net, ADMUNet)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -90,7 +91,7 @@ def test_restore_with_a_preset_downloads_only_when_asked(
         config=CLASS_COND,
         file="tiny_cc.pt",
         url=ckpt.as_uri(),
-        sha256=checkpoints._sha256(ckpt),
+        sha256=hashlib.sha256(ckpt.read_bytes()).hexdigest(),
     )
     monkeypatch.setitem(checkpoints.PRESETS, entry.name, entry)
     img = _png(tmp_path / "in.png")
