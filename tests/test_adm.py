@@ -108,11 +108,9 @@ def _assert_same(got: torch.Tensor, want: torch.Tensor, rel: float = 1e-5) -> No
     assert err <= rel * scale, f"max |Δ| = {err:.3g} for outputs up to {scale:.3g}"
 
 
-def _tiny_adm_file(
-    folder: Path, config: dict[str, Any], name: str = "model.pt", *, reference: bool = True
-) -> tuple[Path, Any]:
-    """A ``.pt`` state dict of a perturbed reference network (or of opkit's own, without deepinv)."""
-    net = _reference(config) if reference else perturb(ADMUNet(config), 0)
+def _tiny_adm_file(folder: Path, config: dict[str, Any], name: str = "model.pt") -> tuple[Path, Any]:
+    """A ``.pt`` state dict of a perturbed network, and the network (its ε is checked elsewhere)."""
+    net = perturb(ADMUNet(config), 0).eval()
     path = folder / name
     torch.save(net.state_dict(), path)
     return path, net
@@ -151,7 +149,6 @@ def test_ffhq_preset_matches_the_reference_network_unmodified() -> None:
     _assert_same(got, want)
 
 
-@needs_reference
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_keeps_normalisation_and_embeddings_in_float32(
     dtype: torch.dtype, tmp_path: Path
@@ -168,7 +165,7 @@ def test_half_precision_keeps_normalisation_and_embeddings_in_float32(
         want = ref(x, T)[:, :3]
     got = prior(x, T)
     assert got.dtype == torch.float32
-    _assert_same(got, want, rel=2e-2 if dtype == torch.float16 else 1e-1)
+    _assert_same(got, want, rel=1e-2 if dtype == torch.float16 else 5e-2)  # measured 2e-3, 2e-2
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,7 +173,6 @@ def test_half_precision_keeps_normalisation_and_embeddings_in_float32(
 # --------------------------------------------------------------------------------------------
 
 
-@needs_reference
 def test_load_prior_on_a_pt_checkpoint_gives_eps_at_any_size(tmp_path: Path) -> None:
     config = {**CONFIGS["learned-sigma,resblock-updown,head-channels"], "noise_schedule": "cosine"}
     path, ref = _tiny_adm_file(tmp_path, config)
@@ -245,7 +241,6 @@ def test_a_hostile_pickle_is_refused_and_nothing_of_it_runs(tmp_path: Path) -> N
     assert marker.exists()
 
 
-@needs_reference
 def test_safetensors_weights_and_opkit_convert_round_trip(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
@@ -255,7 +250,7 @@ def test_safetensors_weights_and_opkit_convert_round_trip(tmp_path: Path) -> Non
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(st))
     x, labels = _inputs(config)
     with torch.no_grad():
-        want = ref(x, T, labels)[:, :3]
+        want = ref(x, T, class_labels=labels)[:, :3]
     from_pt = load_prior(path, config=config)
     from_st = load_prior(st, config=config)
     out = save_prior(from_pt, tmp_path / "converted")
@@ -358,7 +353,7 @@ def tiny_preset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, P
     """A preset entry for a tiny ADM file, served from a file:// URL."""
     config = CONFIGS["learned-sigma,resblock-updown,head-channels"]
     (tmp_path / "server").mkdir()
-    src, _ = _tiny_adm_file(tmp_path / "server", config, "tiny_adm.pt", reference=False)
+    src, _ = _tiny_adm_file(tmp_path / "server", config, "tiny_adm.pt")
     entry = checkpoints.Checkpoint(
         name="tiny",
         description="test",
