@@ -261,6 +261,51 @@ def ddrm_settings(args: argparse.Namespace, model: Any) -> dict[str, Any]:
     return kw
 
 
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def load_model(args: argparse.Namespace) -> Any:
+    """The DDRM prior of ``--model`` with ``--model-config``, ``--download``, ``--device``, ``--dtype``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``model`` (a directory, checkpoint file, preset name or hub id), ``model_config`` (a JSON
+        file or preset name), ``download``, ``device`` and ``dtype`` (a key of :data:`DTYPES`).
+
+    Returns
+    -------
+    solvers.priors.UNetPrior
+        The prior (see :func:`solvers.load_prior`).
+    """
+    import solvers
+
+    return solvers.load_prior(
+        args.model,
+        config=args.model_config,
+        device=args.device,
+        dtype=DTYPES[args.dtype] if args.dtype else None,
+        download=args.download,
+    )
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Write any checkpoint ``load_prior`` accepts as a safetensors model directory with its config."""
+    from solvers.priors import save_prior
+
+    out = Path(args.output)
+    if out.exists() and not args.force and (not out.is_dir() or any(out.iterdir())):
+        raise SystemExit(f"opkit: {out} exists; pass --force to overwrite it")
+    try:
+        prior = load_model(args)
+    except (OSError, ValueError, ImportError) as exc:
+        raise SystemExit(f"opkit: {exc}") from None
+    save_prior(prior, out)
+    n = sum(p.numel() for p in prior.net.parameters())
+    print(f"wrote {out} ({type(prior.net).__name__}, {n / 1e6:.1f}M parameters); load it with --model {out}")
+    return 0
+
+
 def make_restorer(
     args: argparse.Namespace, generator: torch.Generator, *, progress: bool
 ) -> Callable[[Any, Any, torch.Tensor | None], torch.Tensor]:
@@ -285,12 +330,16 @@ def make_restorer(
     """
     import solvers
 
+    label = getattr(args, "class_label", None)
+    model_kwargs = {"class_labels": torch.tensor([label])} if label is not None else None
+    if args.solver != "ddrm" and (label is not None or args.model_config or args.download):
+        raise SystemExit("opkit: --model-config, --download and --class-label apply to --solver ddrm")
     try:
         if args.solver == "ddrm":
-            model = solvers.load_prior(args.model)
+            model = load_model(args)
         else:
             score = solvers.load_driftrec(args.model)
-    except (FileNotFoundError, ValueError, NotImplementedError) as exc:
+    except (OSError, ValueError, NotImplementedError, ImportError) as exc:
         raise SystemExit(f"opkit: {exc}") from None
 
     def restore(op: Any, y: Any, y_image: torch.Tensor | None = None) -> torch.Tensor:
@@ -303,6 +352,7 @@ def make_restorer(
                 sigma_y=args.sigma_y,
                 generator=generator,
                 progress=progress,
+                model_kwargs=model_kwargs,
             )
         else:
             if y_image is None or tuple(y_image.shape[1:]) != op.shape:
@@ -579,6 +629,21 @@ def _ddrm_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--t-start", type=int, default=None, help="DDRM first timestep (default: the model's)")
 
 
+MODEL_HELP = (
+    "DDRM prior: 'default', a diffusers or converted directory, an ADM checkpoint (.pt/.safetensors), "
+    "a preset (imagenet256-uncond, imagenet256-cond, ffhq256, lsun-bedroom, ddpm-celebahq-256, ...) "
+    "or a Hugging Face hub id"
+)
+
+
+def add_model_arguments(s: argparse.ArgumentParser) -> None:
+    """``--model-config``, ``--download``, ``--device`` and ``--dtype`` (see :func:`load_model`)."""
+    s.add_argument("--model-config", help="ADM checkpoint settings: a JSON file or a preset name")
+    s.add_argument("--download", action="store_true", help="fetch a preset's file or a hub model if missing")
+    s.add_argument("--device", default=None, help="device of the network (default cpu)")
+    s.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="dtype of the network")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
     p = argparse.ArgumentParser(prog="opkit", description="Degrade and restore images with opkit.")
@@ -599,7 +664,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--op", required=True, help="the operator that degraded it")
     s.add_argument("--param", action="append", metavar="K=V", help="operator parameter (repeatable)")
     s.add_argument("--solver", choices=("ddrm", "driftrec"), default="ddrm")
-    s.add_argument("--model", default="default", help="model directory (default: the bundled model)")
+    s.add_argument("--model", default="default", help=MODEL_HELP)
+    add_model_arguments(s)
+    s.add_argument("--class-label", type=int, help="class of a class-conditional prior (DDRM-CC)")
     s.add_argument("--steps", type=int, default=None, help="solver steps (default: the model's)")
     s.add_argument("--samples", type=int, default=None, help="samples averaged (default: the model's)")
     _ddrm_flags(s)
@@ -617,7 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--param", action="append", metavar="K=V")
     s.add_argument("--qualities", help="comma-separated JPEG qualities to sweep (rate–distortion)")
     s.add_argument("--solver", choices=("ddrm", "driftrec"), default="ddrm")
-    s.add_argument("--model", default="default")
+    s.add_argument("--model", default="default", help=MODEL_HELP)
+    add_model_arguments(s)
     s.add_argument("--steps", type=int, default=None)
     s.add_argument("--samples", type=int, default=None)
     _ddrm_flags(s)
@@ -645,6 +713,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--max-seconds", type=float, default=None, help="prior: stop (and save) after this long")
     s.set_defaults(func=cmd_train)
+    s = sub.add_parser("convert", help="write a checkpoint once as a safetensors model directory")
+    s.add_argument("model", help=MODEL_HELP)
+    add_model_arguments(s)
+    s.add_argument("-o", "--output", required=True, help="the model directory to write")
+    s.add_argument("--force", action="store_true", help="write into an existing, non-empty directory")
+    s.set_defaults(func=cmd_convert)
     return p
 
 
