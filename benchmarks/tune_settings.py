@@ -109,7 +109,8 @@ def main() -> None:
         rows.append((mean, worst, blk, sec, setting))
         print(
             f"  {setting}: {mean['psnr']:+.2f} dB (worst {worst:+.2f}), ΔSSIM {mean['ssim']:+.4f}, "
-            f"ΔPSNR-B {mean['psnr_b']:+.2f}, block-mean error ×{blk:.2f}, {sec:.1f} s/image",
+            f"ΔPSNR-B {mean['psnr_b']:+.2f}, block-mean error ×{blk:.2f}, {sec:.1f} s/image; per image "
+            + ", ".join(f"{f.stem} {r['psnr']:+.2f}" for f, r in zip(files, per_image, strict=True)),
             flush=True,
         )
     print(
