@@ -43,6 +43,7 @@ def main() -> None:
     p.add_argument("--photos", default="runs/photos", help="output of scripts/fetch_photos.py ('' for none)")
     p.add_argument("--init-from", default=None, help="start from this prior's weights (new runs only)")
     p.add_argument("--leaves", type=float, default=0.25, help="share of dead-leaves images per batch")
+    p.add_argument("--grey", type=float, default=0.0, help="share of photograph crops turned grey")
     p.add_argument("--focus", default=None, help="T,P: draw a share P of the timesteps from [0, T]")
     p.add_argument("--export", help="copy the EMA model (unet/ and scheduler/) to this directory")
     a = p.parse_args()
@@ -77,6 +78,7 @@ def main() -> None:
         max_seconds=a.max_seconds,
         init_from=a.init_from,
         dead_leaves_fraction=a.leaves,
+        grey_fraction=a.grey,
         focus=focus,
     )
     print(

@@ -80,3 +80,26 @@ def test_init_from_starts_with_the_saved_weights(tmp_path: Path) -> None:
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     fresh = load_file(str(tmp_path / "a" / "raw_unet.safetensors"))
     assert not all(torch.equal(a[k], fresh[k]) for k in a)  # the EMA differs from the raw weights
+
+
+def test_grey_fraction_turns_photograph_crops_grey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import solvers.prior_training as pt
+
+    seen: list[torch.Tensor] = []
+    real = pt.prior_loss
+
+    def spy(net: object, x0: torch.Tensor, *args: object) -> torch.Tensor:
+        seen.append(x0.clone())
+        return real(net, x0, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pt, "prior_loss", spy)
+    colour = [torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    kw = dict(preset="tiny", batch_size=8, crop_size=16, progress=False, checkpoint_every=0)
+    train_prior(tmp_path / "g", colour, steps=2, grey_fraction=1.0, dead_leaves_fraction=0.0, **kw)  # type: ignore[arg-type]
+    for x0 in seen:
+        assert torch.allclose(x0[:, 0], x0[:, 1]) and torch.allclose(x0[:, 1], x0[:, 2])
+    seen.clear()
+    train_prior(tmp_path / "c", colour, steps=1, grey_fraction=0.0, dead_leaves_fraction=0.0, **kw)  # type: ignore[arg-type]
+    assert not torch.allclose(seen[0][:, 0], seen[0][:, 1])
+    with pytest.raises(ValueError, match="grey_fraction"):
+        train_prior(tmp_path / "x", colour, steps=1, grey_fraction=1.5, **kw)  # type: ignore[arg-type]
