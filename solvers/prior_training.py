@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from solvers._state import load_state, save_state
+from opkit.io import atomic_directory
+from solvers._state import load_state, read_safetensors, save_state
 from solvers.data import dead_leaves, random_crops
 from solvers.priors import linear_alphas_cumprod
 
@@ -135,7 +136,9 @@ def sample_timesteps(
         return t
     t_hi, p = focus
     if not (0 <= int(t_hi) < num_timesteps and 0.0 <= float(p) <= 1.0):
-        raise ValueError(f"focus must be (t_hi, p) with 0 <= t_hi < {num_timesteps}, 0 <= p <= 1; got {focus}")
+        raise ValueError(
+            f"focus must be (t_hi, p) with 0 <= t_hi < {num_timesteps}, 0 <= p <= 1; got {focus}"
+        )
     low = torch.randint(0, int(t_hi) + 1, (b,), generator=generator, device=dev)
     pick = torch.rand(b, generator=generator, device=dev) < float(p)
     return torch.where(pick, low, t)
@@ -190,20 +193,22 @@ def _save(
 ) -> None:
     from diffusers import DDPMScheduler
 
-    out.mkdir(parents=True, exist_ok=True)
-    ema.save_pretrained(str(out / "unet"), safe_serialization=True)
-    DDPMScheduler(
-        num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear"
-    ).save_pretrained(str(out / "scheduler"))
-    save_file({k: v.detach().cpu().contiguous() for k, v in raw.state_dict().items()}, str(out / _RAW))
-    save_state(out / _STATE, out / _STATE_JSON, opt, gens, {"step": step, "losses": losses, **extra})
+    # atomically: the state JSON, which marks a checkpoint as resumable, is moved in last
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(out, last=(_STATE_JSON,)) as tmp:
+        ema.save_pretrained(str(tmp / "unet"), safe_serialization=True)
+        DDPMScheduler(
+            num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear"
+        ).save_pretrained(str(tmp / "scheduler"))
+        save_file({k: v.detach().cpu().contiguous() for k, v in raw.state_dict().items()}, str(tmp / _RAW))
+        save_state(tmp / _STATE, tmp / _STATE_JSON, opt, gens, {"step": step, "losses": losses, **extra})
 
 
 def _load(
     out: Path, raw: Any, ema: Any, opt: torch.optim.Optimizer, gens: dict[str, torch.Generator]
 ) -> tuple[int, list[float], dict[str, Any]]:
-    raw.load_state_dict(load_file(str(out / _RAW)))
-    ema.load_state_dict(load_file(str(out / "unet" / "diffusion_pytorch_model.safetensors")))
+    raw.load_state_dict(read_safetensors(out / _RAW))
+    ema.load_state_dict(read_safetensors(out / "unet" / "diffusion_pytorch_model.safetensors"))
     meta = load_state(out / _STATE, out / _STATE_JSON, opt, gens)
     return int(meta["step"]), [float(v) for v in meta["losses"]], meta
 
