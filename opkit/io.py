@@ -37,7 +37,6 @@ __all__ = [
     "atomic_path",
     "check_output",
     "check_pixels",
-    "image_size",
     "image_suffixes",
     "load_image",
     "same_file",
@@ -112,35 +111,6 @@ def check_pixels(path: PathLike, width: int, height: int, max_pixels: int | None
             f"{path} declares {width}x{height} = {width * height / 1e6:.1f} megapixels, more than "
             f"the limit of {max_pixels / 1e6:g} megapixels"
         )
-
-
-def image_size(path: PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """The ``(height, width)`` an image file declares, read from its header only.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The file.
-    max_pixels : int or None
-        Refuse images of more pixels (``None``: no limit).
-
-    Returns
-    -------
-    tuple of int
-        ``(H, W)``.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ImageTooLargeError
-        If the image has more than ``max_pixels`` pixels.
-    ValueError
-        If ``path`` is a folder or its header is not one Pillow reads.
-    """
-    with _open(Path(path), max_pixels) as im:
-        w, h = im.size
-    return h, w
 
 
 _WIDE_RAWMODE = re.compile(r"^(RGBA?);16([BLN])$")

@@ -32,7 +32,6 @@ from opkit.io import (
     ImageTooLargeError,
     atomic_path,
     check_output,
-    image_size,
     image_suffixes,
     load_image,
     same_file,
@@ -868,7 +867,7 @@ def _plot_suffixes() -> tuple[str, ...]:
 
 
 def _eval_images(args: argparse.Namespace) -> list[Path]:
-    """The image files of the eval folder, each checked from its header before any work."""
+    """The image files of the eval folder, each read once before any work (a damaged one stops here)."""
     folder = Path(args.folder)
     if not folder.is_dir():
         fail(f"{folder} is not a folder" if folder.exists() else f"no such folder: {folder}")
@@ -876,12 +875,7 @@ def _eval_images(args: argparse.Namespace) -> list[Path]:
     if not files:
         fail(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     for p in files:
-        try:
-            h, w = image_size(p, max_pixels=max_pixels_of(args))
-        except ImageTooLargeError as exc:
-            fail(f"{exc}; raise the limit with --max-pixels")
-        except (FileNotFoundError, ValueError) as exc:
-            fail(exc)
+        h, w = read_input(str(p), max_pixels_of(args)).shape[-2:]
         if min(h, w) < args.multiple:
             fail(f"{p} ({w}x{h}) is smaller than --multiple {args.multiple}")
     return files
