@@ -62,29 +62,35 @@ class ImageReadWarning(UserWarning):
 # ----------------------------------------------------------------------------------------------
 # reading
 # ----------------------------------------------------------------------------------------------
+#: What Pillow raises for a file it cannot read (header or data).
+_READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError)
+
+
 @contextlib.contextmanager
 def _open(p: Path, max_pixels: int | None) -> Iterator[Image.Image]:
-    """Open ``p`` with Pillow (header only), refusing more than ``max_pixels`` pixels."""
+    """Open ``p`` with Pillow, refusing more than ``max_pixels`` pixels before decoding.
+
+    While the block runs, this limit replaces Pillow's own decompression-bomb limit (which warns
+    at half the size it refuses), so that a limit raised by the caller is the one that counts.
+    """
     if not p.exists():
         raise FileNotFoundError(f"no such image file: {p}")
     if p.is_dir():
         raise ValueError(f"{p} is a folder, not an image file")
     old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None if max_pixels is None else max(max_pixels, old or 0)
     try:
-        # our own limit replaces Pillow's (which warns at half the size it refuses)
-        Image.MAX_IMAGE_PIXELS = None if max_pixels is None else max(max_pixels, old or 0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(p)
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{p}: {exc}") from None
-    except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError) as exc:
-        raise ValueError(f"cannot read {p} as an image: {_one_line(exc)}") from exc
+            try:
+                im = Image.open(p)
+            except _READ_ERRORS as exc:
+                raise ValueError(f"cannot read {p} as an image: {_one_line(exc)}") from exc
+            with im:
+                check_pixels(p, *im.size, max_pixels)
+                yield im
     finally:
         Image.MAX_IMAGE_PIXELS = old
-    with im:
-        check_pixels(p, *im.size, max_pixels)
-        yield im
 
 
 def check_pixels(path: PathLike, width: int, height: int, max_pixels: int | None) -> None:
@@ -242,7 +248,7 @@ def load_image(
     with _open(p, max_pixels) as im:
         try:
             arr, alpha = _pixels(p, im)
-        except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError) as exc:
+        except _READ_ERRORS as exc:
             raise ValueError(f"cannot read {p} as an image: {_one_line(exc)}") from exc
     if alpha is not None and bool((alpha < 1.0).any()):
         warnings.warn(

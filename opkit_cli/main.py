@@ -988,15 +988,18 @@ def _training_images(folder: str | None, crop: int, max_pixels: int | None) -> l
     from solvers.data import TRAIN_PHOTOS, photo
 
     if folder in (None, "builtin"):
-        return [photo(name) for name in TRAIN_PHOTOS]
-    root = Path(folder)
-    if not root.is_dir():
-        fail(f"{root} is not a folder" if root.exists() else f"no such folder: {root}")
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    images = [read_input(str(p), max_pixels, mode="RGB") for p in files]
+        where = "the built-in photographs"
+        images = [photo(name) for name in TRAIN_PHOTOS]
+    else:
+        root = Path(folder)
+        if not root.is_dir():
+            fail(f"{root} is not a folder" if root.exists() else f"no such folder: {root}")
+        where = str(root)
+        files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        images = [read_input(str(p), max_pixels, mode="RGB") for p in files]
     images = [im for im in images if min(im.shape[-2:]) >= crop]
     if not images:
-        fail(f"no training images of at least {crop}² pixels in {root}")
+        fail(f"no training images of at least {crop}x{crop} pixels in {where} (--crop {crop})")
     return images
 
 
@@ -1133,8 +1136,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         fail(exc)
-    except (OSError, RuntimeError) as exc:
-        fail(f"cannot resume the training run in {out}: {one_line(exc)}")
+    except RuntimeError as exc:
+        fail(f"training failed: {one_line(exc)}")
     print(f"driftrec: {result.step} steps, last loss {result.losses[-1]:.4f}")
     return EXIT_OK
 

@@ -64,11 +64,17 @@ def load_state(
     meta = read_json(json_path)
     tensors = read_safetensors(tensors_path)
     state: dict[int, dict[str, Tensor]] = {}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, pid, name = key.split(".", 2)
-            state.setdefault(int(pid), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    for name, g in gens.items():
-        g.set_state(tensors[f"rng.{name}"])
+    try:
+        for key, v in tensors.items():
+            if key.startswith("opt."):
+                _, pid, name = key.split(".", 2)
+                state.setdefault(int(pid), {})[name] = v
+        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        for name, g in gens.items():
+            g.set_state(tensors[f"rng.{name}"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        msg = " ".join(str(exc).split())
+        raise ValueError(
+            f"{json_path} and {tensors_path.name} do not hold a training state ({msg})"
+        ) from None
     return meta

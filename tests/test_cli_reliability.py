@@ -200,6 +200,14 @@ def test_train_resumes_its_own_run_and_writes_atomically(capsys: Any, work: Path
     assert out.startswith("prior: 2 steps")
     assert json.loads((run / "training_state.json").read_text())["step"] == 2
     assert not [p for p in work.rglob("*") if ".part" in p.name]
+    (run / "training_state.json").write_text("{}")  # a damaged run is named, not resumed blindly
+    before = snapshot(work)
+    refused(
+        cli(capsys, "train", "prior", work / "imgs", "-o", run, "--steps", "3", *common),
+        EXIT_ERROR,
+        "training_state.json and training_state.safetensors do not hold a training state",
+    )
+    assert snapshot(work) == before
 
 
 def test_restore_refuses_truth_or_output_as_compare_even_with_force(capsys: Any, work: Path) -> None:
@@ -827,6 +835,11 @@ def test_train_options_that_cannot_apply(capsys: Any, work: Path) -> None:
         "jpeg has no parameter 'qualty'",
     )
     refused(cli(capsys, "train", "prior", work / "nothing", *out), EXIT_ERROR, "no such folder")
+    refused(
+        cli(capsys, "train", "prior", work / "imgs", *out, "--crop", "64"),
+        EXIT_ERROR,
+        "no training images of at least 64x64 pixels",
+    )
     refused(cli(capsys, "train", "prior", work / "imgs", *out, "--lr", "-1"), EXIT_USAGE, "--lr")
     if not torch.cuda.is_available():
         refused(
