@@ -512,19 +512,10 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return pa.resolve() == pb.resolve()
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
-
-
 def check_output(
     path: PathLike,
     *,
     inputs: Iterable[PathLike] = (),
-    outputs: Iterable[PathLike] = (),
     protected: Iterable[PathLike] = (),
     suffixes: Iterable[str] | None = None,
     force: bool = False,
@@ -532,19 +523,17 @@ def check_output(
     """Check, before any work starts, that a file can be written at ``path`` without losing data.
 
     In order: the suffix is one of ``suffixes`` (when given); the folder exists and is a folder;
-    ``path`` is not a folder; it is none of ``inputs`` nor of the other ``outputs`` (the same path,
-    a symbolic link or a hard link to one: :func:`same_file`); it lies in none of the
-    ``protected`` folders; it does not exist unless ``force``; the folder accepts a new file (a
-    probe file is created and removed).
+    ``path`` is not a folder; it is none of ``inputs`` (the same path, a symbolic link or a hard
+    link to one: :func:`same_file`); it lies in none of the ``protected`` folders; it does not
+    exist unless ``force``; the folder accepts a new file (a probe file is created and removed).
 
     Parameters
     ----------
     path : str or path-like
         The output file.
     inputs : iterable of path
-        Files the command reads; never overwritten, even with ``force``.
-    outputs : iterable of path
-        The command's other output files.
+        Files the command reads; never overwritten, even with ``force``. (Two outputs of one
+        command are compared with :func:`same_file`.)
     protected : iterable of path
         Folders nothing may be written into (e.g. a model folder).
     suffixes : iterable of str, optional
@@ -580,11 +569,8 @@ def check_output(
     for inp in inputs:
         if same_file(p, inp):
             raise ValueError(f"{p}: refusing to overwrite the input {inp}")
-    for other in outputs:
-        if same_file(p, other):
-            raise ValueError(f"{p}: also given as another output ({other})")
     for folder_ in protected:
-        if _inside(p, Path(folder_)):
+        if p.resolve().is_relative_to(Path(folder_).resolve()):
             raise ValueError(f"{p}: refusing to write into {folder_}")
     if p.exists() and not force:
         raise FileExistsError(f"{p} exists")

@@ -658,10 +658,6 @@ class Restorer:
             fail(f"cannot load the model {args.model}: {one_line(exc)}")
         self.channels = _model_channels(self.model)
 
-    def check(self, op: Any) -> None:
-        """Refuse ``--steps`` the solver cannot run on ``op`` (before any work)."""
-        check_steps(self.args, op, self.model)
-
     def __call__(
         self, op: Any, y: Any, y_image: torch.Tensor | None = None, params: dict[str, Any] | None = None
     ) -> torch.Tensor:
@@ -669,7 +665,7 @@ class Restorer:
         import solvers
 
         args = self.args
-        self.check(op)
+        check_steps(args, op, self.model)
         grey = op.shape[0] == 1 and self.channels == 3
         if self.channels is not None and not grey and self.channels != op.shape[0]:
             fail(f"the model works on {self.channels}-channel images; this one has {op.shape[0]}")
@@ -1044,7 +1040,7 @@ def check_training_output(out: Path, what: str) -> None:
         ``"prior"`` or ``"driftrec"``.
     """
     for folder in bundled_weights():
-        if same_file(out, folder) or out.resolve().is_relative_to(folder.resolve()):
+        if out.resolve().is_relative_to(folder.resolve()):
             fail(f"-o {out}: refusing to write into the bundled models ({folder})")
     if out.exists():
         if not out.is_dir():
