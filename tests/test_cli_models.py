@@ -75,8 +75,9 @@ def test_convert_then_restore_with_a_class_label(tmp_path: Path, adm_checkpoint:
         main([*common, "--model", str(out), "-o", str(tmp_path / "x.png")])
     with pytest.raises(SystemExit, match="--model-config"):  # a .pt without an official name needs one
         main([*common, "--model", str(ckpt), "-o", str(tmp_path / "x.png")])
+    blind = ["restore", str(img), "--op", "denoise", "--steps", "2", "--quiet", "--solver", "driftrec"]
     with pytest.raises(SystemExit, match="apply to --solver ddrm"):
-        main([*common, "--solver", "driftrec", "--class-label", "1", "-o", str(tmp_path / "x.png")])
+        main([*blind, "--class-label", "1", "-o", str(tmp_path / "x.png")])
 
 
 def test_restore_with_a_preset_downloads_only_when_asked(
