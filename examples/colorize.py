@@ -8,7 +8,7 @@ before/after PNGs and a grid (grey input | DDRM | ground truth) into ``--out``.
 
 Run::
 
-    python examples/colorize.py --out examples_out --size 256 --steps 20
+    python examples/colorize.py --out examples_out --size 256
 """
 
 from __future__ import annotations

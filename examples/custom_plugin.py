@@ -20,7 +20,7 @@ and ``out_shape``; ``H``, ``Hᵀ`` and ``H†`` are derived. The script
 
 Run::
 
-    python examples/custom_plugin.py --out examples_out --size 256 --steps 20
+    python examples/custom_plugin.py --out examples_out --size 256
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ super-resolution. The untrained network shows the plumbing, not restoration qual
 
 Run::
 
-    python examples/diffusers_checkpoint.py --out examples_out --size 256 --steps 20
+    python examples/diffusers_checkpoint.py --out examples_out --size 256
     python examples/diffusers_checkpoint.py --checkpoint path/to/ddpm-dir --size 256
 """
 

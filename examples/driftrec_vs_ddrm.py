@@ -14,7 +14,7 @@ bundled model), it says so, keeps the DDRM half and exits normally.
 
 Run::
 
-    python examples/driftrec_vs_ddrm.py --out examples_out --size 256 --steps 20
+    python examples/driftrec_vs_ddrm.py --out examples_out --size 256
     python examples/driftrec_vs_ddrm.py --driftrec-model path/to/driftrec-dir --driftrec-steps 100
 """
 

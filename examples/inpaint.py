@@ -8,7 +8,7 @@ elsewhere. Prints PSNR/SSIM of both and writes before/after PNGs and a grid
 
 Run::
 
-    python examples/inpaint.py --out examples_out --size 256 --steps 20
+    python examples/inpaint.py --out examples_out --size 256
 """
 
 from __future__ import annotations

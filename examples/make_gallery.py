@@ -46,11 +46,12 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(OUT), help=f"gallery folder (default: {OUT})")
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=int, default=None, help="DDRM steps (default: the prior's tuned ones)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    common = ["--out", args.out, "--size", str(args.size), "--steps", str(args.steps)]
-    common += ["--seed", str(args.seed)]
+    common = ["--out", args.out, "--size", str(args.size), "--seed", str(args.seed)]
+    if args.steps is not None:
+        common += ["--steps", str(args.steps)]
 
     captions: dict[str, str] = {}
     for script in EXAMPLES:

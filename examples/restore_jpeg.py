@@ -9,7 +9,7 @@ JPEG decode and of the restoration, and writes before/after PNGs and a grid
 
 Run::
 
-    python examples/restore_jpeg.py --out examples_out --size 256 --steps 20
+    python examples/restore_jpeg.py --out examples_out --size 256
 """
 
 from __future__ import annotations

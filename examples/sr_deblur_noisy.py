@@ -13,7 +13,7 @@ Prints PSNR/SSIM of every method and writes, per problem, before/after PNGs and 
 
 Run::
 
-    python examples/sr_deblur_noisy.py --out examples_out --size 256 --steps 20
+    python examples/sr_deblur_noisy.py --out examples_out --size 256
 """
 
 from __future__ import annotations
