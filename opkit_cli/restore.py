@@ -1,0 +1,322 @@
+"""The ``opkit restore`` command: the solver with its model (:class:`Restorer`), settings, the
+greyscale bridge to colour models.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import opkit
+from opkit.io import (
+    ImageTooLargeError,
+    image_suffixes,
+    save_image,
+)
+from opkit_cli.io import JPEG_SUFFIXES, check_outputs, read_input
+from opkit_cli.models import load_model
+from opkit_cli.operators import check_params, create_operator, infer_image_shape
+from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, one_line, parse_params
+
+
+def _measurement(args: argparse.Namespace, params: dict[str, Any]) -> tuple[Any, Any, torch.Tensor]:
+    """Operator, measurement and a displayable degraded image for ``restore``."""
+    path = Path(args.image)
+    if args.op == "jpeg" and path.suffix.lower() in JPEG_SUFFIXES and not params:
+        from opkit_plugins.jpeg import from_file  # the composition root may import plugins
+
+        try:
+            op, y = from_file(path, max_pixels=max_pixels_of(args))
+        except ImageTooLargeError as exc:
+            fail(f"{exc}; raise the limit with --max-pixels")
+        except (FileNotFoundError, ValueError) as exc:
+            fail(exc)
+        return op, y, op.decode(y, mode="libjpeg")
+    img = read_input(args.image, max_pixels_of(args))
+    shape = infer_image_shape(args.op, tuple(img.shape[1:]), params)
+    created = create_operator(args.op, shape, params)
+    if isinstance(created, opkit.EncodeDecodeOperator):
+        y = created(img)  # Encode(Decode(Encode(x))) = Encode(x): re-encoding a decoded image recovers y
+        return created, y, img
+    return created, img, img
+
+
+def _side_by_side(images: list[torch.Tensor]) -> torch.Tensor:
+    """Images (1, C, h, w) scaled up by pixel replication to the largest height, in a row."""
+    h = max(int(t.shape[-2]) for t in images)
+    row = []
+    for t in images:
+        t = t.expand(1, 3, *t.shape[-2:]) if t.shape[1] == 1 else t
+        k = max(1, h // int(t.shape[-2]))
+        t = t.repeat_interleave(k, -2).repeat_interleave(k, -1)
+        pad_h = h - int(t.shape[-2])
+        row.append(torch.nn.functional.pad(t, (0, 4, 0, pad_h), value=1.0))
+    return torch.cat(row, -1)[..., :-4]
+
+
+def ddrm_settings(args: argparse.Namespace, model: Any) -> dict[str, Any]:
+    """DDRM keywords for ``args.op``: the model's tuned settings, then the user's flags on top.
+
+    A model directory may ship ``ddrm_settings.json`` (the bundled default does: start time, η,
+    η_b, steps and samples per operator, chosen on validation photographs); flags given on the
+    command line (``--steps``, ``--samples``, ``--eta``, ``--eta-b``, ``--t-start``) win.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (``op`` and the flags above, ``None`` when not given).
+    model : prior
+        The loaded prior (``settings`` attribute, if any).
+
+    Returns
+    -------
+    dict
+        Keyword arguments for :func:`solvers.ddrm`.
+    """
+    kw: dict[str, Any] = dict(getattr(model, "settings", {}).get(args.op, {}))
+    flags = {"steps": "steps", "num_samples": "samples", "eta": "eta", "eta_b": "eta_b", "t_start": "t_start"}
+    for key, attr in flags.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            kw[key] = value
+    return kw
+
+
+#: Luma weights (ITU-R 601, as JPEG and Pillow use them) that turn RGB back into grey.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def to_grey(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` to ``(B, 1, H, W)`` with the :data:`LUMA` weights."""
+    w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def lift_to_rgb(name: str, params: dict[str, Any], op: Any, y: Any) -> tuple[Any, Any]:
+    """The three-channel problem whose solutions, in grey (:func:`to_grey`), solve ``(op, y)``.
+
+    A greyscale image ``x`` repeated to three channels has the measurement ``y`` repeated (for
+    operators that treat the channels alike, checked on a random image), and for JPEG the luma
+    coefficients of ``y`` with zero chroma (a grey RGB image has ``Cb = Cr = 128`` exactly).
+    Every restoration of the lifted problem, converted to grey, fits ``y`` again: the luma of
+    images that fit a per-channel measurement is a convex combination of them.
+
+    Parameters
+    ----------
+    name : str
+        Registered name of ``op``.
+    params : dict
+        Its parameters.
+    op : opkit.Operator
+        The operator for ``(1, H, W)`` images.
+    y : measurement
+        Its measurement.
+
+    Returns
+    -------
+    (opkit.Operator, measurement)
+        The operator for ``(3, H, W)`` images and its measurement.
+    """
+    import attrs
+
+    from opkit_plugins.jpeg import JPEG, JpegCoefficients
+
+    _, h, w = op.shape
+    if isinstance(op, JPEG) and isinstance(y, JpegCoefficients):
+        luma = op.tables[0].flatten().tolist()
+        op3 = create_operator(name, (3, h, w), {"tables": [luma, luma], "subsampling": "4:4:4"})
+        lum = y.components[0]
+        y3 = attrs.evolve(
+            y,
+            components=(lum, torch.zeros_like(lum), torch.zeros_like(lum)),
+            tables=op3.tables.clone(),
+            sampling="4:4:4",
+        )
+        return op3, y3
+    op3 = create_operator(name, (3, h, w), params)
+    probe = torch.rand((1, 1, h, w), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    try:
+        lifted = op3(probe.expand(1, 3, h, w))
+        direct = op(probe)
+        same = isinstance(direct, torch.Tensor) and torch.allclose(
+            lifted.double(), direct.double().expand(1, 3, *direct.shape[2:]), atol=1e-9
+        )
+    except (ValueError, TypeError, RuntimeError):
+        same = False
+    if not same:
+        fail(
+            f"cannot restore a greyscale image with a colour model for {name} with these parameters "
+            "(the operator treats the three channels differently)"
+        )
+    return op3, y.expand(y.shape[0], 3, *y.shape[2:]).contiguous()
+
+
+def _model_channels(model: Any) -> int | None:
+    """Image channels a loaded prior or DriftRec model works on, when it says."""
+    for attr, key in (("net", "in_channels"), ("unet", "out_channels")):
+        cfg = getattr(getattr(model, attr, None), "config", None)
+        value = getattr(cfg, key, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+class Restorer:
+    """The chosen solver with its model, loaded once: ``restorer(op, y, y_image, params)``.
+
+    DDRM uses the operator and its measurement; DriftRec is blind and uses the degraded image
+    (``y_image`` when it has the operator's image shape, else ``Decode(y)`` or ``H†y``). A
+    greyscale problem and a three-channel model are bridged by :func:`lift_to_rgb`.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``solver``, ``model``, ``steps``, ``samples`` and ``sigma_y``.
+    generator : torch.Generator
+        Randomness of the solver.
+    progress : bool
+        Show DDRM's progress bar.
+    """
+
+    def __init__(self, args: argparse.Namespace, generator: torch.Generator, *, progress: bool) -> None:
+        import solvers
+
+        self.args, self.generator, self.progress = args, generator, progress
+        label = getattr(args, "class_label", None)
+        self.model_kwargs = {"class_labels": torch.tensor([label])} if label is not None else None
+        if args.solver != "ddrm" and (label is not None or args.model_config or args.download):
+            fail("--model-config, --download and --class-label apply to --solver ddrm")
+        try:
+            if args.solver == "ddrm":
+                self.model: Any = load_model(args)
+            else:
+                self.model = solvers.load_driftrec(args.model)
+        except (FileNotFoundError, ValueError, NotImplementedError, ImportError) as exc:
+            fail(exc)
+        except Exception as exc:  # a damaged model folder raises anything
+            fail(f"cannot load the model {args.model}: {one_line(exc)}")
+        self.channels = _model_channels(self.model)
+
+    def __call__(
+        self, op: Any, y: Any, y_image: torch.Tensor | None = None, params: dict[str, Any] | None = None
+    ) -> torch.Tensor:
+        """Restore ``y`` (see the class docstring); errors end the command with one line."""
+        import solvers
+
+        args = self.args
+        settings = ddrm_settings(args, self.model) if args.solver == "ddrm" else {}
+        check_steps(args, op, self.model, settings)
+        grey = op.shape[0] == 1 and self.channels == 3
+        if self.channels is not None and not grey and self.channels != op.shape[0]:
+            fail(f"the model works on {self.channels}-channel images; this one has {op.shape[0]}")
+        try:
+            if args.solver == "ddrm":
+                if grey:
+                    op, y = lift_to_rgb(args.op, params or {}, op, y)
+                out = solvers.ddrm(
+                    op,
+                    y,
+                    self.model,
+                    **settings,
+                    sigma_y=args.sigma_y,
+                    generator=self.generator,
+                    progress=self.progress,
+                    model_kwargs=self.model_kwargs,
+                )
+            else:
+                if y_image is None or tuple(y_image.shape[1:]) != op.shape:
+                    y_image = op.decode(y) if isinstance(op, opkit.EncodeDecodeOperator) else op.pinv(y)
+                if grey:
+                    y_image = y_image.expand(y_image.shape[0], 3, *y_image.shape[2:])
+                out = solvers.driftrec(
+                    y_image,
+                    self.model,
+                    sde="model",
+                    steps=args.steps or 100,
+                    num_samples=args.samples or 1,
+                    generator=self.generator,
+                )
+        except (ValueError, NotImplementedError) as exc:
+            fail(exc)
+        except RuntimeError as exc:
+            fail(f"{args.solver} failed: {one_line(exc)}")
+        assert isinstance(out, torch.Tensor)
+        return to_grey(out) if grey else out
+
+
+def check_steps(
+    args: argparse.Namespace, op: Any, model: Any = None, settings: dict[str, Any] | None = None
+) -> None:
+    """Refuse DDRM settings (steps, start, ``--sigma-y``) the solver would reject, in CLI terms.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``solver``, ``op``, ``steps`` and ``sigma_y``.
+    op : opkit.Operator
+        The operator.
+    model : prior, optional
+        The loaded DDRM prior (its schedule length bounds the steps).
+    settings : dict, optional
+        The DDRM keywords in effect (:func:`ddrm_settings`: the model's tuned ones and the flags).
+    """
+    if args.solver != "ddrm":
+        return
+    from solvers._ddrm import DDRM_DEFAULTS
+
+    kw = settings or {}
+    coded = isinstance(op, opkit.EncodeDecodeOperator)
+    if coded and args.sigma_y > 0:
+        fail(f"--sigma-y does not apply to --op {args.op}: its measurement is a noiseless code")
+    steps = kw.get("steps")
+    if steps is None:
+        return
+    t_start = kw.get("t_start", DDRM_DEFAULTS["encode_decode" if coded else "svd"][2])
+    if t_start is not None and steps > t_start + 1:
+        fail(
+            f"--steps {steps} is too many for --op {args.op}: DDRM starts at timestep {t_start} "
+            f"(--t-start) and goes down to 0, so at most {t_start + 1} steps"
+        )
+    total = getattr(getattr(model, "alphas_cumprod", None), "numel", lambda: None)()
+    if total is not None and steps > total:
+        fail(f"--steps {steps} is more than the model's {total} timesteps")
+
+
+def _protected_model(args: argparse.Namespace) -> list[Path]:
+    return [] if args.model == "default" else [Path(args.model)]
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore a degraded image with DDRM or DriftRec."""
+    params = parse_params(args.param)
+    check_params(args.op, params)
+    if args.truth and not args.compare:
+        fail("--truth is only used with --compare")
+    if args.solver == "driftrec" and args.sigma_y > 0:
+        fail("--sigma-y applies to --solver ddrm only")
+    image_out = image_suffixes()
+    check_outputs(
+        [("-o", args.output, image_out), ("--compare", args.compare, image_out)],
+        inputs=[args.image, args.truth],
+        protected=_protected_model(args),
+        force=args.force,
+    )
+    truth = read_input(args.truth, max_pixels_of(args)) if args.truth else None
+    op, y, shown = _measurement(args, params)
+    check_steps(args, op)
+    g = torch.Generator().manual_seed(args.seed)
+    restorer = Restorer(args, g, progress=not args.quiet)
+    x = restorer(op, y, shown, params)
+    out = Path(args.output)
+    save_image(x, out)
+    print(f"wrote {out} ({args.solver}, {args.op}, {tuple(x.shape[1:])})")
+    if args.compare:
+        panels = [shown.to(x.dtype), x]
+        if truth is not None:
+            panels.append(truth.to(x.dtype))
+        save_image(_side_by_side(panels), Path(args.compare))
+        print(f"wrote {args.compare} (input | restoration{' | truth' if truth is not None else ''})")
+    return EXIT_OK
