@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,8 +17,10 @@ import torch
 import opkit
 from opkit.io import (
     atomic_path,
+    save_image,
     write_atomic,
 )
+from opkit_cli.folders import image_seed, start_ranks
 from opkit_cli.io import IMAGE_SUFFIXES, _is_jpeg, check_outputs, jpeg_bytes, read_input
 from opkit_cli.operators import check_params, create_operator, operator_entry
 from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, parse_params
@@ -39,6 +45,7 @@ def evaluate_image(
     sigma_y: float,
     generator: torch.Generator,
     params: dict[str, Any] | None = None,
+    keep: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Degrade one image, restore it, and score the baseline and the restoration.
 
@@ -59,6 +66,9 @@ def evaluate_image(
         Noise source.
     params : dict, optional
         The operator's parameters.
+    keep : dict, optional
+        Receives the images: ``"degraded"`` (the measurement when it is an image, else the
+        baseline) and ``"restored"``.
 
     Returns
     -------
@@ -84,6 +94,10 @@ def evaluate_image(
             )
             candidates["bicubic"] = up
     candidates["restored"] = restore(op, y, None, params)
+    if keep is not None:
+        image_like = isinstance(y, torch.Tensor) and y.ndim == 4 and y.shape[1] in (1, 3)
+        keep["degraded"] = y if image_like and y.is_floating_point() else next(iter(candidates.values()))
+        keep["restored"] = candidates["restored"]
     out = {}
     for name, img in candidates.items():
         img = img.clamp(0, 1).to(x.dtype)
@@ -122,20 +136,114 @@ def _eval_images(args: argparse.Namespace) -> list[Path]:
     return files
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Degrade and restore every image of a folder; print a metrics table, write a CSV."""
-    import csv
-    import io
+#: The options that decide an ``opkit eval`` score; a resumed run must not change them.
+SETTINGS = (
+    "op", "param", "qualities", "solver", "model", "model_config", "class_label", "steps", "samples",
+    "eta", "eta_b", "t_start", "sigma_y", "seed", "multiple", "dtype", "save",
+)  # fmt: skip
 
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k, None) for k in SETTINGS}
+
+
+def _parts_folder(args: argparse.Namespace) -> Path | None:
+    """Where a run keeps the rows of each finished image until the CSV is written (``CSV.parts``)."""
+    return Path(f"{args.csv}.parts") if args.csv else None
+
+
+def _open_parts(parts: Path, args: argparse.Namespace) -> None:
+    """Create the rows folder, or check that the run it holds had the same settings."""
+    mine = _settings(args)
+    info = parts / "settings.json"
+    if parts.is_dir() and info.exists():
+        theirs = json.loads(info.read_text())
+        if theirs != json.loads(json.dumps(mine)):
+            diff = sorted(k for k in mine if json.loads(json.dumps(mine.get(k))) != theirs.get(k))
+            fail(
+                f"{parts} holds an interrupted run with other settings ({', '.join(diff)}); "
+                "pass --force to start over"
+            )
+        return
+    parts.mkdir(exist_ok=True)
+    if not info.exists():
+        write_atomic(info, json.dumps(mine, indent=1))
+
+
+def _part_name(path: Path) -> str:
+    return f"{path.name}.json"
+
+
+def _read_part(parts: Path | None, path: Path) -> list[dict[str, Any]]:
+    assert parts is not None
+    rows: list[dict[str, Any]] = json.loads((parts / _part_name(path)).read_text())
+    return rows
+
+
+def _score_one(
+    path: Path,
+    args: argparse.Namespace,
+    params: dict[str, Any],
+    qualities: list[int | None],
+    restore: Restorer,
+) -> list[dict[str, Any]]:
+    """The CSV rows of one image (every quality and method); ``--save`` images written."""
+    x = _crop_to_multiple(read_input(str(path), max_pixels_of(args), mode="RGB"), args.multiple)
+    g = torch.Generator().manual_seed(image_seed(args.seed, path.name))
+    restore.generator = g  # one stream per image: its scores depend on nothing else
+    rows: list[dict[str, Any]] = []
+    for q in qualities:
+        p = dict(params, **({"quality": q} if q is not None else {}))
+        op = create_operator(args.op, tuple(x.shape[1:]), p)
+        keep: dict[str, torch.Tensor] | None = {} if args.save else None
+        scores = evaluate_image(x, op, restore, sigma_y=args.sigma_y, generator=g, params=p, keep=keep)
+        if keep:
+            tag = f"{path.stem}_q{q}" if q is not None else path.stem
+            for what, img in keep.items():
+                save_image(img.clamp(0, 1), Path(args.save) / f"{tag}_{what}.png")
+        bpp = _jpeg_bpp(x, op) if _is_jpeg(op) else None
+        for method, m in scores.items():
+            rows.append({"image": path.name, "quality": q, "bpp": bpp, "method": method, **m})
+        print(
+            f"{path.name} q={q}: " + ", ".join(f"{k} {v['PSNR']:.2f} dB" for k, v in scores.items()),
+            file=sys.stderr,
+        )
+    return rows
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Degrade and restore every image of a folder; print a metrics table, write a CSV.
+
+    Every image gets its own random stream (:func:`~opkit_cli.folders.image_seed`). With
+    ``--csv`` the rows of each finished image are kept in ``CSV.parts`` until the CSV is
+    written, so an interrupted run resumes (``--force`` starts over). The images are dealt to
+    ``--shard i/n`` and to the ranks of ``torchrun``; rank 0 gathers the rows and writes the CSV,
+    in the order of the image names, the same as one process writes.
+    """
     params = parse_params(args.param)
     check_params(args.op, params)
     if args.qualities and "quality" not in operator_entry(args.op).parameters():
         fail(f"--qualities sweeps JPEG qualities; {args.op} has no quality parameter")
     files = _eval_images(args)
+    parts = _parts_folder(args)
+    if parts is not None and args.force and parts.is_dir():
+        shutil.rmtree(parts, ignore_errors=True)
+    resuming = parts is not None and parts.is_dir()
     outputs: list[tuple[str, str | None, Sequence[str] | None]] = [("--csv", args.csv, None)]
     if args.plot:
         outputs.append(("--plot", args.plot, _plot_suffixes()))
-    check_outputs(outputs, inputs=[str(p) for p in files], protected=_protected_model(args), force=args.force)
+    check_outputs(
+        outputs,
+        inputs=[str(p) for p in files],
+        protected=_protected_model(args),
+        force=args.force or resuming,
+    )
+    if args.save:
+        save = Path(args.save)
+        if save.exists() and not save.is_dir():
+            fail(f"--save {save} is a file, not a folder")
+        if any(save.resolve() == p.parent.resolve() for p in files):
+            fail(f"--save {save} is the folder of the images; choose another one")
     qualities: list[int | None] = list(args.qualities) if args.qualities else [None]
     first = _crop_to_multiple(read_input(str(files[0]), max_pixels_of(args), mode="RGB"), args.multiple)
     p0 = dict(params, **({"quality": qualities[0]} if qualities[0] is not None else {}))
@@ -145,32 +253,48 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.sigma_y > 0 and isinstance(op0, opkit.EncodeDecodeOperator):
         fail(f"--sigma-y does not apply to --op {args.op}: its measurement is a noiseless code")
     check_steps(args, op0)
-    g = torch.Generator().manual_seed(args.seed)
-    restore = Restorer(args, g, progress=False)
-
-    rows: list[dict[str, Any]] = []
-    for path in files:
-        x = _crop_to_multiple(read_input(str(path), max_pixels_of(args), mode="RGB"), args.multiple)
-        for q in qualities:
-            p = dict(params, **({"quality": q} if q is not None else {}))
-            op = create_operator(args.op, tuple(x.shape[1:]), p)
-            scores = evaluate_image(x, op, restore, sigma_y=args.sigma_y, generator=g, params=p)
-            bpp = _jpeg_bpp(x, op) if _is_jpeg(op) else None
-            for method, m in scores.items():
-                rows.append({"image": path.name, "quality": q, "bpp": bpp, "method": method, **m})
-            print(
-                f"{path.name} q={q}: " + ", ".join(f"{k} {v['PSNR']:.2f} dB" for k, v in scores.items()),
-                file=sys.stderr,
-            )
-    keys = ["PSNR", "SSIM", "PSNR-B", "BEF"]
-    print(f"| quality | method | {' | '.join(keys)} |")
-    print("|---|---|" + "---|" * len(keys))
-    groups: dict[tuple[Any, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["quality"], r["method"]), []).append(r)
-    for (q, method), rs in groups.items():
-        means = [sum(r[k] for r in rs) / len(rs) for k in keys]
-        print(f"| {q if q is not None else '-'} | {method} | " + " | ".join(f"{v:.3f}" for v in means) + " |")
+    ranks = start_ranks(args)
+    try:
+        if parts is not None:
+            _open_parts(parts, args)
+        if args.save:
+            Path(args.save).mkdir(exist_ok=True)
+        mine = ranks.take(files)
+        done = {p.name for p in parts.iterdir()} if parts is not None else set()
+        todo = [f for f in mine if _part_name(f) not in done]
+        restore = Restorer(args, torch.Generator(), progress=False) if todo else None
+        fresh: dict[str, list[dict[str, Any]]] = {}
+        for path in todo:
+            assert restore is not None
+            fresh[path.name] = _score_one(path, args, params, qualities, restore)
+            if parts is not None:
+                write_atomic(parts / _part_name(path), json.dumps(fresh[path.name]))
+        mine_rows: list[dict[str, Any]] = []
+        for f in mine:  # earlier runs' rows from CSV.parts (only with --csv are images skipped)
+            mine_rows += fresh[f.name] if f.name in fresh else _read_part(parts, f)
+        everyone = ranks.gather((len(mine) - len(todo), mine_rows))
+    except BaseException:
+        ranks.close(barrier=False)  # the finished images' rows stay in CSV.parts
+        raise
+    ranks.close()
+    if not ranks.main:
+        return EXIT_OK
+    resumed = sum(n for n, _ in everyone)
+    rows = [r for _, rs in everyone for r in rs]
+    complete = ranks.shard[1] == 1
+    if not complete and parts is not None and all((parts / _part_name(f)).exists() for f in files):
+        rows = [r for f in files for r in _read_part(parts, f)]
+        complete = True  # the last shard to finish writes the whole CSV
+    order = {f.name: i for i, f in enumerate(files)}
+    rows.sort(key=lambda r: order[r["image"]])  # stable: each image's rows keep their order
+    _print_summary(rows, len({r["image"] for r in rows}), resumed)
+    if not complete:
+        print(
+            f"shard {ranks.shard[0]}/{ranks.shard[1]} done; the CSV is written when every shard is "
+            "done (or rerun without --shard to gather)",
+            file=sys.stderr,
+        )
+        return EXIT_OK
     if args.csv:
         buf = io.StringIO(newline="")
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
@@ -181,7 +305,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.plot:
         plot_rate_distortion(rows, Path(args.plot))
         print(f"wrote {args.plot}", file=sys.stderr)
+    if parts is not None:
+        shutil.rmtree(parts, ignore_errors=True)
     return EXIT_OK
+
+
+def _print_summary(rows: list[dict[str, Any]], images: int, resumed: int) -> None:
+    """The mean of every metric per quality and method, as a Markdown table on stdout."""
+    keys = ["PSNR", "SSIM", "PSNR-B", "BEF"]
+    print(f"| quality | method | {' | '.join(keys)} |")
+    print("|---|---|" + "---|" * len(keys))
+    groups: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["quality"], r["method"]), []).append(r)
+    for (q, method), rs in groups.items():
+        means = [sum(r[k] for r in rs) / len(rs) for k in keys]
+        print(f"| {q if q is not None else '-'} | {method} | " + " | ".join(f"{v:.3f}" for v in means) + " |")
+    if resumed:
+        print(f"{images} image(s) scored, {resumed} of them by an earlier run (resumed)", file=sys.stderr)
 
 
 def plot_rate_distortion(rows: list[dict[str, Any]], path: Path) -> None:

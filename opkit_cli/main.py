@@ -24,6 +24,7 @@ from opkit_cli.eval import (
     evaluate_image,
     plot_rate_distortion,
 )
+from opkit_cli.folders import shard_spec
 from opkit_cli.io import (
     IMAGE_SUFFIXES,
     JPEG_SUFFIXES,
@@ -159,13 +160,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_degrade)
     solve = solve_parent()
     s = sub.add_parser("restore", parents=[solve], help="restore a degraded image (DDRM or DriftRec)")
-    s.add_argument("image", help="degraded image (for --op jpeg, a .jpg file is read with its own tables)")
+    s.add_argument(
+        "image",
+        nargs="+",
+        help="degraded image (for --op jpeg, a .jpg file is read with its own tables); several files, "
+        "a folder or a glob restore every image into the -o folder",
+    )
     s.add_argument("--class-label", type=int, help="class of a class-conditional prior (DDRM-CC)")
     s.add_argument("--truth", help="ground-truth image for --compare")
     s.add_argument("--compare", help="also write input | restoration [| truth] side by side here")
-    s.add_argument("-o", "--output", required=True)
-    s.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    s.add_argument("-o", "--output", required=True, help="output image, or the folder of <stem>.png outputs")
+    s.add_argument("--force", action="store_true", help="overwrite existing outputs (many images: redo them)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument(
+        "--batch", type=positive_int, default=1, help="images of one size restored together (default 1)"
+    )
+    s.add_argument(
+        "--shard", type=shard_spec, metavar="I/N", help="restore only shard I of N (0-based), e.g. 0/4"
+    )
     s.set_defaults(func=cmd_restore)
     s = sub.add_parser(
         "eval", parents=[solve], help="degrade and restore a folder of images; print PSNR/SSIM/PSNR-B/BEF"
@@ -177,7 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--multiple", type=positive_int, default=16, help="crop images to a multiple of this size")
     s.add_argument("--csv", help="write every score here")
     s.add_argument("--plot", help="rate–distortion plot (PNG, PDF, SVG) for a JPEG quality sweep")
-    s.add_argument("--force", action="store_true", help="overwrite existing --csv/--plot files")
+    s.add_argument(
+        "--force", action="store_true", help="overwrite existing --csv/--plot files, redo every image"
+    )
+    s.add_argument(
+        "--save", metavar="DIR", help="keep the degraded input and the restoration of every image here"
+    )
+    s.add_argument(
+        "--shard", type=shard_spec, metavar="I/N", help="evaluate only shard I of N (0-based), e.g. 0/4"
+    )
     s.set_defaults(func=cmd_eval)
     s = sub.add_parser("train", help="train a DDRM prior or a DriftRec model (resumable)")
     s.add_argument("what", choices=("prior", "driftrec"))

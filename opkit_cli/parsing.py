@@ -219,12 +219,26 @@ MODEL_HELP = (
 )
 
 
-def add_model_arguments(s: argparse.ArgumentParser) -> None:
-    """``--model-config``, ``--download``, ``--device`` and ``--dtype`` (see :func:`load_model`)."""
+def add_model_arguments(s: argparse.ArgumentParser, *, auto_device: bool = False) -> None:
+    """``--model-config``, ``--download``, ``--device`` and ``--dtype`` (see :func:`load_model`).
+
+    With ``auto_device`` the device defaults to ``auto``: this rank's GPU when there is one,
+    else the CPU (:func:`opkit_cli.folders.resolve_device`).
+    """
     s.add_argument("--model-config", help="ADM checkpoint settings: a JSON file or a preset name")
     s.add_argument("--download", action="store_true", help="fetch a preset's file or a hub model if missing")
-    s.add_argument("--device", default=None, help="device of the network (default cpu)")
-    s.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="dtype of the network")
+    if auto_device:
+        s.add_argument(
+            "--device",
+            default="auto",
+            metavar="auto|cpu|cuda[:i]",
+            help="where the solver and the network run (default auto: the GPU of this rank if any, else cpu)",
+        )
+    else:
+        s.add_argument("--device", default=None, help="device of the network (default cpu)")
+    s.add_argument(
+        "--dtype", choices=tuple(DTYPES), default=None, help="dtype of the network (default float32)"
+    )
 
 
 def solve_parent() -> _Parser:
@@ -244,7 +258,7 @@ def solve_parent() -> _Parser:
     s.add_argument("--param", action="append", metavar="K=V", help="operator parameter (repeatable)")
     s.add_argument("--solver", choices=("ddrm", "driftrec"), default="ddrm")
     s.add_argument("--model", default="default", help=MODEL_HELP)
-    add_model_arguments(s)
+    add_model_arguments(s, auto_device=True)
     s.add_argument("--steps", type=positive_int, default=None, help="solver steps (default: the model's)")
     s.add_argument(
         "--samples", type=positive_int, default=None, help="samples averaged (default: the model's)"

@@ -5,6 +5,9 @@ greyscale bridge to colour models.
 from __future__ import annotations
 
 import argparse
+import re
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +19,38 @@ from opkit.io import (
     image_suffixes,
     save_image,
 )
-from opkit_cli.io import JPEG_SUFFIXES, check_outputs, read_input
+from opkit_cli.folders import (
+    Ranks,
+    check_unique_stems,
+    expand_inputs,
+    image_key,
+    image_seed,
+    is_many,
+    make_batches,
+    resolve_device,
+    start_ranks,
+)
+from opkit_cli.io import JPEG_SUFFIXES, bundled_weights, check_outputs, read_input
 from opkit_cli.models import load_model
 from opkit_cli.operators import check_params, create_operator, infer_image_shape
-from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, one_line, parse_params
+from opkit_cli.parsing import EXIT_ERROR, EXIT_OK, fail, max_pixels_of, one_line, parse_params
 
 
 def _measurement(args: argparse.Namespace, params: dict[str, Any]) -> tuple[Any, Any, torch.Tensor]:
     """Operator, measurement and a displayable degraded image for ``restore``."""
-    path = Path(args.image)
+    return measurement_of(args.image, args, params)
+
+
+def measurement_of(
+    image: str, args: argparse.Namespace, params: dict[str, Any]
+) -> tuple[Any, Any, torch.Tensor]:
+    """Operator, measurement and a displayable degraded image of the file ``image``.
+
+    A ``.jpg`` file with ``--op jpeg`` and no ``--param`` is read with its own tables
+    (:func:`opkit_plugins.jpeg.from_file`); any other file is the measurement image, whose
+    operator shape :func:`~opkit_cli.operators.infer_image_shape` finds.
+    """
+    path = Path(image)
     if args.op == "jpeg" and path.suffix.lower() in JPEG_SUFFIXES and not params:
         from opkit_plugins.jpeg import from_file  # the composition root may import plugins
 
@@ -35,7 +61,7 @@ def _measurement(args: argparse.Namespace, params: dict[str, Any]) -> tuple[Any,
         except (FileNotFoundError, ValueError) as exc:
             fail(exc)
         return op, y, op.decode(y, mode="libjpeg")
-    img = read_input(args.image, max_pixels_of(args))
+    img = read_input(image, max_pixels_of(args))
     shape = infer_image_shape(args.op, tuple(img.shape[1:]), params)
     created = create_operator(args.op, shape, params)
     if isinstance(created, opkit.EncodeDecodeOperator):
@@ -201,12 +227,31 @@ class Restorer:
         self.channels = _model_channels(self.model)
 
     def __call__(
-        self, op: Any, y: Any, y_image: torch.Tensor | None = None, params: dict[str, Any] | None = None
+        self,
+        op: Any,
+        y: Any,
+        y_image: torch.Tensor | None = None,
+        params: dict[str, Any] | None = None,
+        *,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        callback: Any = None,
     ) -> torch.Tensor:
-        """Restore ``y`` (see the class docstring); errors end the command with one line."""
+        """Restore ``y`` (see the class docstring); errors end the command with one line.
+
+        ``generator`` (default: the one given to the constructor) may be one generator per
+        measurement of the batch (DDRM); ``callback`` is DDRM's per-step callback.
+        """
         import solvers
 
         args = self.args
+        gen = self.generator if generator is None else generator
+        device = getattr(args, "device", None)
+        if device is not None and isinstance(y, torch.Tensor) and y.device != torch.device(device):
+            y = y.to(device)  # the solver's algebra runs where the network runs
+        model_kwargs = self.model_kwargs
+        batch = y.shape[0] if isinstance(y, torch.Tensor) else 1
+        if model_kwargs is not None and batch > 1:
+            model_kwargs = {k: v.expand(batch) for k, v in model_kwargs.items()}
         settings = ddrm_settings(args, self.model) if args.solver == "ddrm" else {}
         check_steps(args, op, self.model, settings)
         grey = op.shape[0] == 1 and self.channels == 3
@@ -222,9 +267,10 @@ class Restorer:
                     self.model,
                     **settings,
                     sigma_y=args.sigma_y,
-                    generator=self.generator,
+                    generator=gen,
                     progress=self.progress,
-                    model_kwargs=self.model_kwargs,
+                    model_kwargs=model_kwargs,
+                    callback=callback,
                 )
             else:
                 if y_image is None or tuple(y_image.shape[1:]) != op.shape:
@@ -237,13 +283,14 @@ class Restorer:
                     sde="model",
                     steps=args.steps or 100,
                     num_samples=args.samples or 1,
-                    generator=self.generator,
+                    generator=gen if isinstance(gen, torch.Generator) or gen is None else gen[0],
                 )
         except (ValueError, NotImplementedError) as exc:
             fail(exc)
         except RuntimeError as exc:
             fail(f"{args.solver} failed: {one_line(exc)}")
         assert isinstance(out, torch.Tensor)
+        out = out.cpu()
         return to_grey(out) if grey else out
 
 
@@ -290,13 +337,19 @@ def _protected_model(args: argparse.Namespace) -> list[Path]:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    """Restore a degraded image with DDRM or DriftRec."""
+    """Restore a degraded image with DDRM or DriftRec, or many (:func:`restore_many`)."""
     params = parse_params(args.param)
     check_params(args.op, params)
-    if args.truth and not args.compare:
-        fail("--truth is only used with --compare")
     if args.solver == "driftrec" and args.sigma_y > 0:
         fail("--sigma-y applies to --solver ddrm only")
+    images = [args.image] if isinstance(args.image, str) else list(args.image)
+    if is_many(images) or getattr(args, "shard", None) is not None:
+        args.image = images
+        return restore_many(args, params)
+    args.image = images[0]
+    args.device = resolve_device(args.device)
+    if args.truth and not args.compare:
+        fail("--truth is only used with --compare")
     image_out = image_suffixes()
     check_outputs(
         [("-o", args.output, image_out), ("--compare", args.compare, image_out)],
@@ -320,3 +373,213 @@ def cmd_restore(args: argparse.Namespace) -> int:
         save_image(_side_by_side(panels), Path(args.compare))
         print(f"wrote {args.compare} (input | restoration{' | truth' if truth is not None else ''})")
     return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------
+# many images
+# ----------------------------------------------------------------------------------------------
+class Bars:
+    """One progress bar over the images and one over the steps of the batch being restored.
+
+    Shown on rank 0 only, and not with ``--quiet``; the step bar is driven by DDRM's callback.
+    """
+
+    def __init__(self, total: int, done: int, show: bool) -> None:
+        self.images: Any = None
+        self.steps: Any = None
+        if show:
+            from tqdm.auto import tqdm
+
+            self.images = tqdm(total=total, initial=done, desc="images", unit="img", position=0)
+            self.steps = tqdm(total=0, desc="steps", unit="step", position=1, leave=False)
+
+    def start(self, steps: int) -> None:
+        """A new solver call of ``steps`` steps begins."""
+        if self.steps is not None:
+            self.steps.reset(total=steps)
+
+    def step(self, *_: Any) -> None:
+        """DDRM's callback: one step done."""
+        if self.steps is not None:
+            self.steps.update()
+
+    def advance(self, n: int) -> None:
+        """``n`` more images are finished (or failed)."""
+        if self.images is not None:
+            self.images.update(n)
+
+    def close(self) -> None:
+        """Close both bars."""
+        for bar in (self.steps, self.images):
+            if bar is not None:
+                bar.close()
+
+
+def _remove_stale_parts(outdir: Path, stems: set[str]) -> None:
+    """Remove temporary files a killed run left beside the outputs of ``stems`` (this shard's)."""
+    pattern = re.compile(r"^\.(.+)\.[0-9a-f]{8}\.part\.png$")
+    for p in outdir.iterdir():
+        m = pattern.match(p.name)
+        if m and m.group(1) in stems and p.is_file():
+            p.unlink(missing_ok=True)
+
+
+def _check_outdir(args: argparse.Namespace, files: Sequence[Path]) -> tuple[Path, dict[Path, Path]]:
+    """The ``-o`` folder of a many-image run and every input's output ``<stem>.png`` in it."""
+    outdir = Path(args.output)
+    if outdir.exists() and not outdir.is_dir():
+        fail(f"-o {outdir}: with several inputs -o names a folder, and {outdir} is a file")
+    if not outdir.exists() and outdir.suffix.lower() in image_suffixes():
+        fail(f"-o {outdir}: with several inputs -o names a folder, not an image file")
+    if not outdir.exists() and not outdir.parent.is_dir():
+        fail(f"-o {outdir}: the folder {outdir.parent} does not exist")
+    for folder in [*bundled_weights(), *_protected_model(args)]:
+        if outdir.resolve().is_relative_to(folder.resolve()):
+            fail(f"-o {outdir}: refusing to write into the model folder {folder}")
+    check_unique_stems(files)
+    outputs = {f: outdir / f"{f.stem}.png" for f in files}
+    for f, o in outputs.items():
+        if o.exists() and o.resolve() == f.resolve():
+            fail(f"-o {outdir}: the output {o} would overwrite the input {f}; choose another folder")
+    return outdir, outputs
+
+
+def _batch_key(args: argparse.Namespace, params: dict[str, Any]) -> Any:
+    """Which images may share a solver call: same size and channels (JPEG files: each alone)."""
+
+    def key(path: Path) -> Any:
+        if args.op == "jpeg" and not params and path.suffix.lower() in JPEG_SUFFIXES:
+            return ("own tables", str(path))  # each file has its own quantization tables
+        return image_key(path)
+
+    return key
+
+
+def _restore_group(
+    restorer: Restorer,
+    args: argparse.Namespace,
+    params: dict[str, Any],
+    group: list[tuple[Path, Any, Any]],
+    bars: Bars,
+) -> torch.Tensor:
+    """Restore images that share one operator (same shape and settings) in one solver call."""
+    op = group[0][1]
+    ys = [y for _, _, y in group]
+    y = torch.cat(ys) if len(ys) > 1 else ys[0]
+    gens = [torch.Generator().manual_seed(image_seed(args.seed, f.name)) for f, _, _ in group]
+    steps = ddrm_settings(args, restorer.model).get("steps", 20) if args.solver == "ddrm" else 0
+    bars.start(int(steps))
+    return restorer(op, y, None, params, generator=gens if len(gens) > 1 else gens[0], callback=bars.step)
+
+
+def _groups(loaded: list[tuple[Path, Any, Any]]) -> list[list[tuple[Path, Any, Any]]]:
+    """Split a batch into runs that can share one solver call (tensor measurements, equal operators)."""
+    out: list[list[tuple[Path, Any, Any]]] = []
+    for item in loaded:
+        _, op, y = item
+        if out and isinstance(y, torch.Tensor):
+            _, op0, y0 = out[-1][0]
+            same = (
+                isinstance(y0, torch.Tensor)
+                and type(op0) is type(op)
+                and tuple(op0.shape) == tuple(op.shape)
+                and y0.shape[1:] == y.shape[1:]
+                and y0.dtype == y.dtype
+            )
+            if same:
+                out[-1].append(item)
+                continue
+        out.append([item])
+    return out
+
+
+def restore_many(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    """Restore many images (files, folders, globs) into the ``-o`` folder as ``<stem>.png``.
+
+    Finished outputs are skipped (``--force`` redoes them), so a rerun resumes an interrupted
+    run; every output is written atomically. Images of one size share solver calls
+    (``--batch``); each image's randomness comes from :func:`~opkit_cli.folders.image_seed`.
+    The batches are dealt to ``--shard i/n`` and to the ranks of ``torchrun``
+    (:class:`~opkit_cli.folders.Ranks`). A file that cannot be read or restored is reported and
+    the others go on; the exit status is then :data:`~opkit_cli.parsing.EXIT_ERROR`.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``restore`` command line, ``image`` a list of inputs.
+    params : dict
+        The operator's ``--param`` values.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
+    if args.truth or args.compare:
+        fail("--truth and --compare apply to one image, not to several inputs")
+    files = expand_inputs(args.image)
+    outdir, outputs = _check_outdir(args, files)
+    ranks: Ranks = start_ranks(args)
+    try:
+        outdir.mkdir(exist_ok=True)
+        size = args.batch if args.solver == "ddrm" else 1
+        mine = ranks.take(make_batches(files, size, _batch_key(args, params)))
+        _remove_stale_parts(outdir, {f.stem for b in mine for f in b})
+        todo = [[f for f in b if args.force or not outputs[f].exists()] for b in mine]
+        todo = [b for b in todo if b]
+        total = sum(len(b) for b in mine)
+        skipped = total - sum(len(b) for b in todo)
+        failed: list[tuple[str, str]] = []
+        bars = Bars(total, skipped, show=ranks.main and not args.quiet)
+        restorer = Restorer(args, torch.Generator(), progress=False) if todo else None
+        try:
+            for batch in todo:
+                assert restorer is not None
+                loaded: list[tuple[Path, Any, Any]] = []
+                for f in batch:
+                    try:
+                        op, y, _ = measurement_of(str(f), args, params)
+                        loaded.append((f, op, y))
+                    except SystemExit as exc:
+                        failed.append((f.name, _reason(exc)))
+                        bars.advance(1)
+                for group in _groups(loaded):
+                    try:
+                        x = _restore_group(restorer, args, params, group, bars)
+                    except SystemExit as exc:
+                        failed += [(f.name, _reason(exc)) for f, _, _ in group]
+                        bars.advance(len(group))
+                        continue
+                    for i, (f, _, _) in enumerate(group):
+                        save_image(x[i : i + 1], outputs[f])
+                    bars.advance(len(group))
+        finally:
+            bars.close()
+        done = total - skipped - len(failed)
+        everyone = ranks.gather((done, skipped, failed))
+    except BaseException:
+        ranks.close(barrier=False)  # the other ranks keep their finished outputs
+        raise
+    ranks.close()
+    if not ranks.main:
+        return EXIT_ERROR if any(r[2] for r in everyone) else EXIT_OK
+    n_done = sum(r[0] for r in everyone)
+    n_skipped = sum(r[1] for r in everyone)
+    all_failed = sorted(f for r in everyone for f in r[2])
+    where = f" (shard {args.shard[0]}/{args.shard[1]})" if getattr(args, "shard", None) else ""
+    print(
+        f"restored {n_done} image(s) into {outdir}{where}; {n_skipped} already done, {len(all_failed)} failed"
+    )
+    if all_failed:
+        for name, why in all_failed:
+            print(f"opkit: {name}: {why}", file=sys.stderr)
+        print(
+            f"opkit: {len(all_failed)} image(s) failed (listed above); the others are done", file=sys.stderr
+        )
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _reason(exc: SystemExit) -> str:
+    """The message of a :func:`~opkit_cli.parsing.fail` exit, without its ``opkit:`` prefix."""
+    return one_line(str(exc.code or "failed")).removeprefix("opkit: ")
