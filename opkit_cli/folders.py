@@ -72,7 +72,7 @@ def expand_inputs(specs: Sequence[str]) -> list[Path]:
         if p.is_dir():
             found = [q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES]
             if not found:
-                fail(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {p}")
+                fail(f"{p} is a folder with no images ({', '.join(IMAGE_SUFFIXES)})")
             files += found
         elif p.exists():
             files.append(p)
