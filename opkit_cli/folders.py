@@ -153,15 +153,10 @@ def make_batches(
     list of list of pathlib.Path
         Deterministic for given files and size.
     """
-    groups: dict[Hashable, list[Path]] = {}
+    groups: dict[Hashable, list[Path]] = {}  # in the order of their first image
     for f in files:
         groups.setdefault(key(f), []).append(f)
-    batches: list[list[Path]] = []
-    for f in files:  # batches in the order of their first image
-        group = groups.get(key(f))
-        if group and group[0] == f:
-            batches += [group[i : i + size] for i in range(0, len(group), size)]
-    return batches
+    return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
 @dataclass

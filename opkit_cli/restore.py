@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -532,6 +533,7 @@ def restore_many(args: argparse.Namespace, params: dict[str, Any]) -> int:
         failed: list[tuple[str, str]] = []
         bars = Bars(total, skipped, show=ranks.main and not args.quiet)
         restorer = Restorer(args, torch.Generator(), progress=False) if todo else None
+        tic = time.perf_counter()  # the work, after start-up and model loading
         try:
             for batch in todo:
                 assert restorer is not None
@@ -540,7 +542,7 @@ def restore_many(args: argparse.Namespace, params: dict[str, Any]) -> int:
                     try:
                         op, y, _ = measurement_of(str(f), args, params)
                         loaded.append((f, op, y))
-                    except SystemExit as exc:
+                    except (SystemExit, Exception) as exc:  # a bad file: reported, the rest go on
                         failed.append((f.name, _reason(exc)))
                         bars.advance(1)
                 for group in _groups(loaded):
@@ -556,7 +558,7 @@ def restore_many(args: argparse.Namespace, params: dict[str, Any]) -> int:
         finally:
             bars.close()
         done = total - skipped - len(failed)
-        everyone = ranks.gather((done, skipped, failed))
+        everyone = ranks.gather((done, skipped, failed, time.perf_counter() - tic))
     except BaseException:
         ranks.close(barrier=False)  # the other ranks keep their finished outputs
         raise
@@ -567,8 +569,10 @@ def restore_many(args: argparse.Namespace, params: dict[str, Any]) -> int:
     n_skipped = sum(r[1] for r in everyone)
     all_failed = sorted(f for r in everyone for f in r[2])
     where = f" (shard {args.shard[0]}/{args.shard[1]})" if getattr(args, "shard", None) else ""
+    seconds = max(r[3] for r in everyone)  # the slowest rank
     print(
-        f"restored {n_done} image(s) into {outdir}{where}; {n_skipped} already done, {len(all_failed)} failed"
+        f"restored {n_done} image(s) into {outdir}{where}; {n_skipped} already done, "
+        f"{len(all_failed)} failed; {seconds:.2f} s of work on {ranks.world} process(es) after start-up"
     )
     if all_failed:
         for name, why in all_failed:
@@ -580,6 +584,10 @@ def restore_many(args: argparse.Namespace, params: dict[str, Any]) -> int:
     return EXIT_OK
 
 
-def _reason(exc: SystemExit) -> str:
-    """The message of a :func:`~opkit_cli.parsing.fail` exit, without its ``opkit:`` prefix."""
-    return one_line(str(exc.code or "failed")).removeprefix("opkit: ")
+def _reason(exc: BaseException) -> str:
+    """The message of a :func:`~opkit_cli.parsing.fail` exit (without ``opkit:``) or an error."""
+    if isinstance(exc, SystemExit):
+        return one_line(str(exc.code or "failed")).removeprefix("opkit: ")
+    if isinstance(exc, OSError) and exc.strerror:
+        return one_line(f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror)
+    return f"{type(exc).__name__}: {one_line(exc)}"
