@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -79,7 +79,7 @@ def ddrm(
     sigma_y: float = 0.0,
     t_start: int | None = None,
     num_samples: int = 1,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     callback: Callback | None = None,
     progress: bool | None = None,
     return_samples: bool = False,
@@ -133,8 +133,11 @@ def ddrm(
         ``Decode(y)`` plus noise for an encode/decode pair).
     num_samples : int
         Samples drawn per measurement, as one batch of ``B · num_samples``, and averaged.
-    generator : torch.Generator, optional
+    generator : torch.Generator or sequence of torch.Generator, optional
         Source of all the randomness (reproducible runs); may live on another device than ``y``.
+        A sequence of ``B`` generators, one per measurement, draws the noise of measurement
+        ``b`` from generator ``b`` only: each restoration is then the one ``b`` alone would get
+        with its generator, whatever the batch it is restored in.
     callback : callable, optional
         ``callback(i, t, x_t, x0_pred)`` after every model call ``i = 0, …, steps-1`` at timestep
         ``t``: ``x_t`` is the model's VP input (model range) and ``x0_pred`` the denoised
@@ -275,8 +278,19 @@ def _check_model(model: Any) -> Tensor:
     return _check_alphas_cumprod(model.alphas_cumprod, "model")
 
 
-def _normal_(buf: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Fill ``buf`` with standard normal noise from ``generator`` (which may live elsewhere)."""
+def _normal_(buf: Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> Tensor:
+    """Fill ``buf`` with standard normal noise from ``generator`` (which may live elsewhere).
+
+    A sequence of ``B`` generators fills the rows of measurement ``b`` (its ``num_samples``
+    samples) from generator ``b`` alone, exactly as ``b`` restored by itself would be.
+    """
+    if isinstance(generator, Sequence):
+        per, rest = divmod(buf.shape[0], len(generator))
+        if rest or not per:
+            raise ValueError(f"got {len(generator)} generators for a batch of {buf.shape[0]} rows")
+        for b, g in enumerate(generator):
+            _normal_(buf[b * per : (b + 1) * per], g)
+        return buf
     if generator is None or generator.device == buf.device:
         return buf.normal_(generator=generator)
     return buf.copy_(torch.randn(buf.shape, generator=generator, device=generator.device, dtype=buf.dtype))
@@ -316,7 +330,7 @@ class _Run:
         abar: list[float],
         eta: float,
         eta_b: float,
-        generator: torch.Generator | None,
+        generator: torch.Generator | Sequence[torch.Generator] | None,
         callback: Callback | None,
         progress: bool | None,
         clip_x0: bool,

@@ -1,0 +1,286 @@
+"""Many images at once: inputs, per-image seeds, batches, shards, ranks under ``torchrun``, devices.
+
+``opkit restore`` and ``opkit eval`` share this machinery:
+
+* :func:`expand_inputs` turns files, folders and glob patterns into one sorted list of files;
+* :func:`image_seed` derives each image's seed from ``--seed`` and its file name, so an image's
+  result does not depend on the order, the batch or the shard it is restored in;
+* :func:`make_batches` groups images of one size into batches of at most ``--batch``; the batches
+  (not the images) are dealt to the shards, so every image is restored in the same batch whatever
+  the number of processes, and a sharded run writes the very bytes a single process writes;
+* :class:`Ranks` is this process's place: ``--shard i/n`` and the ranks of ``torchrun``
+  (``torch.distributed``, gloo on CPU and NCCL on GPU) compose into one shard of ``n × world``;
+* :func:`resolve_device` reads ``--device auto|cpu|cuda[:i]`` (``auto``: this rank's GPU when
+  there is one, else the CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from opkit_cli.io import IMAGE_SUFFIXES
+from opkit_cli.parsing import fail
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """argparse type: ``i/n`` with ``0 <= i < n`` (shard ``i`` of ``n``)."""
+    i, sep, n = text.partition("/")
+    try:
+        a, b = int(i), int(n)
+    except ValueError:
+        a, b = -1, 0
+    if not sep or b < 1 or not 0 <= a < b:
+        raise argparse.ArgumentTypeError(f"expected i/n with 0 <= i < n, got {text!r}")
+    return a, b
+
+
+def is_many(specs: Sequence[str]) -> bool:
+    """Whether the inputs name many images (several, a folder or a glob) rather than one file."""
+    if len(specs) != 1:
+        return True
+    p = Path(specs[0])
+    return p.is_dir() or (not p.exists() and glob.has_magic(specs[0]))
+
+
+def expand_inputs(specs: Sequence[str]) -> list[Path]:
+    """The image files named by files, folders (their images, not recursive) and glob patterns.
+
+    Parameters
+    ----------
+    specs : sequence of str
+        Paths and patterns, as given on the command line.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Every file once, sorted by name (then path): the order never depends on the shell or the
+        file system.
+    """
+    files: list[Path] = []
+    for spec in specs:
+        p = Path(spec)
+        if p.is_dir():
+            found = [q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES]
+            if not found:
+                fail(f"{p} is a folder with no images ({', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        elif p.exists():
+            files.append(p)
+        elif glob.has_magic(spec):
+            found = [Path(m) for m in glob.glob(spec)]
+            found = [q for q in found if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES]
+            if not found:
+                fail(f"no images match {spec}")
+            files += found
+        else:
+            fail(f"no such file: {spec}")
+    unique = {str(f.resolve()): f for f in files}
+    return sorted(unique.values(), key=lambda f: (f.name, str(f)))
+
+
+def check_unique_stems(files: Sequence[Path]) -> None:
+    """Refuse inputs whose outputs ``<stem>.png`` would collide (``a.png`` and ``a.jpg``)."""
+    counts = Counter(f.stem for f in files)
+    clash = sorted(stem for stem, n in counts.items() if n > 1)
+    if clash:
+        names = ", ".join(str(f) for f in files if f.stem in clash[:3])
+        fail(f"several inputs would write the same output <stem>.png: {names}")
+
+
+def image_seed(seed: int, name: str) -> int:
+    """The seed of the image called ``name`` in a run with ``--seed seed``.
+
+    The first 63 bits of SHA-256 of ``"{seed}/{name}"``: the same for an image whatever the
+    other images, their order, the batch or the shard.
+
+    Parameters
+    ----------
+    seed : int
+        ``--seed``.
+    name : str
+        The image's file name (without its folder).
+
+    Returns
+    -------
+    int
+        A seed for :meth:`torch.Generator.manual_seed`.
+    """
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def image_key(path: Path) -> Hashable:
+    """The batching key of an image file: ``(width, height, grey)`` from its header, without decoding.
+
+    A file whose header cannot be read gets a key of its own (it is reported when it is read).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            grey = im.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F", "LA")
+            return (im.size, grey)
+    except Exception:  # a damaged file: alone in its batch, reported later
+        return ("unreadable", str(path))
+
+
+def make_batches(
+    files: Sequence[Path], size: int, key: Callable[[Path], Hashable] = image_key
+) -> list[list[Path]]:
+    """Batches of at most ``size`` images with the same key, in the order of ``files``.
+
+    Parameters
+    ----------
+    files : sequence of pathlib.Path
+        The images, sorted (:func:`expand_inputs`).
+    size : int
+        ``--batch``.
+    key : callable
+        Images with equal keys may share a batch (:func:`image_key`: same size and channels).
+
+    Returns
+    -------
+    list of list of pathlib.Path
+        Deterministic for given files and size.
+    """
+    groups: dict[Hashable, list[Path]] = {}  # in the order of their first image
+    for f in files:
+        groups.setdefault(key(f), []).append(f)
+    return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
+
+
+@dataclass
+class Ranks:
+    """This process's place in a run: shard ``index`` of ``count``, and its ``torchrun`` rank.
+
+    Attributes
+    ----------
+    rank, world, local_rank : int
+        From ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``); ``0, 1, 0`` alone.
+    shard : tuple of int
+        ``--shard i/n`` (``(0, 1)`` when not given).
+    distributed : bool
+        ``torch.distributed`` is initialised (``world > 1``).
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    shard: tuple[int, int] = (0, 1)
+    distributed: bool = False
+
+    @property
+    def index(self) -> int:
+        """The shard this process takes, of :attr:`count`."""
+        return self.shard[0] * self.world + self.rank
+
+    @property
+    def count(self) -> int:
+        """The number of shards: ``n × world``."""
+        return self.shard[1] * self.world
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the process that prints summaries and gathers the rows."""
+        return self.rank == 0
+
+    def take(self, items: Sequence[Any]) -> list[Any]:
+        """This shard's items: every :attr:`count`-th from :attr:`index` (deterministic)."""
+        return list(items[self.index :: self.count])
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` in rank order (``[obj]`` alone)."""
+        if not self.distributed:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def close(self, *, barrier: bool = True) -> None:
+        """Leave the process group (after a last barrier, unless this rank is failing)."""
+        if self.distributed:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                if barrier:
+                    dist.barrier()
+                dist.destroy_process_group()
+            self.distributed = False
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def resolve_device(spec: str | None, local_rank: int = 0) -> str:
+    """The device of ``--device``: ``auto`` (or none) is this rank's GPU when CUDA is there, else cpu.
+
+    ``cuda`` without an index is ``cuda:LOCAL_RANK`` under ``torchrun``. An unknown or missing
+    device is a one-line error.
+
+    Parameters
+    ----------
+    spec : str or None
+        ``auto``, ``cpu``, ``cuda``, ``cuda:i``, ``mps``.
+    local_rank : int
+        The rank on this machine.
+
+    Returns
+    -------
+    str
+        A device string for :func:`torch.device`.
+    """
+    if spec in (None, "auto"):
+        return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(spec)
+    except RuntimeError as exc:
+        fail(f"--device {spec}: {exc}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            fail(f"--device {spec}: CUDA is not available on this machine")
+        index = local_rank if dev.index is None else dev.index
+        if index >= torch.cuda.device_count():
+            fail(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return f"cuda:{index}"
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        fail(f"--device {spec}: MPS is not available on this machine")
+    return str(dev)
+
+
+def start_ranks(args: argparse.Namespace) -> Ranks:
+    """This process's :class:`Ranks`, with ``args.device`` resolved; joins the ``torchrun`` group.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) the process group starts from torchrun's environment
+    (``env://``), with NCCL when the device is a GPU and gloo otherwise.
+    """
+    world = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local = _env_int("LOCAL_RANK", 0)
+    args.device = resolve_device(getattr(args, "device", None), local)
+    ranks = Ranks(rank=rank, world=world, local_rank=local, shard=getattr(args, "shard", None) or (0, 1))
+    if world > 1:
+        import torch.distributed as dist
+
+        cuda = args.device.startswith("cuda")
+        if cuda:
+            torch.cuda.set_device(torch.device(args.device))
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if cuda else "gloo")
+        ranks.distributed = True
+    return ranks

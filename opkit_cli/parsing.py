@@ -1,0 +1,272 @@
+"""Argument parsing of the ``opkit`` command line: one-line errors, exit codes, argument types and
+the option groups (argparse parent parsers) that several commands share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import math
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
+
+import torch
+
+from opkit.io import (
+    DEFAULT_MAX_PIXELS,
+)
+
+#: Exit status of a command that succeeded.
+EXIT_OK = 0
+#: Exit status of a command that failed (one ``opkit: ...`` line on stderr says why).
+EXIT_ERROR = 1
+#: Exit status of a command line argparse refuses (a bad option or value).
+EXIT_USAGE = 2
+#: Exit status after Ctrl-C (128 + SIGINT); partial files are removed.
+EXIT_INTERRUPTED = 130
+
+
+def one_line(text: object) -> str:
+    """``text`` (or an exception's message) with its whitespace, newlines included, collapsed.
+
+    Parameters
+    ----------
+    text : object
+        A string or an exception.
+
+    Returns
+    -------
+    str
+        One line (the exception's type name when its message is empty).
+    """
+    s = " ".join(str(text).split())
+    return s or type(text).__name__
+
+
+def fail(message: object) -> NoReturn:
+    """Stop the command with ``opkit: MESSAGE`` on stderr and exit status :data:`EXIT_ERROR`.
+
+    Parameters
+    ----------
+    message : str or Exception
+        What went wrong, naming the file, option or value.
+
+    Raises
+    ------
+    SystemExit
+        Always.
+    """
+    raise SystemExit(f"opkit: {one_line(message)}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line: ``opkit: restore: argument --steps: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("opkit").strip()
+        head = f"opkit: {where}: " if where else "opkit: "
+        self.exit(EXIT_USAGE, f"{head}{one_line(message)} (see '{self.prog} --help')\n")
+
+
+def _number(text: str, kind: type) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ``>= 1``."""
+    value: int = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer ``>= 0``."""
+    value: int = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite number ``>= 0``."""
+    value: float = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number ``> 0``."""
+    value: float = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """argparse type: a number in ``[0, 1]``."""
+    value: float = _number(text, float)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
+
+
+def _quality(text: str) -> int:
+    try:
+        q = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"JPEG quality {text.strip()!r} is not an integer") from None
+    if not 1 <= q <= 100:
+        raise argparse.ArgumentTypeError(f"JPEG quality {q} is not in 1..100")
+    return q
+
+
+def quality_list(text: str) -> list[int]:
+    """argparse type: comma-separated JPEG qualities, each in 1..100 (``"5,10,30"``)."""
+    return [_quality(part) for part in text.split(",")]
+
+
+def quality_range(text: str) -> tuple[int, int]:
+    """argparse type: a JPEG quality range ``LO-HI`` (or one quality), within 1..100."""
+    lo, sep, hi = text.partition("-")
+    a = _quality(lo)
+    b = _quality(hi) if sep else a
+    if a > b:
+        raise argparse.ArgumentTypeError(f"empty quality range {text!r}")
+    return a, b
+
+
+def max_pixels_of(args: argparse.Namespace) -> int | None:
+    """The ``--max-pixels`` limit of a command (``0`` means none)."""
+    value: int = args.max_pixels
+    return value or None
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Show every warning as one ``opkit: warning: ...`` line on stderr while the block runs."""
+
+    def show(
+        message: Any, category: Any, filename: Any, lineno: Any, file: Any = None, line: Any = None
+    ) -> None:
+        print(f"opkit: warning: {one_line(message)}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
+    """Parse ``k=v`` pairs; values are Python literals where they parse, else strings.
+
+    Parameters
+    ----------
+    items : sequence of str
+        E.g. ``["factor=4", "kernel=gaussian", "sigma=2.0"]``.
+
+    Returns
+    -------
+    dict
+        ``{"factor": 4, "kernel": "gaussian", "sigma": 2.0}``.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--param expects key=value, got {item!r}")
+        try:
+            value: Any = ast.literal_eval(raw)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _add_max_pixels(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--max-pixels",
+        type=nonnegative_int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse larger input images, before decoding (default {DEFAULT_MAX_PIXELS}; 0: no limit)",
+    )
+
+
+def _ddrm_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--eta", type=unit_float, default=None, help="DDRM η (default: the model's tuned setting)")
+    s.add_argument("--eta-b", type=unit_float, default=None, help="DDRM η_b (default: the model's setting)")
+    s.add_argument("--t-start", type=nonnegative_int, default=None, help="DDRM first timestep")
+
+
+MODEL_HELP = (
+    "DDRM prior: 'default', a diffusers or converted directory, an ADM checkpoint (.pt/.safetensors), "
+    "a preset (imagenet256-uncond, imagenet256-cond, ffhq256, lsun-bedroom, ddpm-celebahq-256, ...) "
+    "or a Hugging Face hub id"
+)
+
+
+def add_model_arguments(s: argparse.ArgumentParser, *, auto_device: bool = False) -> None:
+    """``--model-config``, ``--download``, ``--device`` and ``--dtype`` (see :func:`load_model`).
+
+    With ``auto_device`` the device defaults to ``auto``: this rank's GPU when there is one,
+    else the CPU (:func:`opkit_cli.folders.resolve_device`).
+    """
+    s.add_argument("--model-config", help="ADM checkpoint settings: a JSON file or a preset name")
+    s.add_argument("--download", action="store_true", help="fetch a preset's file or a hub model if missing")
+    if auto_device:
+        s.add_argument(
+            "--device",
+            default="auto",
+            metavar="auto|cpu|cuda[:i]",
+            help="where the solver and the network run (default auto: the GPU of this rank if any, else cpu)",
+        )
+    else:
+        s.add_argument("--device", default=None, help="device of the network (default cpu)")
+    s.add_argument(
+        "--dtype", choices=tuple(DTYPES), default=None, help="dtype of the network (default float32)"
+    )
+
+
+def solve_parent() -> _Parser:
+    """Options ``restore`` and ``eval`` share, as an argparse parent parser.
+
+    The operator (``--op``, ``--param``), the solver and its model (``--solver``, ``--model`` and
+    :func:`add_model_arguments`), the solver's settings (``--steps``, ``--samples``, ``--eta``,
+    ``--eta-b``, ``--t-start``, ``--sigma-y``, ``--seed``) and ``--max-pixels``.
+
+    Returns
+    -------
+    _Parser
+        A parser without ``--help``, for ``add_parser(..., parents=[...])``.
+    """
+    s = _Parser(add_help=False)
+    s.add_argument("--op", required=True, help="the operator (see `opkit ops`)")
+    s.add_argument("--param", action="append", metavar="K=V", help="operator parameter (repeatable)")
+    s.add_argument("--solver", choices=("ddrm", "driftrec"), default="ddrm")
+    s.add_argument("--model", default="default", help=MODEL_HELP)
+    add_model_arguments(s, auto_device=True)
+    s.add_argument("--steps", type=positive_int, default=None, help="solver steps (default: the model's)")
+    s.add_argument(
+        "--samples", type=positive_int, default=None, help="samples averaged (default: the model's)"
+    )
+    _ddrm_flags(s)
+    s.add_argument(
+        "--sigma-y", type=nonnegative_float, default=0.0, help="measurement noise std (DDRM, [0,1] units)"
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of the solver's randomness")
+    _add_max_pixels(s)
+    return s

@@ -1,0 +1,396 @@
+"""``opkit restore`` and ``opkit eval`` over folders: resume, batches, seeds, shards, torchrun, devices."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import opkit
+import solvers
+from opkit_cli.folders import Ranks, expand_inputs, image_seed, make_batches, shard_spec
+from opkit_cli.main import EXIT_ERROR, EXIT_OK, main
+
+STEPS = ["--steps", "2"]
+
+
+def png(path: Path, h: int = 16, w: int = 16, seed: int = 0, channels: int = 3) -> Path:
+    rng = np.random.default_rng(seed)
+    shape = (h, w, channels) if channels > 1 else (h, w)
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
+    return path
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            code = 1
+        else:
+            code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def pixels(folder: Path) -> dict[str, np.ndarray]:
+    return {p.name: np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))}
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def prior_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from diffusers import DDPMScheduler
+
+    from solvers.prior_training import build_prior_unet
+
+    d = tmp_path_factory.mktemp("models") / "prior"
+    build_prior_unet("tiny", sample_size=16).save_pretrained(str(d / "unet"), safe_serialization=True)
+    DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear").save_pretrained(str(d / "scheduler"))
+    return d
+
+
+@pytest.fixture
+def imgs(tmp_path: Path) -> Path:
+    """Five 16x16 colour images, a greyscale 16x24 one and a colour 24x16 one."""
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(5):
+        png(d / f"c{i}.png", seed=i)
+    png(d / "grey.png", 16, 24, seed=10, channels=1)
+    png(d / "tall.png", 24, 16, seed=11)
+    return d
+
+
+def restore(prior: Path, *inputs: object, out: Path, extra: tuple[object, ...] = ()) -> list[object]:
+    return ["restore", *inputs, "--op", "denoise", "--model", prior, *STEPS, "-o", out, "--quiet", *extra]
+
+
+# -- pieces ---------------------------------------------------------------------------------------
+def test_image_seeds_depend_on_the_seed_and_the_name_only() -> None:
+    assert image_seed(0, "a.png") == image_seed(0, "a.png")
+    assert len({image_seed(0, "a.png"), image_seed(1, "a.png"), image_seed(0, "b.png")}) == 3
+    assert 0 <= image_seed(123, "x.jpg") < 2**63
+
+
+def test_shard_spec_and_partitions() -> None:
+    assert shard_spec("1/4") == (1, 4)
+    for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
+        with pytest.raises(Exception, match="i/n"):
+            shard_spec(bad)
+    items = list(range(23))
+    parts = [Ranks(rank=r, world=2, shard=(i, 3)).take(items) for i in range(3) for r in range(2)]
+    assert sorted(x for p in parts for x in p) == items  # disjoint, and together the whole
+
+
+def test_batches_group_equal_sizes_in_a_fixed_order(imgs: Path) -> None:
+    found = expand_inputs([str(imgs)])
+    assert [f.name for f in found] == [
+        "c0.png",
+        "c1.png",
+        "c2.png",
+        "c3.png",
+        "c4.png",
+        "grey.png",
+        "tall.png",
+    ]
+    batches = make_batches(found, 2)
+    assert [[f.name for f in b] for b in batches] == [
+        ["c0.png", "c1.png"],
+        ["c2.png", "c3.png"],
+        ["c4.png"],
+        ["grey.png"],
+        ["tall.png"],
+    ]
+    assert expand_inputs([str(imgs / "c*.png"), str(imgs / "c0.png")]) == found[:5]  # glob, once each
+
+
+def test_ddrm_with_one_generator_per_measurement_equals_each_alone() -> None:
+    class Net:
+        alphas_cumprod = solvers.priors.linear_alphas_cumprod()
+
+        def __call__(self, x: torch.Tensor, t: Any) -> torch.Tensor:
+            return torch.tanh(x) * 0.3
+
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    op = opkit.create("sr_block", shape=(3, 8, 8), factor=2)
+    y = op(x)
+    for k in (1, 2):
+        gens = [torch.Generator().manual_seed(s) for s in (5, 6, 7)]
+        batch = solvers.ddrm(op, y, Net(), steps=4, num_samples=k, generator=gens)
+        alone = [
+            solvers.ddrm(
+                op, y[i : i + 1], Net(), steps=4, num_samples=k, generator=torch.Generator().manual_seed(s)
+            )
+            for i, s in enumerate((5, 6, 7))
+        ]
+        assert torch.equal(batch, torch.cat(alone))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="generators"):
+        solvers.ddrm(op, y, Net(), steps=2, generator=[torch.Generator()] * 2)
+
+
+# -- restore --------------------------------------------------------------------------------------
+def test_restore_a_folder_resumes_and_force_redoes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    out = tmp_path / "out"
+    status, stdout, err = cli(capsys, *restore(prior_dir, imgs, out=out, extra=("--batch", "4")))
+    assert status == EXIT_OK, err
+    assert "restored 7 image(s)" in stdout and "0 already done" in stdout
+    first = files(out)
+    assert sorted(first) == [f"{p.stem}.png" for p in sorted(imgs.iterdir())]
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    status, stdout, _ = cli(capsys, *restore(prior_dir, imgs, out=out, extra=("--batch", "4")))
+    assert status == EXIT_OK and "restored 0 image(s)" in stdout and "7 already done" in stdout
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps  # nothing rewritten
+    status, stdout, _ = cli(capsys, *restore(prior_dir, imgs, out=out, extra=("--batch", "4", "--force")))
+    assert status == EXIT_OK and "restored 7 image(s)" in stdout
+    assert files(out) == first  # the same seeds, the same images
+
+
+def test_mixed_sizes_grey_and_colour_keep_their_shapes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    out = tmp_path / "out"
+    status, _, err = cli(capsys, *restore(prior_dir, imgs, out=out, extra=("--batch", "3")))
+    assert status == EXIT_OK, err
+    for p in imgs.iterdir():
+        src, res = Image.open(p), Image.open(out / f"{p.stem}.png")
+        assert res.size == src.size and res.mode == src.mode, p.name
+
+
+def test_results_do_not_depend_on_batch_order_or_selection(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    runs = {}
+    for name, inputs, batch in [
+        ("b1", [imgs], "1"),
+        ("b4", [imgs], "4"),
+        ("some", [imgs / "c3.png", imgs / "grey.png", imgs / "c1.png"], "2"),
+    ]:
+        status, _, err = cli(
+            capsys, *restore(prior_dir, *inputs, out=tmp_path / name, extra=("--batch", batch))
+        )
+        assert status == EXIT_OK, err
+        runs[name] = pixels(tmp_path / name)
+    for name, img in runs["b1"].items():
+        # batched convolutions may round differently in the last bit; the noise is the same
+        assert np.abs(img.astype(int) - runs["b4"][name].astype(int)).max() <= 1, name
+    for name, img in runs["some"].items():
+        assert np.abs(img.astype(int) - runs["b1"][name].astype(int)).max() <= 1, name
+
+
+def test_shards_add_up_to_the_whole_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    assert cli(capsys, *restore(prior_dir, imgs, out=whole, extra=("--batch", "2")))[0] == EXIT_OK
+    counts = []
+    for i in range(3):
+        status, stdout, err = cli(
+            capsys, *restore(prior_dir, imgs, out=sharded, extra=("--batch", "2", "--shard", f"{i}/3"))
+        )
+        assert status == EXIT_OK, err
+        assert f"(shard {i}/3)" in stdout
+        counts.append(int(stdout.split("restored ")[1].split()[0]))
+    assert sum(counts) == 7 and all(counts)
+    assert files(sharded) == files(whole)  # the same batches, the very same bytes
+
+
+def test_bad_files_are_reported_and_the_rest_go_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    (imgs / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    data = (imgs / "c0.png").read_bytes()
+    (imgs / "cut.png").write_bytes(data[: len(data) - 200])
+    out = tmp_path / "out"
+    status, stdout, err = cli(capsys, *restore(prior_dir, imgs, out=out, extra=("--batch", "4")))
+    assert status == EXIT_ERROR
+    assert "2 failed" in stdout
+    assert "opkit: bad.png: cannot read" in err and "opkit: cut.png:" in err and "Traceback" not in err
+    assert sorted(files(out)) == sorted(
+        f"{p.stem}.png" for p in imgs.iterdir() if p.stem not in ("bad", "cut")
+    )
+
+
+def test_folder_runs_refuse_unsafe_outputs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    status, _, err = cli(capsys, *restore(prior_dir, imgs, out=imgs))
+    assert status == EXIT_ERROR and "would overwrite the input" in err
+    png(imgs / "c0.jpg")
+    status, _, err = cli(capsys, *restore(prior_dir, imgs, out=tmp_path / "o"))
+    assert status == EXIT_ERROR and "the same output" in err
+    (imgs / "c0.jpg").unlink()
+    status, _, err = cli(capsys, *restore(prior_dir, imgs, out=tmp_path / "o.png"))
+    assert status == EXIT_ERROR and "names a folder" in err
+    status, _, err = cli(capsys, *restore(prior_dir, imgs, out=tmp_path / "o", extra=("--compare", "c.png")))
+    assert status == EXIT_ERROR and "--compare" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_device_and_dtype_on_cpu(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    for device, dtype in [("auto", "float32"), ("cpu", "bfloat16")]:
+        out = tmp_path / f"{device}-{dtype}"
+        status, _, err = cli(
+            capsys,
+            *restore(
+                prior_dir,
+                imgs / "c0.png",
+                imgs / "c1.png",
+                out=out,
+                extra=("--device", device, "--dtype", dtype),
+            ),
+        )
+        assert status == EXIT_OK, err
+        assert len(files(out)) == 2
+    if not torch.cuda.is_available():
+        status, _, err = cli(
+            capsys, *restore(prior_dir, imgs, out=tmp_path / "g", extra=("--device", "cuda:0"))
+        )
+        assert status == EXIT_ERROR and "CUDA is not available" in err
+    status, _, err = cli(capsys, *restore(prior_dir, imgs, out=tmp_path / "g", extra=("--device", "toaster")))
+    assert status == EXIT_ERROR and "--device toaster" in err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_and_dtype_on_cuda(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    cpu = tmp_path / "cpu"
+    assert cli(capsys, *restore(prior_dir, imgs, out=cpu, extra=("--device", "cpu")))[0] == EXIT_OK
+    for dtype in ("float32", "float16", "bfloat16"):
+        out = tmp_path / dtype
+        status, _, err = cli(
+            capsys, *restore(prior_dir, imgs, out=out, extra=("--device", "cuda", "--dtype", dtype))
+        )
+        assert status == EXIT_OK, err
+        worst = max(np.abs(a.astype(int) - pixels(cpu)[n].astype(int)).max() for n, a in pixels(out).items())
+        assert worst <= (3 if dtype == "float32" else 40), (dtype, worst)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def test_a_killed_run_leaves_no_partial_files_and_resumes(tmp_path: Path, prior_dir: Path) -> None:
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(12):
+        png(src / f"p{i:02d}.png", seed=i)
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "opkit_cli", *map(str, restore(prior_dir, src, out=out))]
+    argv[argv.index("2")] = "40"  # --steps 40: slow enough to be killed partway
+    proc = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (out.is_dir() and len(list(out.glob("p*.png"))) >= 2):
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    finished = sorted(out.glob("p*.png"))
+    assert 2 <= len(finished) < 12, "the run was not killed partway"
+    for p in finished:  # every visible output is a whole image
+        Image.open(p).load()
+    stamps = {p.name: p.stat().st_mtime_ns for p in finished}
+    result = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == EXIT_OK, result.stderr
+    assert f"{len(finished)} already done" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == [f"p{i:02d}.png" for i in range(12)]  # no leftovers
+    assert all((out / n).stat().st_mtime_ns == t for n, t in stamps.items())
+
+
+def _torchrun() -> list[str]:
+    exe = Path(sys.executable).parent / "opkit"
+    if not exe.exists() or shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("needs the opkit and torchrun executables beside the interpreter")
+    return [
+        str(Path(sys.executable).parent / "torchrun"),
+        "--standalone",
+        "--nproc-per-node=2",
+        "--no-python",
+        str(exe),
+    ]
+
+
+def test_torchrun_with_two_processes_equals_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert cli(capsys, *restore(prior_dir, imgs, out=one, extra=("--batch", "2")))[0] == EXIT_OK
+    ev = [
+        "eval",
+        imgs,
+        "--op",
+        "sr_block",
+        "--param",
+        "factor=2",
+        "--model",
+        prior_dir,
+        *STEPS,
+        "--multiple",
+        "8",
+    ]
+    status, table, err = cli(capsys, *ev, "--csv", tmp_path / "one.csv")
+    assert status == EXIT_OK, err
+    run = " ".join(_torchrun())
+    rest = " ".join(map(str, restore(prior_dir, imgs, out=two, extra=("--batch", "2"))))
+    script = f"{run} {rest} && {run} {' '.join(map(str, ev))} --csv {tmp_path / 'two.csv'}"
+    result = subprocess.run(["bash", "-c", script], env=_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert files(two) == files(one)
+    assert (tmp_path / "two.csv").read_text() == (tmp_path / "one.csv").read_text()
+    assert table.splitlines()[-1] in result.stdout  # rank 0 printed the same summary
+
+
+# -- eval -----------------------------------------------------------------------------------------
+def test_eval_resumes_shards_and_saves(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    ev = [
+        "eval",
+        imgs,
+        "--op",
+        "sr_block",
+        "--param",
+        "factor=2",
+        "--model",
+        prior_dir,
+        *STEPS,
+        "--multiple",
+        "8",
+    ]
+    assert cli(capsys, *ev, "--csv", tmp_path / "whole.csv")[0] == EXIT_OK
+    whole = (tmp_path / "whole.csv").read_text()
+    assert len(whole.strip().splitlines()) == 1 + 7 * 3  # pinv, bicubic, restored per image
+    csv_path = tmp_path / "s.csv"
+    status, _, err = cli(capsys, *ev, "--csv", csv_path, "--shard", "0/2", "--save", tmp_path / "saved")
+    assert status == EXIT_OK and "CSV is written when every shard is done" in err
+    assert not csv_path.exists() and len(list(Path(f"{csv_path}.parts").glob("*.png.json"))) == 4
+    assert len(list((tmp_path / "saved").glob("*_restored.png"))) == 4
+    assert len(list((tmp_path / "saved").glob("*_degraded.png"))) == 4
+    status, _, err = cli(capsys, *ev, "--csv", csv_path, "--save", tmp_path / "other")  # another setting
+    assert status == EXIT_ERROR and "other settings (save)" in err
+    status, _, err = cli(capsys, *ev, "--csv", csv_path, "--save", tmp_path / "saved")  # resume the rest
+    assert status == EXIT_OK, err
+    assert "4 of them by an earlier run (resumed)" in err
+    assert err.count("q=None") == 3  # only the three images left were scored
+    assert csv_path.read_text() == whole and not Path(f"{csv_path}.parts").exists()
+    assert len(list((tmp_path / "saved").glob("*_restored.png"))) == 7
