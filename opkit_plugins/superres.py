@@ -174,10 +174,18 @@ class SRBlock(opkit.SVDOperator):
         if f == 1:
             return einops.rearrange(img, "b c h w -> b c h 1 w 1").clone()
         b, c, h, w = img.shape
+        rows = img.reshape(b, c, h // f, f, w)
+        # block sums: first over the f rows of a block (contiguous rows, one pass over the image),
+        # then over f strided neighbours of the f-times smaller result (avg_pool2d, or a sum over
+        # a trailing axis of length f, are 2-4x slower on CPU)
+        part = rows.sum(3)
+        total = part[..., 0::f] + part[..., 1::f]
+        for q in range(2, f):  # over the f offsets of a block (not over pixels)
+            total += part[..., q::f]
         # Q p = p − s w = p − s e₁ + (s/f) 𝟙 with s = 2 wᵀp / wᵀw and wᵀp = p₀ − Σp / f
-        s = (2.0 / self._ww) * (img[..., ::f, ::f] - f * nnf.avg_pool2d(img, f))
+        s = (img[..., ::f, ::f] - total * (1.0 / f)).mul_(2.0 / self._ww)
         # broadcast the per-block constant along whole rows (long contiguous inner loops)
-        out = img.reshape(b, c, h // f, f, w) + (s / f).repeat_interleave(f, dim=-1)[:, :, :, None, :]
+        out = rows + (s * (1.0 / f)).repeat_interleave(f, dim=-1)[:, :, :, None, :]
         out.view(b, c, h, w)[..., ::f, ::f] -= s
         return out.view(b, c, h // f, f, w // f, f)
 
