@@ -426,7 +426,9 @@ def decode_exact(comps: list[Tensor], geo: Geometry, tables: Tensor, dtype: torc
         q = tables[c]
         b, rows, cols = k.shape[:3]
         qkey = _qkey(q)
-        dq = _constant(("idct", qkey), lambda qkey=qkey: _scaled_dct(qkey, True).view(64, 64), like)  # diag(Q) D
+        dq = _constant(
+            ("idct", qkey), lambda qkey=qkey: _scaled_dct(qkey, True).view(64, 64), like
+        )  # diag(Q) D
         blocks = matmul_exact(k.reshape(b, rows, cols, 64).to(work), dq)
         plane = rearrange(blocks, "b ny nx (i j) -> b (ny i) (nx j)", i=8, j=8)
         planes.append(_fix_edges(plane, k, q, *geo.planes[c]))
@@ -628,7 +630,8 @@ def encode_libjpeg(x: Tensor, geo: Geometry, tables: Tensor, levels: Tensor | No
         coef = _plane_fdct(_pad_to(plane, rows * 8, cols * 8).to(torch.float64) - 128.0, fwd, (11, 15))
         qkey = _qkey(tables[c])
         fq, corr, scale = (
-            _constant(("reciprocal", qkey, i), lambda i=i: _reciprocals(qkey)[i], f64) for i in range(3)
+            _constant(("reciprocal", qkey, i), lambda i=i, qkey=qkey: _reciprocals(qkey)[i], f64)
+            for i in range(3)
         )
         mag = torch.floor((coef.abs() + corr) * fq * scale)
         out.append((torch.sign(coef) * mag).to(torch.int32))

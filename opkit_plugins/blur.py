@@ -31,6 +31,7 @@ from opkit_plugins._separable import (
     SeparableSVDOperator,
     correlation_factor,
     separable_correlation,
+    separable_correlation_adjoint,
 )
 
 __all__ = [
@@ -318,12 +319,12 @@ class Blur(SeparableSVDOperator):
         def direct(x: Tensor) -> Tensor:
             return separable_correlation(x, self.cast("kc", kc, x), self.cast("kr", kr, x), pads=pads)
 
-        # Aᵀ is the correlation with the flipped kernel, whose centre is L − 1 − c
-        flipped = (right, left, bottom, top)
-
         def direct_adjoint(y: Tensor) -> Tensor:
-            kcf, krf = self.cast("kc_flip", kc.flip(0), y), self.cast("kr_flip", kr.flip(0), y)
-            return separable_correlation(y, kcf, krf, pads=flipped)
+            # Aᵀ: every sample spread back over the pixels it read (a correlation with the flipped
+            # kernel), as two 1-D passes
+            return separable_correlation_adjoint(
+                y, self.cast("kc", kc, y), self.cast("kr", kr, y), (h, w), pads=pads
+            )
 
         super().__init__(shp, col, row, direct=direct, direct_adjoint=direct_adjoint)
         self.params = p

@@ -135,7 +135,9 @@ def sample_timesteps(
         return t
     t_hi, p = focus
     if not (0 <= int(t_hi) < num_timesteps and 0.0 <= float(p) <= 1.0):
-        raise ValueError(f"focus must be (t_hi, p) with 0 <= t_hi < {num_timesteps}, 0 <= p <= 1; got {focus}")
+        raise ValueError(
+            f"focus must be (t_hi, p) with 0 <= t_hi < {num_timesteps}, 0 <= p <= 1; got {focus}"
+        )
     low = torch.randint(0, int(t_hi) + 1, (b,), generator=generator, device=dev)
     pick = torch.rand(b, generator=generator, device=dev) < float(p)
     return torch.where(pick, low, t)
