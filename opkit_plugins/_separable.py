@@ -29,7 +29,7 @@ import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as nnf
@@ -38,11 +38,18 @@ from torch import Tensor
 import opkit
 
 __all__ = [
+    "DCTFactor",
     "Factor",
     "SeparableSVDOperator",
     "correlation_factor",
     "correlation_matrix",
+    "dct",
+    "dct_eigenvalues",
+    "dct_factor",
+    "dct_matrix",
     "factorize",
+    "idct",
+    "is_centred_symmetric",
     "separable_correlation",
     "separable_correlation_adjoint",
     "symmetric_index",
@@ -369,6 +376,272 @@ class Factor:
         return (self.V[:, :m][:, k] / self.sigma[k]) @ self.U[:, k].mT
 
 
+def dct_matrix(n: int) -> Tensor:
+    """The orthonormal ``n``-point DCT-II matrix, float64.
+
+    ``C[k, j] = α_k cos(π k (2j + 1) / (2n))`` with ``α_0 = √(1/n)`` and ``α_k = √(2/n)``;
+    ``C Cᵀ = I`` and ``C x`` is the DCT-II of ``x`` (:func:`dct`).
+
+    Parameters
+    ----------
+    n : int
+        Length.
+
+    Returns
+    -------
+    torch.Tensor
+        ``C``, ``n × n``.
+    """
+    k = torch.arange(n, dtype=torch.float64).unsqueeze(1)
+    j = torch.arange(n, dtype=torch.float64).unsqueeze(0)
+    c = torch.cos(math.pi * k * (2 * j + 1) / (2 * n)) * math.sqrt(2.0 / n)
+    c[0] = math.sqrt(1.0 / n)
+    return c
+
+
+_TWIDDLES: dict[tuple[int, torch.dtype, torch.device, bool], Tensor] = {}
+
+
+def _twiddle(n: int, like: Tensor, inverse: bool) -> Tensor:
+    """``α_k e^{−iπk/(2n)}`` (or its reciprocal conjugate for the inverse), ``k ≤ n/2``, cached."""
+    key = (n, like.dtype, like.device, inverse)
+    hit = _TWIDDLES.get(key)
+    if hit is None:
+        k = torch.arange(n // 2 + 1, dtype=torch.float64)
+        alpha = torch.full_like(k, math.sqrt(2.0 / n))
+        alpha[0] = math.sqrt(1.0 / n)
+        angle = math.pi * k / (2 * n)
+        hit = torch.polar(1.0 / alpha, angle) if inverse else torch.polar(alpha, -angle)
+        cplx = torch.complex128 if like.dtype == torch.float64 else torch.complex64
+        hit = hit.to(device=like.device, dtype=cplx)
+        _TWIDDLES[key] = hit
+    return hit
+
+
+def dct(x: Tensor, dim: int = -1) -> Tensor:
+    """Orthonormal DCT-II along ``dim`` in ``O(n log n)`` (one real FFT of length ``n``).
+
+    Makhoul's algorithm: with ``v = (x_0, x_2, x_4, …, x_5, x_3, x_1)`` (even samples, then the
+    odd ones reversed) and ``V = FFT(v)``, the DCT-II is ``X_k = α_k Re(e^{−iπk/(2n)} V_k)``;
+    for a real ``x`` only ``V_0 … V_{n/2}`` are needed, since ``X_{n−k} = −α Im(e^{−iπk/(2n)} V_k)``.
+    Equal to ``C x`` with ``C`` = :func:`dct_matrix` (to rounding).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Real input (float32 or float64).
+    dim : int
+        Axis.
+
+    Returns
+    -------
+    torch.Tensor
+        The coefficients, natural frequency order, same shape.
+    """
+    x = x.movedim(dim, -1)
+    n = x.shape[-1]
+    half = n // 2 + 1
+    v = torch.cat([x[..., 0::2], x[..., 1::2].flip(-1)], -1)
+    z = torch.fft.rfft(v) * _twiddle(n, x, False)
+    out = torch.empty_like(x)
+    out[..., :half] = z.real
+    out[..., half:] = z.imag[..., 1 : n - half + 1].flip(-1).neg()
+    return out.movedim(-1, dim)
+
+
+def idct(c: Tensor, dim: int = -1) -> Tensor:
+    """Inverse of :func:`dct` (the orthonormal DCT-III, ``Cᵀ c``) along ``dim`` in ``O(n log n)``.
+
+    Parameters
+    ----------
+    c : torch.Tensor
+        Coefficients in natural frequency order.
+    dim : int
+        Axis.
+
+    Returns
+    -------
+    torch.Tensor
+        The signal.
+    """
+    c = c.movedim(dim, -1)
+    n = c.shape[-1]
+    half, top = n // 2 + 1, (n + 1) // 2
+    imag = torch.zeros((*c.shape[:-1], half), dtype=c.dtype, device=c.device)
+    imag[..., 1:] = c.flip(-1)[..., : half - 1].neg()
+    v = torch.fft.irfft(torch.complex(c[..., :half].contiguous(), imag) * _twiddle(n, c, True), n=n)
+    out = torch.empty_like(c)
+    out[..., 0::2] = v[..., :top]
+    out[..., 1::2] = v[..., top:].flip(-1)
+    return out.movedim(-1, dim)
+
+
+def dct_eigenvalues(kernel: Sequence[float] | Tensor, n: int) -> Tensor:
+    """Eigenvalues ``λ_k`` of a symmetric odd kernel's half-sample reflective correlation, ``O(n·L)``.
+
+    ``λ_k = k_c + 2 Σ_{d=1}^{c} k_{c+d} cos(π k d / n)`` for ``k = 0 … n−1`` (natural DCT order),
+    with ``c = (L − 1)/2`` the centre; see :class:`DCTFactor` for the proof that the DCT-II
+    diagonalises the matrix with exactly these values.
+
+    Parameters
+    ----------
+    kernel : sequence of float or torch.Tensor
+        ``L`` taps, ``L`` odd, ``k_{c+d} = k_{c−d}``.
+    n : int
+        Signal length.
+
+    Returns
+    -------
+    torch.Tensor
+        ``λ`` (float64, length ``n``).
+    """
+    k = torch.as_tensor(kernel, dtype=torch.float64).flatten()
+    c = (k.numel() - 1) // 2
+    d = torch.arange(1, c + 1, dtype=torch.float64)
+    freq = torch.arange(n, dtype=torch.float64).unsqueeze(1)
+    return k[c] + 2.0 * (k[c + 1 :] * torch.cos(math.pi * freq * d / n)).sum(1)
+
+
+def is_centred_symmetric(kernel: Sequence[float] | Tensor) -> bool:
+    """Whether a kernel has odd length and equals its reverse (``k_{c+d} = k_{c−d}``).
+
+    Parameters
+    ----------
+    kernel : sequence of float or torch.Tensor
+        Taps.
+
+    Returns
+    -------
+    bool
+        ``True`` for a symmetric kernel centred on its middle tap.
+    """
+    k = torch.as_tensor(kernel, dtype=torch.float64).flatten()
+    return k.numel() % 2 == 1 and torch.equal(k, k.flip(0))
+
+
+class DCTFactor(Factor):
+    """The thresholded SVD of a half-sample reflective correlation with a symmetric odd kernel.
+
+    **Claim.** Let ``A`` (``n × n``) be the "same" correlation ``(A x)_i = Σ_{|d| ≤ c} k_{c+d}
+    x̃_{i+d}`` of a kernel with ``k_{c+d} = k_{c−d}``, where ``x̃`` extends ``x`` by half-sample
+    symmetric reflection (``x̃_{−1−j} = x̃_j``, ``x̃_{n+j} = x̃_{n−1−j}``, period ``2n``:
+    :func:`symmetric_index`, ``boundary="symmetric"`` of :func:`correlation_matrix`). Then
+    ``A = Cᵀ diag(λ) C`` with ``C`` the orthonormal DCT-II (:func:`dct_matrix`) and ``λ`` as in
+    :func:`dct_eigenvalues`.
+
+    **Proof.** The DCT-II basis functions ``φ_k(j) = cos(π k (2j + 1)/(2n))``, read at any
+    integer ``j``, are ``2n``-periodic and even about ``j = −1/2`` (and about ``j = n − 1/2``):
+    ``φ_k(−1−j) = cos(−π k (2j+1)/(2n)) = φ_k(j)``. So the reflected extension of ``x = Σ_k X_k
+    α_k φ_k`` is ``x̃ = Σ_k X_k α_k φ_k`` at every integer, with no error at the borders (this is
+    where the half-sample reflection matters: a zero or whole-sample extension breaks it). By
+    the symmetry of the kernel and ``cos(a + b) + cos(a − b) = 2 cos a cos b``,
+
+    .. math::
+
+        \\sum_{|d| \\le c} k_{c+d}\\, φ_k(i + d)
+          = φ_k(i) \\Big(k_c + 2\\sum_{d=1}^{c} k_{c+d} \\cos\\frac{π k d}{n}\\Big)
+          = λ_k\\, φ_k(i),
+
+    for every ``i``, kernel length included (``c ≥ n`` only wraps the reflection more often).
+    Hence ``A Cᵀ = Cᵀ diag(λ)``. ∎
+
+    The SVD follows, ``A = (Cᵀ sign λ) |λ| C``: ``V = Cᵀ``, ``U = Cᵀ diag(sign λ)``,
+    ``σ = |λ|``, **in natural frequency order** (not sorted: ``V``/``Vᵀ`` are then an inverse
+    and forward DCT, ``O(n log n)`` by :func:`idct` and :func:`dct`). Values at or below the
+    rank tolerance ``n · ε · max σ``, or below ``threshold``, are zeroed as in :func:`factorize`.
+    The dense matrices (``matrix``, ``U``, ``V``, ``truncated``, ``pinv``) are formed only on
+    request (tests, small sizes); the operators apply the factor through the transforms.
+
+    Parameters
+    ----------
+    kernel : sequence of float or torch.Tensor
+        Symmetric odd taps (see :func:`is_centred_symmetric`).
+    n : int
+        Signal length.
+    threshold : float
+        Singular values below it are zeroed.
+    """
+
+    def __init__(self, kernel: Sequence[float] | Tensor, n: int, threshold: float = 0.0) -> None:
+        k = torch.as_tensor(kernel, dtype=torch.float64).detach().cpu().flatten()
+        if not is_centred_symmetric(k):
+            raise ValueError("a DCT factor needs a symmetric kernel of odd length")
+        self.kernel, self.n = k, n
+        lam = dct_eigenvalues(k, n)
+        self.eigenvalues = lam
+        """``λ`` in natural DCT order (signed)."""
+        sigma = lam.abs()
+        rank_tol = n * torch.finfo(torch.float64).eps * float(sigma.max())
+        keep = (sigma > rank_tol) & (sigma >= float(threshold))
+        cut = (~keep) & (sigma > rank_tol)
+        self.sigma, self.keep = sigma, keep
+        self.dropped = float(sigma[cut].max()) if bool(cut.any()) else 0.0
+        self.s = torch.where(keep, sigma, torch.zeros_like(sigma))
+        self.sign = torch.where(lam < 0, -1.0, 1.0).to(torch.float64)
+        """``sign λ`` (``U = V diag(sign)``)."""
+        self.signed = self.sign * self.s
+        """``sign(λ) s``: the truncated eigenvalues, ``A_t = Cᵀ diag(signed) C``."""
+        self.signed_pinv = torch.where(keep, 1.0 / torch.where(keep, lam, torch.ones_like(lam)), 0.0)
+        """The eigenvalues of ``A_t⁺`` (``1/λ`` where kept, else 0)."""
+
+    @functools.cached_property
+    def matrix(self) -> Tensor:  # type: ignore[override]
+        """The dense reflective correlation matrix ``A`` (``n × n``, float64)."""
+        c = (self.kernel.numel() - 1) // 2
+        return correlation_matrix(self.kernel, self.n, pad=c, boundary="symmetric")
+
+    @functools.cached_property
+    def V(self) -> Tensor:  # type: ignore[override]
+        """``Cᵀ`` (dense; the operators use :func:`idct` instead)."""
+        return dct_matrix(self.n).T.contiguous()
+
+    @functools.cached_property
+    def U(self) -> Tensor:  # type: ignore[override]
+        """``Cᵀ diag(sign λ)`` (dense)."""
+        return self.V * self.sign
+
+    @functools.cached_property
+    def truncated(self) -> Tensor:
+        """``A_t = Cᵀ diag(sign(λ) s) C`` (dense)."""
+        return (self.V * self.signed) @ self.V.T
+
+    @functools.cached_property
+    def pinv(self) -> Tensor:
+        """``A_t⁺ = Cᵀ diag(λ⁺) C`` (dense)."""
+        return (self.V * self.signed_pinv) @ self.V.T
+
+
+_DCT_CACHE: OrderedDict[tuple[Any, ...], DCTFactor] = OrderedDict()
+
+
+def dct_factor(kernel: Sequence[float] | Tensor, n: int, threshold: float = 0.0) -> DCTFactor:
+    """:class:`DCTFactor`, cached by kernel, length and threshold.
+
+    Parameters
+    ----------
+    kernel : sequence of float or torch.Tensor
+        Symmetric odd taps.
+    n : int
+        Length.
+    threshold : float
+        As in :func:`factorize`.
+
+    Returns
+    -------
+    DCTFactor
+        The factor.
+    """
+    k = torch.as_tensor(kernel, dtype=torch.float64).detach().cpu().flatten().contiguous()
+    key = (k.numpy().tobytes(), n, float(threshold))
+    hit = _DCT_CACHE.get(key)
+    if hit is None:
+        hit = DCTFactor(k, n, threshold)
+        _remember(_DCT_CACHE, key, hit)
+    else:
+        _DCT_CACHE.move_to_end(key)
+    return hit
+
+
 _SVD_CACHE: OrderedDict[tuple[int, int, str], tuple[Tensor, Tensor, Tensor]] = OrderedDict()
 _FACTOR_CACHE: OrderedDict[tuple[int, int, str, float], Factor] = OrderedDict()
 _CACHE_SIZE = 8
@@ -611,6 +884,11 @@ def correlation_factor(
     return hit
 
 
+def _length(factor: Factor) -> int:
+    """Input length ``n`` of a 1-D factor (without forming a DCT factor's dense matrices)."""
+    return factor.n if isinstance(factor, DCTFactor) else int(factor.V.shape[0])
+
+
 class SeparableSVDOperator(opkit.SVDOperator):
     """``Y = A_c X A_rᵀ`` on every channel, with its Kronecker SVD applied implicitly.
 
@@ -649,7 +927,7 @@ class SeparableSVDOperator(opkit.SVDOperator):
     ) -> None:
         super().__init__(shape)
         _, h, w = self.shape
-        if col.V.shape[0] != h or row.V.shape[0] != w:
+        if _length(col) != h or _length(row) != w:
             raise ValueError(
                 f"factor sizes {tuple(col.matrix.shape)}, {tuple(row.matrix.shape)} do not fit {self.shape}"
             )
@@ -705,37 +983,86 @@ class SeparableSVDOperator(opkit.SVDOperator):
         # into one GEMM; the left one is a broadcast batched product.
         return torch.matmul(left, torch.matmul(x, right_t))
 
+    #: For each map: the dense buffer of each axis and whether it is transposed on the column
+    #: (left) side; the row side uses the opposite transposition.
+    _MAPS: ClassVar[dict[str, tuple[str, bool]]] = {
+        "Vt": ("V", True),
+        "V": ("V", False),
+        "Ut": ("U", True),
+        "U": ("U", False),
+        "H": ("A", False),
+        "Ht": ("A", True),
+        "P": ("P", False),
+    }
+
+    def _apply(self, x: Tensor, kind: str) -> Tensor:
+        """One of the maps of :attr:`_MAPS` on both axes (column axis ``-2``, row axis ``-1``)."""
+        name, transposed = self._MAPS[kind]
+        col, row = self._col, self._row
+        if not isinstance(col, DCTFactor) and not isinstance(row, DCTFactor):
+            left, right = self._b(name + "c", x), self._b(name + "r", x)
+            return self._sandwich(left.mT if transposed else left, x, right if transposed else right.mT)
+        out = self._axis(x, col, "c", kind, -2)
+        return self._axis(out, row, "r", kind, -1)
+
+    def _axis(self, x: Tensor, factor: Factor, side: str, kind: str, dim: int) -> Tensor:
+        """Apply one 1-D map along ``dim``: a dense product, or DCTs for a :class:`DCTFactor`."""
+        name, transposed = self._MAPS[kind]
+        if isinstance(factor, DCTFactor):
+            shape = (-1, 1) if dim == -2 else (-1,)
+
+            def scale(vec: Tensor, tag: str) -> Tensor:
+                return self.cast(f"dct_{tag}_{side}", vec.reshape(shape), x)
+
+            if kind == "Vt":
+                return dct(x, dim)
+            if kind == "V":
+                return idct(x, dim)
+            if kind == "Ut":
+                return dct(x, dim).mul_(scale(factor.sign, "sign"))
+            if kind == "U":
+                return idct(x * scale(factor.sign, "sign"), dim)
+            if kind == "P":
+                return idct(dct(x, dim).mul_(scale(factor.signed_pinv, "pinv")), dim)
+            return idct(dct(x, dim).mul_(scale(factor.signed, "signed")), dim)  # H and Hᵀ: symmetric
+        mat = self._b(name + side, x)
+        if dim == -2:
+            return torch.matmul(mat.mT if transposed else mat, x)
+        return torch.matmul(x, mat if transposed else mat.mT)
+
     def Vt(self, x: Tensor) -> Tensor:
         """``V_cᵀ X V_r`` per channel, shape ``(B, C, H, W)``."""
-        return self._sandwich(self._b("Vc", x).mT, x, self._b("Vr", x))
+        return self._apply(x, "Vt")
 
     def V(self, v: Tensor) -> Tensor:
         """``V_c Ṽ V_rᵀ`` per channel."""
-        return self._sandwich(self._b("Vc", v), v, self._b("Vr", v).mT)
+        return self._apply(v, "V")
 
     def Ut(self, y: Tensor) -> Tensor:
         """``U_cᵀ Y U_r`` in the top-left ``m_c × m_r`` corner of a zero ``(B, C, H, W)`` grid."""
-        core = self._sandwich(self._b("Uc", y).mT, y, self._b("Ur", y))
+        core = self._apply(y, "Ut")
         _, h, w = self.shape
+        if (h, w) == (self._mc, self._mr):
+            return core
         return nnf.pad(core, (0, w - self._mr, 0, h - self._mc))
 
     def U(self, v: Tensor) -> Tensor:
         """``U_c Ṽ U_rᵀ`` of the top-left ``m_c × m_r`` corner of ``v``."""
-        return self._sandwich(self._b("Uc", v), v[..., : self._mc, : self._mr], self._b("Ur", v).mT)
+        return self._apply(v[..., : self._mc, : self._mr], "U")
 
     def forward(self, x: Tensor) -> Tensor:
         """``H x``: the native ``direct`` map if nothing was truncated, else ``A_{c,t} X A_{r,t}ᵀ``."""
         if self._direct is not None:
             return self._direct(x)
-        return self._sandwich(self._b("Ac", x), x, self._b("Ar", x).mT)
+        return self._apply(x, "H")
 
     def adjoint(self, y: Tensor) -> Tensor:
         """``Hᵀ y = A_{c,t}ᵀ Y A_{r,t}`` (the native ``direct_adjoint`` if nothing was truncated)."""
         if self._direct_adjoint is not None:
             return self._direct_adjoint(y)
-        return self._sandwich(self._b("Ac", y).mT, y, self._b("Ar", y))
+        return self._apply(y, "Ht")
 
     def pinv(self, y: Tensor) -> Tensor:
         """``H† y = A_{c,t}⁺ Y A_{r,t}⁺ᵀ`` (equal to ``V Σ⁺ Uᵀ y``, two products per channel)."""
         self.check_measurement(y)
-        return self._sandwich(self._b("Pc", y), y, self._b("Pr", y).mT)
+        return self._apply(y, "P")
