@@ -50,9 +50,13 @@ def centre_crop(x: Tensor, size: int) -> Tensor:
 
 
 def timed(fn: Callable[..., Tensor], *args: Any, **kwargs: Any) -> tuple[Tensor, float]:
-    """``fn(*args, **kwargs)`` clipped to ``[0, 1]`` and its wall time in seconds."""
+    """``fn(*args, **kwargs)`` clipped to ``[0, 1]`` and its wall time in seconds (synchronised)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     tic = time.perf_counter()
     out = fn(*args, **kwargs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return out.clamp(0, 1), time.perf_counter() - tic
 
 
@@ -60,7 +64,8 @@ def run_task(
     task: str, images: list[Tensor], a: argparse.Namespace, models: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Baseline and restoration metrics of one task over all images (one row per method)."""
-    g = torch.Generator().manual_seed(a.seed)
+    dev = torch.device(a.device)
+    g = torch.Generator(dev).manual_seed(a.seed)
     quiet: dict[str, Any] = {"generator": g, "progress": False}
     acc: dict[str, dict[str, list[float]]] = {}
 
@@ -92,7 +97,7 @@ def run_task(
                 add(f"DriftRec (EM, {a.driftrec_steps} steps)", out, x, sec)
         elif task == "sr4":
             op = opkit.create("sr_block", shape=shape, factor=4)
-            y = op(x) + a.sigma_y * torch.randn(op(x).shape, generator=g)
+            y = op(x) + a.sigma_y * torch.randn(op(x).shape, generator=g, device=dev)
             up, sec = timed(
                 torch.nn.functional.interpolate, y, scale_factor=4, mode="bicubic", align_corners=False
             )
@@ -138,6 +143,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--driftrec", default="default", help="DriftRec model directory")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (models and images on it)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -145,15 +151,18 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for t in tasks:
         if t not in TASKS:
             p.error(f"unknown task {t!r}; choose from {','.join(TASKS)}")
-    images = [centre_crop(photo(n), a.size) for n in a.images.split(",")]
+    images = [centre_crop(photo(n), a.size).to(a.device) for n in a.images.split(",")]
     models: dict[str, Any] = {}
     if any(t != "driftrec10" for t in tasks):
-        models["prior"] = solvers.load_prior(a.prior)
+        models["prior"] = solvers.load_prior(a.prior, device=a.device)
     if "driftrec10" in tasks:
-        models["driftrec"] = solvers.load_driftrec(a.driftrec)
+        models["driftrec"] = solvers.load_driftrec(a.driftrec, device=a.device)
     rows = [r for t in tasks for r in run_task(t, images, a, models)]
     sizes = ", ".join(f"{n} {tuple(x.shape[-2:])}" for n, x in zip(a.images.split(","), images, strict=True))
-    print(f"images (centre crops): {sizes}; torch threads: {torch.get_num_threads()}; seed {a.seed}")
+    print(
+        f"images (centre crops): {sizes}; device {a.device}; torch threads: {torch.get_num_threads()}; "
+        f"seed {a.seed}"
+    )
     print(
         "| task | method | PSNR (dB) | gain (dB) | paper gain (dB) | SSIM | PSNR-B (dB) | BEF | s / image |"
     )

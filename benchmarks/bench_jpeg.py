@@ -67,11 +67,12 @@ def main() -> None:
     ap.add_argument("--quality", type=int, default=75)
     ap.add_argument("--subsampling", default="4:2:0", choices=["4:2:0", "4:2:2", "4:4:4"])
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=8, help="images per batch (the GPU target is for 64)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-    imgs = _images()
+    imgs = _images(args.batch)
     b, h, w, _ = imgs.shape
     pil_sub = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}[args.subsampling]
 

@@ -279,6 +279,7 @@ def test_construction_time_at_256_and_2048() -> None:  # pragma: no cover - timi
     print("2048² construction", time.perf_counter() - t0)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_cuda() -> None:
     op = opkit.create("blur", shape=(3, 12, 10), kernel="gaussian", sigma=1.0)
