@@ -394,3 +394,30 @@ def test_default_boundary_is_zero_and_a_bad_one_is_named() -> None:
     assert opkit.create("blur", shape=(1, 8, 8)).params.boundary == "zero"
     with pytest.raises(ValueError, match="boundary"):
         opkit.create("blur", shape=(1, 8, 8), boundary="wrap")
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("blur", {"kernel": "gaussian", "sigma": 1.3, "threshold": 0.0}),
+        ("blur", {"row": [0.1, 0.7, 0.2], "col": [0.6, 0.4], "threshold": 0.0}),
+        ("blur", {"kernel": "uniform", "size": 5, "boundary": "reflect", "threshold": 0.0}),
+        ("sr_bicubic", {"factor": 2}),
+        ("sr_bicubic", {"factor": 3, "boundary": "symmetric"}),
+    ],
+)
+def test_the_convolution_path_of_other_devices_equals_the_slice_path(
+    name: str, params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off the CPU, H and Hᵀ run as depthwise 1-D (transposed) convolutions: same maps."""
+    import opkit_plugins._separable as sep
+
+    op = opkit.create(name, shape=(2, 12, 18), **params)
+    x = torch.rand(2, 2, 12, 18, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    y = torch.rand(2, *op.out_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    slices = (op(x), op.adjoint(y))
+    monkeypatch.setattr(sep, "SHIFT_TAPS", 0)
+    convs = (op(x), op.adjoint(y))
+    for a, b in zip(slices, convs):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-14)
+    check_operator(op)
