@@ -388,9 +388,9 @@ def _eight_bit(x: Tensor, v: Tensor | None = None, levels: Tensor | None = None)
     """
     v = x * 255.0 if v is None else v
     levels = torch.round(v) if levels is None else levels
-    flat = levels.flatten(1)
-    lo, hi = flat.amin(1), flat.amax(1)  # (torch.aminmax is several times slower on CPU)
-    off = v.sub_(levels).abs_().flatten(1).amax(1)
+    dims = tuple(range(1, x.ndim))  # reduce in place: flatten(1) would copy a channels-last batch
+    lo, hi = levels.amin(dims), levels.amax(dims)  # (torch.aminmax is several times slower on CPU)
+    off = v.sub_(levels).abs_().amax(dims)
     return (off <= 1e-3) & (lo >= 0) & (hi <= 255)
 
 
