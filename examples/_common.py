@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -40,7 +41,7 @@ def parser(doc: str | None, *, model: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="examples_out", help="output folder (default: examples_out)")
     p.add_argument("--size", type=int, default=256, help="side of the centre crop (default: 256)")
-    p.add_argument("--steps", type=int, default=20, help="DDRM steps (default: 20)")
+    p.add_argument("--steps", type=int, default=None, help="DDRM steps (default: the prior's tuned setting)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise, masks and solver (default: 0)")
     p.add_argument(
         "--photo", default=EVAL_PHOTOS[0], help=f"held-out photograph, one of {', '.join(EVAL_PHOTOS)}"
@@ -50,6 +51,33 @@ def parser(doc: str | None, *, model: bool = True) -> argparse.ArgumentParser:
             "--model", default="default", help="DDRM prior: 'default' or a local diffusers directory"
         )
     return p
+
+
+def tuned(prior: Any, operator: str, steps: int | None = None) -> dict[str, Any]:
+    """The DDRM settings the prior ships for ``operator`` (``prior.settings``), ``steps`` on top.
+
+    The bundled prior carries settings chosen on validation photographs (start time, η, η_b,
+    steps and samples per operator; see :func:`solvers.load_prior`); the command line uses the
+    same ones. Any other prior gets DDRM's paper defaults.
+
+    Parameters
+    ----------
+    prior : prior
+        A DDRM prior (its ``settings`` attribute, if any, is read).
+    operator : str
+        The registered operator name, e.g. ``"jpeg"``.
+    steps : int, optional
+        Replaces the tuned number of steps.
+
+    Returns
+    -------
+    dict
+        Keyword arguments for :func:`solvers.ddrm`.
+    """
+    kw: dict[str, Any] = dict(getattr(prior, "settings", {}).get(operator, {}))
+    if steps is not None:
+        kw["steps"] = steps
+    return kw
 
 
 def held_out_crop(name: str, size: int) -> Tensor:

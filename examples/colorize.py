@@ -14,7 +14,7 @@ Run::
 from __future__ import annotations
 
 import torch
-from _common import Scores, held_out_crop, label, parser, report, save_figures, score
+from _common import Scores, held_out_crop, label, parser, report, save_figures, score, tuned
 
 import opkit
 import solvers
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> dict[str, Scores]:
 
     prior = solvers.load_prior(args.model)
     g = torch.Generator().manual_seed(args.seed)
-    restored = solvers.ddrm(op, y, prior, steps=args.steps, generator=g, progress=False)
+    restored = solvers.ddrm(op, y, prior, **tuned(prior, "colorize", args.steps), generator=g, progress=False)
 
     scores = {"H†y (grey)": score(baseline, x), "DDRM": score(restored, x)}
     report("colorize", scores)

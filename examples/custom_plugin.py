@@ -29,7 +29,7 @@ import math
 import sys
 
 import torch
-from _common import Scores, bicubic, held_out_crop, label, parser, report, save_figures, score
+from _common import Scores, bicubic, held_out_crop, label, parser, report, save_figures, score, tuned
 from einops import rearrange
 from torch import Tensor
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, Scores]:
     y = op(x)  # (1, 3, S, S/2)
     prior = solvers.load_prior(args.model)
     g = torch.Generator().manual_seed(args.seed)
-    restored = solvers.ddrm(op, y, prior, steps=args.steps, generator=g, progress=False)
+    restored = solvers.ddrm(op, y, prior, **tuned(prior, "decimate", args.steps), generator=g, progress=False)
 
     scores = {
         "H†y": score(op.pinv(y), x),

@@ -9,11 +9,12 @@ in either layout that diffusers writes:
 * **pipeline**: the same files under ``unet/`` and ``scheduler/`` (``DDPMPipeline.save_pretrained``,
   the layout of the ``google/ddpm-*`` repositories on the Hugging Face Hub).
 
-Loading is offline and safetensors-only: nothing is downloaded (``local_files_only``) and pickle
-weights (``.bin``, ``.ckpt``) are refused. To use a published model, download it beforehand, e.g.
-``huggingface-cli download google/ddpm-cat-256 --local-dir ddpm-cat-256``, convert it once if it
-only has ``.bin`` weights (``UNet2DModel.from_pretrained(d).save_pretrained(out,
-safe_serialization=True)``, in an environment you trust), and pass ``--checkpoint ddpm-cat-256``.
+Loading is offline unless asked and safe: nothing is downloaded without ``download=True``, and
+pickled ``.bin`` weights are read only with ``torch.load(weights_only=True)``. A published model
+also loads by its hub id (``solvers.load_prior("google/ddpm-ema-cat-256", download=True)`` once,
+offline from the Hugging Face cache afterwards); ``opkit convert google/ddpm-ema-cat-256 -o
+ddpm-cat-256`` writes it as a safetensors directory for ``--checkpoint ddpm-cat-256``. See the
+documentation page on pretrained priors for the guided-diffusion checkpoints of the papers.
 
 Without ``--checkpoint`` the script builds a tiny *untrained* ``UNet2DModel`` with a
 ``DDPMScheduler`` (1000 steps, linear β from 1e-4 to 0.02, the DDPM schedule DDRM expects), saves
@@ -32,7 +33,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _common import Scores, bicubic, held_out_crop, label, parser, report, save_figures, score
+from _common import Scores, bicubic, held_out_crop, label, parser, report, save_figures, score, tuned
 
 import opkit
 import solvers
@@ -101,10 +102,12 @@ def main(argv: list[str] | None = None) -> dict[str, Scores]:
         scores = {"bicubic": score(bicubic(y, x.shape[-2:]), x)}
         outputs = {}
         for name, d in dirs.items():
-            prior = solvers.load_prior(d)  # offline, safetensors only
+            prior = solvers.load_prior(d)  # offline; pickles only with weights_only
             print(f"{name}: loaded {d} (T = {len(prior.alphas_cumprod)} timesteps)")
             g = torch.Generator().manual_seed(args.seed)
-            outputs[name] = solvers.ddrm(op, y, prior, steps=args.steps, generator=g, progress=False)
+            outputs[name] = solvers.ddrm(
+                op, y, prior, **tuned(prior, "sr_block", args.steps), generator=g, progress=False
+            )
             scores[f"DDRM ({name})"] = score(outputs[name], x)
     if len(outputs) == 2:  # the same weights saved in two layouts restore identically
         print(f"flat and pipeline layouts agree: {torch.equal(outputs['flat'], outputs['pipeline'])}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from _common import Scores, held_out_crop, label, parser, report, save_figures, score
+from _common import Scores, held_out_crop, label, parser, report, save_figures, score, tuned
 
 import solvers
 from opkit import metrics
@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> dict[str, Scores]:
 
     # DDRM: knows the operator.
     g = torch.Generator().manual_seed(args.seed)
+    prior = solvers.load_prior(args.model)
     images["DDRM"] = solvers.ddrm(
-        op, y, solvers.load_prior(args.model), steps=args.steps, generator=g, progress=False
+        op, y, prior, **tuned(prior, "jpeg", args.steps), generator=g, progress=False
     )
     scores["DDRM"] = jpeg_scores(images["DDRM"], x)
 

@@ -14,7 +14,7 @@ Run::
 from __future__ import annotations
 
 import torch
-from _common import Scores, held_out_crop, label, parser, report, save_figures, score
+from _common import Scores, held_out_crop, label, parser, report, save_figures, score, tuned
 
 import opkit
 import solvers
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict[str, Scores]:
     y = op(x)  # the image, zeros where missing
 
     prior = solvers.load_prior(args.model)
-    restored = solvers.ddrm(op, y, prior, steps=args.steps, generator=g, progress=False)
+    restored = solvers.ddrm(op, y, prior, **tuned(prior, "inpaint", args.steps), generator=g, progress=False)
 
     scores = {"H†y": score(op.pinv(y), x), "DDRM": score(restored, x)}
     report("inpaint", scores)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from _common import Scores, held_out_crop, label, parser, report, save_figures, score
+from _common import Scores, held_out_crop, label, parser, report, save_figures, score, tuned
 
 import solvers
 from opkit.io import load_image, save_image
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict[str, Scores]:
     # 3. DDRM for encode/decode pairs (eta=1, eta_b=0.4, started at t=300 from Decode(y) + noise).
     prior = solvers.load_prior(args.model)
     g = torch.Generator().manual_seed(args.seed)
-    restored = solvers.ddrm(op, y, prior, steps=args.steps, generator=g, progress=False)
+    restored = solvers.ddrm(op, y, prior, **tuned(prior, "jpeg", args.steps), generator=g, progress=False)
 
     scores = {"JPEG decode": score(decoded, x), "DDRM": score(restored, x)}
     report("restore_jpeg", scores)

@@ -19,7 +19,7 @@ Run::
 from __future__ import annotations
 
 import torch
-from _common import Scores, bicubic, held_out_crop, label, parser, report, save_figures, score
+from _common import Scores, bicubic, held_out_crop, label, parser, report, save_figures, score, tuned
 
 import opkit
 import solvers
@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> dict[str, Scores]:
     op = opkit.create("sr_block", shape=shape, factor=SR_FACTOR)
     clean = op(x)  # (1, 3, S/4, S/4) block means
     y = clean + SR_SIGMA_Y * torch.randn(clean.shape, generator=g)
-    restored = solvers.ddrm(op, y, prior, steps=args.steps, sigma_y=SR_SIGMA_Y, generator=g, progress=False)
+    restored = solvers.ddrm(
+        op, y, prior, **tuned(prior, "sr_block", args.steps), sigma_y=SR_SIGMA_Y, generator=g, progress=False
+    )
     scores = {
         "bicubic": score(bicubic(y, x.shape[-2:]), x),
         "H†y": score(op.pinv(y), x),
@@ -56,7 +58,9 @@ def main(argv: list[str] | None = None) -> dict[str, Scores]:
     # --- Gaussian deblurring with noise --------------------------------------------------------
     op = opkit.create("blur", shape=shape, kernel="gaussian", sigma=BLUR_SIGMA)
     y = op(x) + BLUR_SIGMA_Y * torch.randn(x.shape, generator=g)
-    restored = solvers.ddrm(op, y, prior, steps=args.steps, sigma_y=BLUR_SIGMA_Y, generator=g, progress=False)
+    restored = solvers.ddrm(
+        op, y, prior, **tuned(prior, "blur", args.steps), sigma_y=BLUR_SIGMA_Y, generator=g, progress=False
+    )
     scores = {"blurred y": score(y, x), "H†y": score(op.pinv(y), x), "DDRM": score(restored, x)}
     report("deblur", scores)
     panels = [(label("blurred y", scores), y), (label("DDRM", scores), restored), ("ground truth", x)]

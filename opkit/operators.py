@@ -389,6 +389,35 @@ class EncodeDecodeOperator(Operator[Y]):
         """``H(x) = Encode(x)``."""
         return self.encode(x)
 
+    def check_input(self, x: Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is a finite floating ``(B, *shape)`` tensor.
+
+        An encoder turns every value into an integer code, so NaN or infinity would become a
+        plausible-looking code without a trace; they are refused here.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Candidate input image batch.
+        """
+        super().check_input(x)
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{self._label()}: the image contains NaN or infinity")
+
+    def check_measurement(self, y: Y) -> None:
+        """Raise ``ValueError`` unless ``y`` is a measurement this operator can produce.
+
+        Solvers call it before using ``y`` with :meth:`encode` and :meth:`decode`: a code made
+        with other settings (another quantisation table, another bit depth) decodes to an
+        image, but not to one this operator's encoder maps back to ``y``. The default accepts
+        everything; subclasses check what their codes must satisfy.
+
+        Parameters
+        ----------
+        y : measurement
+            Candidate measurement batch.
+        """
+
     def pinv(self, y: Y) -> Tensor:
         """``H†(y) = Decode(y)``."""
         return self.decode(y)

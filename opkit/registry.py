@@ -17,7 +17,8 @@ decorated with :data:`hookimpl`, published under the ``opkit`` entry-point group
 The built-in operators in :mod:`opkit_plugins` register through exactly the same path. Loading
 is robust: a plugin that fails to import, fails while registering, or registers a name that
 is already taken is reported with an :class:`OpkitPluginWarning` naming it and skipped as a
-whole, while the others load. Built-in plugins (entry points whose module lies in
+whole, while the others load; this holds for any exception, ``SystemExit`` included (only
+``KeyboardInterrupt`` goes through). Built-in plugins (entry points whose module lies in
 ``opkit_plugins``) load first, so a third party cannot shadow a built-in name. The environment
 variable ``OPKIT_DISABLE_PLUGINS`` (comma-separated entry-point names) blocks plugins by name.
 """
@@ -115,6 +116,12 @@ class OperatorEntry:
             for p in sig.parameters.values()
             if p.name != "shape" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
         }
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception, on one line."""
+    msg = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 def _first_doc_line(obj: Any) -> str:
@@ -272,9 +279,12 @@ class Registry:
             if not impls:
                 raise ValueError("it defines no opkit_register_operators hook")
             pm.hook.opkit_register_operators(registry=self)
-        except Exception as exc:
+        except KeyboardInterrupt:
             self._entries = before
-            self._skip(name, f"failed to register: {type(exc).__name__}: {exc}")
+            raise
+        except BaseException as exc:  # SystemExit and the like too: one plugin never ends the program
+            self._entries = before
+            self._skip(name, f"failed to register: {_describe(exc)}")
             return False
         finally:
             self._current_plugin = "<direct>"
@@ -314,8 +324,10 @@ class Registry:
             seen.add(ep.name)
             try:
                 plugin = ep.load()
-            except Exception as exc:
-                self._skip(ep.name, f"failed to import {ep.value!r}: {type(exc).__name__}: {exc}")
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit and the like too
+                self._skip(ep.name, f"failed to import {ep.value!r}: {_describe(exc)}")
                 continue
             self.register_plugin(plugin, ep.name)
 

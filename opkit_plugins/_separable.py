@@ -1058,6 +1058,7 @@ class SeparableSVDOperator(opkit.SVDOperator):
 
     def adjoint(self, y: Tensor) -> Tensor:
         """``Hᵀ y = A_{c,t}ᵀ Y A_{r,t}`` (the native ``direct_adjoint`` if nothing was truncated)."""
+        self.check_measurement(y)
         if self._direct_adjoint is not None:
             return self._direct_adjoint(y)
         return self._apply(y, "Ht")

@@ -39,6 +39,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 import opkit
+from opkit.io import DEFAULT_MAX_PIXELS, check_pixels
 from opkit.params import in_range, one_of
 from opkit.testing.strategies import shapes
 from opkit_plugins import _jpeg_core as core
@@ -327,6 +328,29 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
             )
         return geo
 
+    def check_measurement(self, y: JpegCoefficients) -> None:
+        """Raise ``ValueError`` unless ``y`` holds coefficients this operator's encoder makes.
+
+        Beyond the shapes (:meth:`decode` checks those), the quantisation tables and the chroma
+        sampling of ``y`` must be the operator's: coefficients made with other tables decode to
+        an image, but re-encoding it with this operator does not give them back.
+
+        Parameters
+        ----------
+        y : JpegCoefficients
+            Candidate measurement.
+        """
+        self._check_measurement(y)
+        if y.sampling != self.sampling:
+            raise ValueError(
+                f"{self._label()}: the coefficients use {y.sampling} chroma sampling, the operator "
+                f"{self.sampling}"
+            )
+        if not torch.equal(y.tables.to("cpu", torch.int64), self._tables.to(torch.int64)):
+            raise ValueError(
+                f"{self._label()}: the coefficients were quantised with other tables than the operator's"
+            )
+
     # -- helpers for the testing kit and the solvers ---------------------------------------------
     def codes(self, y: JpegCoefficients) -> Tensor:
         """All coefficients as one ``(B, N)`` integer tensor (components flattened, concatenated)."""
@@ -494,7 +518,11 @@ def _parse_header(data: bytes, name: str) -> _Header:
 
 
 def from_file(
-    path: str | os.PathLike[str], *, decode: str = "exact", encoder: str = "auto"
+    path: str | os.PathLike[str],
+    *,
+    decode: str = "exact",
+    encoder: str = "auto",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> tuple[JPEG, JpegCoefficients]:
     """Read a baseline JPEG file: the operator with the file's tables and sampling, and its coefficients.
 
@@ -510,6 +538,9 @@ def from_file(
         The file.
     decode, encoder : str
         Passed to :class:`JpegParams`.
+    max_pixels : int or None
+        Refuse files whose header declares more pixels (before decoding anything;
+        default :data:`opkit.io.DEFAULT_MAX_PIXELS`, ``None``: no limit).
 
     Returns
     -------
@@ -519,16 +550,25 @@ def from_file(
 
     Raises
     ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    opkit.io.ImageTooLargeError
+        If the image declares more than ``max_pixels`` pixels.
     ValueError
-        Not a JPEG; progressive, lossless, hierarchical or arithmetic-coded; not 8-bit; CMYK/YCCK
+        A folder; not a JPEG; progressive, lossless, hierarchical or arithmetic-coded; not 8-bit; CMYK/YCCK
         or Adobe-RGB colour; a sampling other than 4:4:4, 4:2:2 or 4:2:0; a truncated file.
     """
     from PIL import Image
 
     name = os.fspath(path)
+    if os.path.isdir(name):
+        raise ValueError(f"{name} is a folder, not a JPEG file")
+    if not os.path.exists(name):
+        raise FileNotFoundError(f"no such JPEG file: {name}")
     with open(name, "rb") as fh:
         data = fh.read()
     head = _parse_header(data, name)
+    check_pixels(name, head.width, head.height, max_pixels)
     kind = _SOF_NAMES[head.sof]
     if head.sof not in (0xC0, 0xC1):
         raise ValueError(f"{name}: {kind} JPEG is not supported (only baseline/extended sequential Huffman)")

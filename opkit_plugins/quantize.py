@@ -100,13 +100,7 @@ class Quantize(opkit.EncodeDecodeOperator[Tensor]):
         torch.Tensor
             Images in ``(0, 1)``.
         """
-        if not isinstance(y, Tensor):
-            raise TypeError(f"{self._label()}: expected a torch.Tensor of levels, got {type(y).__name__}")
-        if y.is_floating_point() or y.ndim != 4 or tuple(y.shape[1:]) != self.shape:
-            raise ValueError(
-                f"{self._label()}: expected integer levels of shape (B, {', '.join(map(str, self.shape))}),"
-                f" got {y.dtype} {tuple(y.shape)}"
-            )
+        self._check_levels(y)
         if dtype is None:
             dtype = torch.float64 if y.dtype == torch.int64 else torch.float32
         # (k + 1/2) / 2**b is exact in float32 for every level (k < 2**16 needs 17 significant
@@ -114,6 +108,32 @@ class Quantize(opkit.EncodeDecodeOperator[Tensor]):
         work = torch.float64 if dtype == torch.float64 else torch.float32
         out = y.to(work).add_(0.5).mul_(1.0 / self.levels)
         return out if out.dtype == dtype else out.to(dtype)
+
+    def _check_levels(self, y: Any) -> None:
+        if not isinstance(y, Tensor):
+            raise TypeError(f"{self._label()}: expected a torch.Tensor of levels, got {type(y).__name__}")
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise ValueError(f"{self._label()}: expected integer levels, got {y.dtype}")
+        if y.ndim != 4 or tuple(y.shape[1:]) != self.shape:
+            raise ValueError(
+                f"{self._label()}: expected integer levels of shape (B, {', '.join(map(str, self.shape))}),"
+                f" got {tuple(y.shape)}"
+            )
+
+    def check_measurement(self, y: Tensor) -> None:
+        """Raise ``ValueError`` unless ``y`` holds integer levels of this shape in ``[0, 2**bits - 1]``.
+
+        Parameters
+        ----------
+        y : torch.Tensor
+            Candidate levels ``(B, C, H, W)``.
+        """
+        self._check_levels(y)
+        if y.numel() and bool(((y < 0) | (y > self.levels - 1)).any()):
+            raise ValueError(
+                f"{self._label()}: levels must lie in [0, {self.levels - 1}] for bits={self.params.bits}, "
+                f"got values in [{int(y.min())}, {int(y.max())}]"
+            )
 
     def roundtrip_tolerance(self) -> float:
         """``1 / 2**(b+1)``: the largest error of a level centre, hence a bound on the RMSE."""

@@ -214,6 +214,7 @@ class SRBlock(opkit.SVDOperator):
 
     def adjoint(self, y: Tensor) -> Tensor:
         """``Hᵀ y``: each block filled with ``y/f²``."""
+        self.check_measurement(y)
         f = self._f
         return einops.repeat(y / (f * f), "b c h w -> b c (h p) (w q)", p=f, q=f)
 

@@ -1,12 +1,15 @@
 """Train the default DriftRec JPEG model shipped in ``solvers/weights/driftrec`` (resumable).
 
 Data: scikit-image's lossless training photographs (:data:`solvers.data.TRAIN_PHOTOS`) at full
-resolution and halved. Pairs: the ``jpeg`` operator with the quality drawn uniformly in 1..100 per
-image (4:2:0). Network: the convolution-only ``compact`` preset of
+resolution and halved, and the training split of the Debian wallpaper photographs that
+``scripts/fetch_photos.py`` writes (``--photos``). Pairs: the ``jpeg`` operator with the quality
+drawn uniformly in 1..100 per image (4:2:0). Network: the convolution-only ``compact`` preset of
 :data:`solvers.score_models.PRESETS` with the OUVE SDE. Everything is seeded; rerunning with the same
 arguments resumes from the checkpoint in ``--out`` and continues bit for bit.
 
-    python scripts/train_default_driftrec.py --out runs/driftrec --steps 3000
+    python scripts/fetch_photos.py --out runs/photos
+    python scripts/train_default_driftrec.py --out runs/driftrec2 \\
+        --init-from solvers/weights/driftrec --steps 8000
     python scripts/train_default_driftrec.py --out runs/driftrec --export solvers/weights/driftrec
 """
 
@@ -18,7 +21,7 @@ from pathlib import Path
 import torch
 
 from solvers import load_driftrec
-from solvers.data import training_photos
+from solvers.data import folder_photos, training_photos
 from solvers.score_models import ScoreModel
 from solvers.training import train_driftrec
 
@@ -34,16 +37,25 @@ def main() -> None:
     p.add_argument("--ema", type=float, default=0.998)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--photos", default="runs/photos", help="output of scripts/fetch_photos.py ('' for none)")
+    p.add_argument("--init-from", default=None, help="start from this model's weights (new runs only)")
     p.add_argument("--export", help="save the EMA model alone (no training state) to this directory")
     a = p.parse_args()
     if a.export:
         load_driftrec(a.out).save_pretrained(Path(a.export))
         print(f"exported {a.out} -> {a.export}")
         return
+    images = training_photos() + (folder_photos(Path(a.photos) / "train") if a.photos else [])
+    start = (
+        load_driftrec(a.init_from)
+        if a.init_from and not (Path(a.out) / "training_state.json").is_file()
+        else ScoreModel.from_preset(a.preset, "ouve", seed=a.seed)
+    )
+    print(f"{len(images)} training images")
     res = train_driftrec(
-        training_photos(),
+        images,
         "jpeg",
-        model=ScoreModel.from_preset(a.preset, "ouve", seed=a.seed),
+        model=start,
         steps=a.steps,
         batch_size=a.batch,
         crop_size=a.crop,

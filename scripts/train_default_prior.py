@@ -24,8 +24,7 @@ from pathlib import Path
 
 import torch
 
-from opkit.io import load_image
-from solvers.data import training_photos
+from solvers.data import folder_photos, training_photos
 from solvers.prior_training import train_prior
 
 
@@ -44,6 +43,7 @@ def main() -> None:
     p.add_argument("--photos", default="runs/photos", help="output of scripts/fetch_photos.py ('' for none)")
     p.add_argument("--init-from", default=None, help="start from this prior's weights (new runs only)")
     p.add_argument("--leaves", type=float, default=0.25, help="share of dead-leaves images per batch")
+    p.add_argument("--grey", type=float, default=0.0, help="share of photograph crops turned grey")
     p.add_argument("--focus", default=None, help="T,P: draw a share P of the timesteps from [0, T]")
     p.add_argument("--export", help="copy the EMA model (unet/ and scheduler/) to this directory")
     a = p.parse_args()
@@ -57,13 +57,7 @@ def main() -> None:
                 cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         print(f"exported {a.out} -> {dst}")
         return
-    images = training_photos()
-    if a.photos:
-        folder = Path(a.photos) / "train"
-        files = sorted(folder.glob("*.png"))
-        if not files:
-            raise SystemExit(f"no photographs in {folder}: run scripts/fetch_photos.py --out {a.photos}")
-        images += [load_image(f, mode="RGB") for f in files]
+    images = training_photos() + (folder_photos(Path(a.photos) / "train") if a.photos else [])
     focus = None
     if a.focus:
         t_hi, share = a.focus.split(",")
@@ -84,6 +78,7 @@ def main() -> None:
         max_seconds=a.max_seconds,
         init_from=a.init_from,
         dead_leaves_fraction=a.leaves,
+        grey_fraction=a.grey,
         focus=focus,
     )
     print(

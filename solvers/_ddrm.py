@@ -54,6 +54,7 @@ import torch
 from torch import Tensor
 
 import opkit
+from solvers._finite import FiniteWatch, check_finite, working_dtype
 from solvers.priors import _check_alphas_cumprod, uniform_timesteps
 
 __all__ = ["DDRM_DEFAULTS", "ddrm"]
@@ -110,7 +111,9 @@ def ddrm(
         The degradation, built for images of shape ``(C, H, W)``.
     y : torch.Tensor or measurement
         ``(B, ...)`` measurements: ``H x + σ_y z`` for a linear operator (a batch of different
-        measurements is fine), ``Encode(x)`` for an encode/decode pair.
+        measurements is fine), ``Encode(x)`` for an encode/decode pair (checked with the
+        operator's ``check_measurement``: codes made with other settings are refused).
+        float16 and bfloat16 measurements are computed in float32; the result has their dtype.
     model : prior
         Any object with ``alphas_cumprod`` and ``__call__(x_t, t, **kwargs) -> ε`` for VP inputs
         with data in ``[-1, 1]`` (see :mod:`solvers.priors`); ``t`` is passed as a ``(B,)`` long
@@ -161,7 +164,8 @@ def ddrm(
         that does not follow the prior protocol.
     ValueError
         For measurements that do not fit the operator, contain NaN or infinity, or bad
-        parameters (the message names them).
+        parameters (the message names them); for a model that returns NaN or infinity (the
+        message names the step).
 
     Notes
     -----
@@ -232,6 +236,8 @@ def ddrm(
         mean = samples.mean(dim=1)
     else:
         mean = samples[:, 0].clone() if return_samples else samples[:, 0]
+    if mean.dtype != run.out_dtype:  # half-precision measurements: computed in float32
+        mean, samples = mean.to(run.out_dtype), samples.to(run.out_dtype)
     return (mean, samples) if return_samples else mean
 
 
@@ -267,11 +273,6 @@ def _check_model(model: Any) -> Tensor:
             f"__call__(x_t, t) -> eps (see solvers.priors); got {type(model).__name__}"
         )
     return _check_alphas_cumprod(model.alphas_cumprod, "model")
-
-
-def _check_finite(name: str, t: Tensor) -> None:
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or infinity")
 
 
 def _inner_expand(c: Tensor, shape: torch.Size, inner: int = 256) -> Tensor:
@@ -351,6 +352,9 @@ class _Run:
         self.clip_x0 = clip_x0
         self.k = num_samples
         self.model_kwargs = model_kwargs
+        self.out_dtype = torch.float32
+        n = len(timesteps)
+        self.watch = FiniteWatch("the model", lambda i: f"step {i + 1} of {n} (timestep {timesteps[i]})")
 
     # -- shared pieces ------------------------------------------------------------------------
     def _bar(self, desc: str) -> Any:
@@ -361,7 +365,8 @@ class _Run:
 
         return tqdm(total=len(self.timesteps), desc=desc, unit="step", leave=True)
 
-    def _eps(self, x_in: Tensor, t: int, kwargs: dict[str, Any]) -> Tensor:
+    def _eps(self, i: int, x_in: Tensor, t: int, kwargs: dict[str, Any]) -> Tensor:
+        """The model's ε for step ``i`` (timestep ``t``), checked for shape and finiteness."""
         tt = torch.full((x_in.shape[0],), t, dtype=torch.long, device=x_in.device)
         eps = self.model(x_in, tt, **kwargs)
         if not isinstance(eps, Tensor):
@@ -373,6 +378,7 @@ class _Run:
             raise ValueError(f"the model returned shape {tuple(eps.shape)} for input {tuple(x_in.shape)}")
         if eps.dtype != x_in.dtype or eps.device != x_in.device:
             eps = eps.to(device=x_in.device, dtype=x_in.dtype)
+        self.watch.update(i, eps)
         return eps
 
     def _kwargs(self, batch: int) -> dict[str, Any]:
@@ -393,7 +399,9 @@ class _Run:
         if not y.is_floating_point():
             raise ValueError(f"y must be a floating tensor, got {y.dtype}")
         op.check_measurement(y)
-        _check_finite("y", y)
+        check_finite("y", y)
+        self.out_dtype = y.dtype
+        y = y.to(working_dtype(y.dtype))  # half precision: compute in float32
         k, eta, eta_b = self.k, self.eta, self.eta_b
         batch = y.shape[0]
 
@@ -441,7 +449,7 @@ class _Run:
                 sig_t, sig_n = self._sigma(i), self._sigma(i + 1)
                 x = op.V(xbar)  # VE iterate, model range
                 x_in = torch.mul(x, sqrt_a, out=buf_in)
-                eps = self._eps(x_in, t, kwargs)
+                eps = self._eps(i, x_in, t, kwargs)
                 x0 = torch.add(x, eps, alpha=-sig_t, out=buf_x0[i % 2])  # x0 = x − σ_t ε (Tweedie, VE)
                 if self.clip_x0:
                     x0.clamp_(-1.0, 1.0)
@@ -474,21 +482,25 @@ class _Run:
                     _tick(bar, tic)
         finally:
             _close(bar)
+        self.watch.check()
         out = op.V(xbar)
         return out.add_(1.0).mul_(0.5).clamp_(0.0, 1.0)
 
     # -- encode/decode pairs ------------------------------------------------------------------
     def encode_decode(self, op: opkit.EncodeDecodeOperator[Any], y: Any) -> Tensor:
         """DDRM-JPEG: the pseudo-inverse replaced by the decoder."""
+        op.check_measurement(y)
         dec_y = op.decode(y)
         if not isinstance(dec_y, Tensor) or not dec_y.is_floating_point():
             raise ValueError(f"{op._label()}.decode(y) must return a floating image tensor")
+        self.out_dtype = dec_y.dtype
+        dec_y = dec_y.to(working_dtype(dec_y.dtype))  # half precision: compute in float32
         if dec_y.ndim != 4 or tuple(dec_y.shape[1:]) != op.shape:
             raise ValueError(
                 f"y does not fit {op._label()}: it decodes to shape {tuple(dec_y.shape)}, "
                 f"expected (B, {', '.join(map(str, op.shape))})"
             )
-        _check_finite("Decode(y)", dec_y)
+        check_finite("Decode(y)", dec_y)
         k, eta, eta_b = self.k, self.eta, self.eta_b
         batch = dec_y.shape[0]
         dec_y = dec_y.repeat_interleave(k, dim=0) if k > 1 else dec_y.contiguous()
@@ -505,7 +517,7 @@ class _Run:
                 tic = time.perf_counter()
                 a = self.abar[i]
                 a_n = self.abar[i + 1] if i + 1 < len(self.abar) else 1.0
-                eps = self._eps(x_in, t, kwargs)
+                eps = self._eps(i, x_in, t, kwargs)
                 f = torch.add(x_in, eps, alpha=-math.sqrt(1 - a), out=buf_f).mul_(1.0 / math.sqrt(a))
                 if self.clip_x0:
                     f.clamp_(-1.0, 1.0)
@@ -526,4 +538,5 @@ class _Run:
                     _tick(bar, tic)
         finally:
             _close(bar)
+        self.watch.check()
         return mix.add_(1.0).mul_(0.5).clamp_(0.0, 1.0)

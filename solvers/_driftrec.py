@@ -18,6 +18,7 @@ import torch
 from einops import reduce, repeat
 from torch import Tensor
 
+from solvers._finite import check_finite, working_dtype
 from solvers.samplers import SAMPLERS, SamplerInfo, euler_heun, euler_maruyama, probability_flow
 from solvers.score_models import ScoreModel
 from solvers.sdes import DriftSDE, get_sde
@@ -129,7 +130,8 @@ def driftrec(
     Parameters
     ----------
     y : torch.Tensor
-        Corrupted images ``(B, C, H, W)`` in ``[0, 1]``; the output follows its device and dtype.
+        Corrupted images ``(B, C, H, W)`` in ``[0, 1]``, finite; the output follows its device and
+        dtype (float16 and bfloat16 are computed in float32).
     model : callable
         ``model(x_t, y, t)`` returning the score, ``t`` a float tensor ``(B,)``.
     sde : str or DriftSDE
@@ -159,9 +161,16 @@ def driftrec(
     -------
     torch.Tensor or (torch.Tensor, SamplerInfo)
         The restored images ``(B, C, H, W)``, and the statistics if asked.
+
+    Raises
+    ------
+    ValueError
+        For bad arguments, a ``y`` with NaN or infinity, or a model that returns NaN or infinity
+        (the message names the evaluation).
     """
     if not isinstance(y, Tensor) or y.ndim != 4 or not y.is_floating_point():
         raise ValueError(f"y must be a floating (B, C, H, W) tensor, got {getattr(y, 'shape', type(y))}")
+    check_finite("y", y)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
@@ -173,6 +182,8 @@ def driftrec(
     the_sde = _resolve_sde(sde, model)
     if not the_sde.std(the_sde.t_eps) > 0:
         raise ValueError("the SDE's t_eps must give sigma(t_eps) > 0 for sampling")
+    out_dtype = y.dtype
+    y = y.to(working_dtype(y.dtype))  # half precision: compute in float32
     yy = repeat(y, "b c h w -> (b m) c h w", m=num_samples) if num_samples > 1 else y
     with torch.no_grad():
         x = the_sde.prior_sample(yy, generator)
@@ -190,6 +201,7 @@ def driftrec(
             out = reduce(out, "(b m) c h w -> b c h w", "mean", m=num_samples)
         if color_correction:
             out = color_correct(out, y)
+    out = out.to(out_dtype)
     return (out, info) if return_info else out
 
 

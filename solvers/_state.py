@@ -1,7 +1,8 @@
 """Training state (optimizer, random generators, counters) saved with safetensors and JSON.
 
 Shared by :mod:`solvers.training` and :mod:`solvers.prior_training`: nothing is pickled, and a
-resumed run continues bit for bit.
+resumed run continues bit for bit. :func:`read_json` and :func:`read_safetensors` read the files
+of a model folder and turn a damaged file into a ``ValueError`` that names it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,28 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; ``ValueError`` naming the file if it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def read_safetensors(path: Path) -> dict[str, Tensor]:
+    """The tensors in ``path``; ``ValueError`` naming the file if it is damaged or truncated."""
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # safetensors raises its own error type
+        msg = " ".join(str(exc).split())
+        raise ValueError(f"{path} is not a readable safetensors file ({msg})") from None
 
 
 def save_state(
@@ -38,14 +61,20 @@ def load_state(
     tensors_path: Path, json_path: Path, opt: torch.optim.Optimizer, gens: dict[str, torch.Generator]
 ) -> dict[str, Any]:
     """Restore what :func:`save_state` wrote into ``opt`` and ``gens``; return the JSON meta."""
-    meta: dict[str, Any] = json.loads(json_path.read_text())
-    tensors = load_file(str(tensors_path))
+    meta = read_json(json_path)
+    tensors = read_safetensors(tensors_path)
     state: dict[int, dict[str, Tensor]] = {}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, pid, name = key.split(".", 2)
-            state.setdefault(int(pid), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    for name, g in gens.items():
-        g.set_state(tensors[f"rng.{name}"])
+    try:
+        for key, v in tensors.items():
+            if key.startswith("opt."):
+                _, pid, name = key.split(".", 2)
+                state.setdefault(int(pid), {})[name] = v
+        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        for name, g in gens.items():
+            g.set_state(tensors[f"rng.{name}"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        msg = " ".join(str(exc).split())
+        raise ValueError(
+            f"{json_path} and {tensors_path.name} do not hold a training state ({msg})"
+        ) from None
     return meta

@@ -7,7 +7,9 @@ The default models are trained on the lossless photographs that scikit-image shi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -17,6 +19,7 @@ __all__ = [
     "TRAIN_PHOTOS",
     "as_image_list",
     "dead_leaves",
+    "folder_photos",
     "photo",
     "random_crops",
     "training_photos",
@@ -163,6 +166,41 @@ def training_photos() -> list[Tensor]:
     """
     full = [photo(name) for name in TRAIN_PHOTOS]
     return full + [torch.nn.functional.avg_pool2d(x, 2) for x in full]
+
+
+def folder_photos(folder: str | os.PathLike[str], *, min_size: int = 64) -> list[Tensor]:
+    """Every PNG photograph of a folder as ``(1, 3, H, W)`` in ``[0, 1]`` (sorted by name).
+
+    The training scripts read the ``train/`` split that ``scripts/fetch_photos.py`` writes.
+
+    Parameters
+    ----------
+    folder : path
+        The folder.
+    min_size : int
+        Photographs with a side shorter than this are skipped.
+
+    Returns
+    -------
+    list of torch.Tensor
+        The photographs.
+
+    Raises
+    ------
+    ValueError
+        If the folder holds no usable photograph (the message says how to fetch them).
+    """
+    from opkit.io import load_image
+
+    files = sorted(Path(folder).glob("*.png"))
+    images = [load_image(f, mode="RGB") for f in files]
+    images = [im for im in images if min(im.shape[-2:]) >= min_size]
+    if not images:
+        raise ValueError(
+            f"no photographs of at least {min_size}² pixels in {folder}: "
+            "run scripts/fetch_photos.py to fetch the training photographs"
+        )
+    return images
 
 
 def random_crops(

@@ -62,6 +62,9 @@ PRIOR_PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: Rec. 601 luma weights (JPEG's Y), for the grey crops.
+_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+
 _STATE = "training_state.safetensors"
 _STATE_JSON = "training_state.json"
 _RAW = "raw_unet.safetensors"
@@ -135,9 +138,7 @@ def sample_timesteps(
         return t
     t_hi, p = focus
     if not (0 <= int(t_hi) < num_timesteps and 0.0 <= float(p) <= 1.0):
-        raise ValueError(
-            f"focus must be (t_hi, p) with 0 <= t_hi < {num_timesteps}, 0 <= p <= 1; got {focus}"
-        )
+        raise ValueError(f"focus must be (t_hi, p), 0 <= t_hi < {num_timesteps}, 0 <= p <= 1; got {focus}")
     low = torch.randint(0, int(t_hi) + 1, (b,), generator=generator, device=dev)
     pick = torch.rand(b, generator=generator, device=dev) < float(p)
     return torch.where(pick, low, t)
@@ -222,6 +223,7 @@ def train_prior(
     warmup: int = 200,
     ema_decay: float = 0.999,
     dead_leaves_fraction: float = 0.25,
+    grey_fraction: float = 0.0,
     seed: int = 0,
     device: str | torch.device = "cpu",
     checkpoint_every: int = 250,
@@ -252,6 +254,9 @@ def train_prior(
         Warm-up steps.
     ema_decay : float
         Decay of the weight average (with the usual ``(1 + k)/(10 + k)`` ramp at the start).
+    grey_fraction : float
+        Share of the photograph crops turned grey (Rec. 601 luma in all three channels), so
+        that the prior knows greyscale photographs and keeps them grey.
     dead_leaves_fraction : float
         Share of each batch drawn as dead-leaves images.
     seed : int
@@ -280,8 +285,9 @@ def train_prior(
     """
     if steps < 1 or batch_size < 1:
         raise ValueError("steps and batch_size must be positive")
-    if not 0.0 <= dead_leaves_fraction <= 1.0:
-        raise ValueError(f"dead_leaves_fraction must be in [0, 1], got {dead_leaves_fraction!r}")
+    for name, share in (("dead_leaves_fraction", dead_leaves_fraction), ("grey_fraction", grey_fraction)):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {share!r}")
     out = Path(out_dir)
     dev = torch.device(device)
     resuming = resume and (out / _STATE_JSON).is_file()
@@ -321,7 +327,12 @@ def train_prior(
     for step in range(start, steps):
         parts = []
         if batch_size - n_leaves > 0:
-            parts.append(random_crops(images, crop_size, batch_size - n_leaves, gens["cpu"], flips=True))
+            crops = random_crops(images, crop_size, batch_size - n_leaves, gens["cpu"], flips=True)
+            if grey_fraction > 0:
+                grey = torch.rand(crops.shape[0], generator=gens["cpu"]) < grey_fraction
+                luma = (crops * _LUMA.to(crops.dtype)).sum(1, keepdim=True).expand_as(crops)
+                crops = torch.where(grey.view(-1, 1, 1, 1), luma, crops)
+            parts.append(crops)
         if n_leaves:
             parts.append(dead_leaves(n_leaves, crop_size, generator=gens["cpu"]))
         x0 = torch.cat(parts).to(dev, torch.float32)

@@ -16,12 +16,14 @@ index, the time reached and the state.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from solvers._finite import FiniteWatch
 from solvers.sdes import DriftSDE
 
 __all__ = ["SAMPLERS", "SamplerInfo", "euler_heun", "euler_maruyama", "probability_flow"]
@@ -61,15 +63,30 @@ def _time_grid(sde: DriftSDE, steps: int) -> list[float]:
 
 
 class _Counted:
-    """Wrap the score so every call is counted and receives a ``(B,)`` time tensor."""
+    """Wrap the score so every call is counted, receives a ``(B,)`` time tensor and is checked.
+
+    A score with NaN or infinity raises ``ValueError`` naming the evaluation and its time
+    (at once on the CPU; at the end, through :meth:`check`, on an accelerator).
+    """
 
     def __init__(self, score: ScoreFn, y: Tensor) -> None:
         self.score, self.y, self.nfe = score, y, 0
+        self._times: list[float] = []
+        self.watch = FiniteWatch(
+            "the score model", lambda n: f"evaluation {n + 1} (t = {self._times[n]:.4f})"
+        )
 
     def __call__(self, x: Tensor, t: float) -> Tensor:
         self.nfe += 1
+        self._times.append(t)
         tt = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
-        return self.score(x, self.y, tt)
+        out = self.score(x, self.y, tt)
+        self.watch.update(self.nfe - 1, out)
+        return out
+
+    def check(self) -> None:
+        """Raise if some evaluation was not finite (see :class:`solvers._finite.FiniteWatch`)."""
+        self.watch.check()
 
 
 def euler_maruyama(
@@ -128,6 +145,7 @@ def euler_maruyama(
             x = x + (g * h**0.5) * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         if callback is not None:
             callback(i, ts[i + 1], x)
+    f.check()
     return x, SamplerInfo(nfe=f.nfe, steps=steps)
 
 
@@ -201,6 +219,7 @@ def euler_heun(
         x = x + 0.5 * (k1 + k2)
         if callback is not None:
             callback(i, t1, x)
+    f.check()
     return x, SamplerInfo(nfe=f.nfe, steps=steps)
 
 
@@ -317,6 +336,9 @@ def probability_flow(
             err = h * sum((e_ * k_ for e_, k_ in zip(_E, ks, strict=True) if e_ != 0.0), torch.zeros_like(x))
             scale = atol + torch.maximum(x.abs(), x_new.abs()) * rtol
             err_norm = _rms(err / scale)
+            if not math.isfinite(err_norm):
+                f.check()  # names the evaluation that was not finite
+                raise ValueError(f"probability_flow: the state is no longer finite at t = {t:.4f}")
             if err_norm < 1:
                 factor = _MAX_FACTOR if err_norm == 0 else min(_MAX_FACTOR, _SAFETY * err_norm**_ERR_EXP)
                 if rejected_here:

@@ -36,9 +36,11 @@ from typing import Any
 
 import torch
 from diffusers import UNet2DModel
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from opkit.io import atomic_directory
+from solvers._state import read_json, read_safetensors
 from solvers.sdes import DriftSDE, get_sde
 
 __all__ = [
@@ -262,10 +264,13 @@ class ScoreModel(nn.Module):
     ) -> Path:
         """Save as a diffusers-style directory (config JSON + safetensors, no pickles).
 
+        The files are written atomically (:func:`opkit.io.atomic_directory`): a new directory
+        appears complete, and in an existing one each file is replaced whole.
+
         Parameters
         ----------
         path : str or path-like
-            Target directory (created).
+            Target directory (its parents are created).
         raw_state : dict, optional
             Raw (non-EMA) U-Net weights to store beside this model's (EMA) weights.
 
@@ -275,14 +280,27 @@ class ScoreModel(nn.Module):
             The directory.
         """
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.unet.save_config(path)
-        save_file(_contiguous(self.unet.state_dict()), str(path / WEIGHTS_NAME))
-        if raw_state is not None:
-            save_file(_contiguous(raw_state), str(path / RAW_WEIGHTS_NAME))
-        meta = {"format_version": FORMAT_VERSION, "class": "ScoreModel", "sde": self.sde.config()}
-        (path / DRIFTREC_CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(path) as tmp:
+            self.write_files(tmp, raw_state=raw_state)
         return path
+
+    def write_files(self, folder: Path, *, raw_state: dict[str, Tensor] | None = None) -> None:
+        """Write the files of :meth:`save_pretrained` into an existing ``folder``, as they are.
+
+        Parameters
+        ----------
+        folder : pathlib.Path
+            Existing directory, e.g. the staging folder of :func:`opkit.io.atomic_directory`.
+        raw_state : dict, optional
+            Raw (non-EMA) U-Net weights to store beside this model's (EMA) weights.
+        """
+        self.unet.save_config(folder)
+        save_file(_contiguous(self.unet.state_dict()), str(folder / WEIGHTS_NAME))
+        if raw_state is not None:
+            save_file(_contiguous(raw_state), str(folder / RAW_WEIGHTS_NAME))
+        meta = {"format_version": FORMAT_VERSION, "class": "ScoreModel", "sde": self.sde.config()}
+        (folder / DRIFTREC_CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
     def from_pretrained(
@@ -314,22 +332,43 @@ class ScoreModel(nn.Module):
         ------
         FileNotFoundError
             If a required file is missing.
+        ValueError
+            If a file is damaged: invalid JSON, a missing or bad entry, truncated weights, or
+            weights that do not fit the configuration (the message names the file).
         """
         path = Path(path)
         for name in (CONFIG_NAME, DRIFTREC_CONFIG_NAME):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path} is not a DriftRec model directory: {name} is missing")
-        meta = json.loads((path / DRIFTREC_CONFIG_NAME).read_text())
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{path} was written by a newer format ({meta['format_version']})")
+        meta_path = path / DRIFTREC_CONFIG_NAME
+        meta = read_json(meta_path)
+        version = meta.get("format_version", 0)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ValueError(f"{meta_path}: format_version {version!r} is not one this version reads")
+        if "sde" not in meta:
+            raise ValueError(f'{meta_path} has no "sde" entry (the SDE the model was trained for)')
+        try:
+            sde = get_sde(meta["sde"])
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f'{meta_path}: bad "sde" entry: {exc}') from None
         weights = path / (WEIGHTS_NAME if ema else RAW_WEIGHTS_NAME)
         if not weights.is_file():
             raise FileNotFoundError(f"{weights} is missing")
-        config = UNet2DModel.load_config(path)
-        with torch.random.fork_rng(devices=[]):
-            unet = UNet2DModel.from_config(config)
-        unet.load_state_dict(load_file(str(weights)), strict=True)
-        model = cls(unet, get_sde(meta["sde"]))
+        config_path = path / CONFIG_NAME
+        read_json(config_path)  # a clear message for invalid JSON
+        try:
+            config = UNet2DModel.load_config(path)
+            with torch.random.fork_rng(devices=[]):
+                unet = UNet2DModel.from_config(config)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"{config_path} does not describe a UNet2DModel: {exc}") from None
+        state = read_safetensors(weights)
+        try:
+            unet.load_state_dict(state, strict=True)
+            model = cls(unet, sde)
+        except (RuntimeError, ValueError) as exc:
+            msg = " ".join(str(exc).split())
+            raise ValueError(f"{weights} does not fit {config_path}: {msg}") from None
         model.to(device=device, dtype=dtype)
         return model.eval()
 

@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
 import opkit
-from solvers._state import load_state, save_state
+from opkit.io import atomic_directory
+from solvers._state import load_state, read_safetensors, save_state
 from solvers.data import as_image_list, random_crops
 from solvers.score_models import RAW_WEIGHTS_NAME, WEIGHTS_NAME, ScoreModel
 from solvers.sdes import DriftSDE, get_sde
@@ -224,15 +224,18 @@ def _save_checkpoint(
     losses: list[float],
     gens: dict[str, torch.Generator],
 ) -> None:
-    ema.save_pretrained(path, raw_state=raw.unet.state_dict())
-    save_state(path / STATE_NAME, path / STATE_JSON, opt, gens, {"step": step, "losses": losses})
+    # atomically: the state JSON, which marks a checkpoint as resumable, is moved in last
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(path, last=(STATE_JSON,)) as tmp:
+        ema.write_files(tmp, raw_state=raw.unet.state_dict())
+        save_state(tmp / STATE_NAME, tmp / STATE_JSON, opt, gens, {"step": step, "losses": losses})
 
 
 def _load_checkpoint(
     path: Path, raw: ScoreModel, ema: ScoreModel, opt: torch.optim.Optimizer, gens: dict[str, torch.Generator]
 ) -> tuple[int, list[float]]:
-    raw.unet.load_state_dict(load_file(str(path / RAW_WEIGHTS_NAME)))
-    ema.unet.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
+    raw.unet.load_state_dict(read_safetensors(path / RAW_WEIGHTS_NAME))
+    ema.unet.load_state_dict(read_safetensors(path / WEIGHTS_NAME))
     meta = load_state(path / STATE_NAME, path / STATE_JSON, opt, gens)
     return int(meta["step"]), [float(v) for v in meta["losses"]]
 

@@ -141,3 +141,41 @@ def test_train_commands_write_loadable_models(tmp_path: Path) -> None:
     drift = tmp_path / "drift"
     assert main(["train", "driftrec", str(folder), "-o", str(drift), "--qualities", "5-50", *common]) == 0
     assert callable(load_driftrec(drift))
+
+
+def test_ddrm_settings_come_from_the_model_and_flags_win() -> None:
+    import argparse
+
+    from opkit_cli.main import ddrm_settings
+
+    class Model:
+        def __init__(self) -> None:
+            self.settings = {"jpeg": {"t_start": 45, "steps": 6, "num_samples": 8, "eta": 0.8}}
+
+    none = dict(steps=None, samples=None, eta=None, eta_b=None, t_start=None)
+    args = argparse.Namespace(op="jpeg", **none)
+    assert ddrm_settings(args, Model()) == {"t_start": 45, "steps": 6, "num_samples": 8, "eta": 0.8}
+    args = argparse.Namespace(op="jpeg", **{**none, "samples": 2, "eta_b": 0.5})
+    want = {"t_start": 45, "steps": 6, "num_samples": 2, "eta": 0.8, "eta_b": 0.5}
+    assert ddrm_settings(args, Model()) == want
+    args = argparse.Namespace(op="sr_block", **{**none, "steps": 3})
+    assert ddrm_settings(args, Model()) == {"steps": 3}
+    assert ddrm_settings(args, object()) == {"steps": 3}  # a model without settings
+
+
+def test_main_job_prints_only_progress_and_result_lines(tmp_path: Path) -> None:
+    """The README's main command with the bundled prior: no third-party warning on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    src = Image.open(_png(tmp_path / "c.png", 32, 48, seed=4))
+    src.save(tmp_path / "c.jpg", quality=10)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "opkit_cli", "restore", str(tmp_path / "c.jpg"), "--op", "jpeg"]
+    cmd += ["-o", str(tmp_path / "r.png"), "--steps", "2", "--samples", "1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [f"wrote {tmp_path / 'r.png'} (ddrm, jpeg, (3, 32, 48))"]
+    # stderr: nothing, or the progress bar (not a terminal here, so it is off by default)
+    assert [ln for ln in res.stderr.splitlines() if ln.strip() and "%|" not in ln] == []

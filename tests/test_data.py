@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -50,3 +52,20 @@ def test_training_photos_are_the_training_set_full_and_halved() -> None:
     for full, half, name in zip(ims[:n], ims[n:], TRAIN_PHOTOS, strict=True):
         assert torch.equal(full, photo(name))
         torch.testing.assert_close(half, torch.nn.functional.avg_pool2d(full, 2))
+
+
+def test_folder_photos_reads_pngs_and_explains_an_empty_folder(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from solvers.data import folder_photos
+
+    with pytest.raises(ValueError, match=r"fetch_photos\.py"):
+        folder_photos(tmp_path)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (70, 80, 3), dtype=np.uint8)).save(tmp_path / "b.png")
+    Image.fromarray(rng.integers(0, 256, (40, 80, 3), dtype=np.uint8)).save(tmp_path / "a.png")  # too small
+    Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(tmp_path / "c.png")  # greyscale
+    ims = folder_photos(tmp_path)
+    assert [tuple(x.shape) for x in ims] == [(1, 3, 70, 80), (1, 3, 64, 64)]
+    assert all(0 <= float(x.min()) and float(x.max()) <= 1 for x in ims)

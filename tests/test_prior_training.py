@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -50,3 +51,55 @@ def test_resume_continues_bit_for_bit(tmp_path: Path) -> None:
     b = load_file(str(tmp_path / "b" / "raw_unet.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sample_timesteps_focus_puts_the_share_on_the_low_range() -> None:
+    from solvers.prior_training import sample_timesteps
+
+    g = torch.Generator().manual_seed(0)
+    t = sample_timesteps(20000, 1000, g, focus=(99, 0.5))
+    low = float((t <= 99).double().mean())
+    # P(t <= 99) = 0.5 + 0.5 * 100/1000 = 0.55; 20000 draws: standard error 0.0035
+    assert abs(low - 0.55) < 0.015, low
+    assert int(t.min()) >= 0 and int(t.max()) <= 999
+    plain = sample_timesteps(20000, 1000, torch.Generator().manual_seed(0))
+    assert abs(float((plain <= 99).double().mean()) - 0.1) < 0.015
+    with pytest.raises(ValueError, match="focus"):
+        sample_timesteps(4, 1000, g, focus=(1000, 0.5))
+    with pytest.raises(ValueError, match="focus"):
+        sample_timesteps(4, 1000, g, focus=(10, 1.5))
+
+
+def test_init_from_starts_with_the_saved_weights(tmp_path: Path) -> None:
+    kw = dict(preset="tiny", batch_size=4, crop_size=16, warmup=3, progress=False, checkpoint_every=0)
+    train_prior(tmp_path / "a", _images(), steps=2, **kw)  # type: ignore[arg-type]
+    # lr=0: the new run's weights stay those it started from
+    train_prior(tmp_path / "b", _images(), steps=1, lr=0.0, init_from=tmp_path / "a", **kw)  # type: ignore[arg-type]
+    a = load_file(str(tmp_path / "a" / "unet" / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "raw_unet.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    fresh = load_file(str(tmp_path / "a" / "raw_unet.safetensors"))
+    assert not all(torch.equal(a[k], fresh[k]) for k in a)  # the EMA differs from the raw weights
+
+
+def test_grey_fraction_turns_photograph_crops_grey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import solvers.prior_training as pt
+
+    seen: list[torch.Tensor] = []
+    real = pt.prior_loss
+
+    def spy(net: object, x0: torch.Tensor, *args: object) -> torch.Tensor:
+        seen.append(x0.clone())
+        return real(net, x0, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pt, "prior_loss", spy)
+    colour = [torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    kw = dict(preset="tiny", batch_size=8, crop_size=16, progress=False, checkpoint_every=0)
+    train_prior(tmp_path / "g", colour, steps=2, grey_fraction=1.0, dead_leaves_fraction=0.0, **kw)  # type: ignore[arg-type]
+    for x0 in seen:
+        assert torch.allclose(x0[:, 0], x0[:, 1]) and torch.allclose(x0[:, 1], x0[:, 2])
+    seen.clear()
+    train_prior(tmp_path / "c", colour, steps=1, grey_fraction=0.0, dead_leaves_fraction=0.0, **kw)  # type: ignore[arg-type]
+    assert not torch.allclose(seen[0][:, 0], seen[0][:, 1])
+    with pytest.raises(ValueError, match="grey_fraction"):
+        train_prior(tmp_path / "x", colour, steps=1, grey_fraction=1.5, **kw)  # type: ignore[arg-type]

@@ -275,3 +275,45 @@ def test_load_prior_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     (flat / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="UNet2DConditionModel"):
         load_prior(flat)
+
+
+def test_loaded_prior_runs_channels_last_on_cpu_and_agrees(tmp_path: Path) -> None:
+    net = tiny_unet(seed=2)
+    _save_flat(tmp_path, net)
+    prior = load_prior(tmp_path)
+    assert prior.channels_last
+    assert next(prior.net.parameters()).dim() != 4 or any(
+        p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+        for p in prior.net.parameters()
+        if p.dim() == 4 and p.shape[1] > 1 and p.shape[-1] > 1
+    )
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = net(x, torch.tensor([300, 300])).sample
+    got = prior(x, 300)
+    assert got.is_contiguous()
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    prior.channels_last_(False)
+    assert not prior.channels_last
+    torch.testing.assert_close(prior(x, 300), want)
+
+
+def test_ddrm_settings_file_is_read_and_checked(tmp_path: Path) -> None:
+    _save_flat(tmp_path, tiny_unet())
+    assert load_prior(tmp_path).settings == {}
+    (tmp_path / "ddrm_settings.json").write_text(
+        json.dumps({"_note": "tuned on validation photographs", "jpeg": {"t_start": 45, "num_samples": 4}})
+    )
+    assert load_prior(tmp_path).settings == {"jpeg": {"t_start": 45, "num_samples": 4}}
+    (tmp_path / "ddrm_settings.json").write_text(json.dumps({"jpeg": {"temperature": 2}}))
+    with pytest.raises(ValueError, match=r"ddrm_settings\.json.*'jpeg'"):
+        load_prior(tmp_path)
+
+
+def test_bundled_prior_ships_settings_for_every_builtin_operator() -> None:
+    import opkit
+
+    settings = load_prior("default").settings
+    builtin = {"denoise", "inpaint", "sr_block", "sr_bicubic", "colorize", "blur", "jpeg", "quantize"}
+    assert builtin <= set(opkit.available())
+    assert set(settings) == builtin

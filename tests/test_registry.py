@@ -56,6 +56,28 @@ def test_broken_plugins_warn_by_name_and_others_still_load(monkeypatch: pytest.M
     assert set(reg.skipped) == {"a_broken", "b_raises", "d_nohook"}
 
 
+def test_plugins_raising_system_exit_are_skipped_like_any_failing_plugin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    eps = _eps(
+        a_exit_import="tests.fake_plugins.exits_at_import",
+        b_exit_hook="tests.fake_plugins.exits_in_hook",
+        c_good="tests.fake_plugins.good",
+    )
+    with pytest.warns(OpkitPluginWarning) as caught:
+        reg = _load(monkeypatch, eps)
+    msgs = [str(w.message) for w in caught]
+    assert any("a_exit_import" in m and "failed to import" in m and "SystemExit: 3" in m for m in msgs)
+    assert any("b_exit_hook" in m and "SystemExit: plugin gave up" in m for m in msgs)
+    assert reg.available() == ["fake_round"]  # b_exit_hook's partial registration rolled back
+    assert set(reg.skipped) == {"a_exit_import", "b_exit_hook"}
+
+
+def test_keyboard_interrupt_in_a_plugin_goes_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        _load(monkeypatch, _eps(stop="tests.fake_plugins.interrupts"))
+
+
 def test_duplicate_name_is_an_error_naming_both_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     eps = _eps(first="tests.fake_plugins.good", second="tests.fake_plugins.duplicate")
     with pytest.warns(OpkitPluginWarning, match=r"'second'.*already registered by plugin 'first'"):
