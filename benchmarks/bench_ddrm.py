@@ -50,6 +50,10 @@ PARAMS: dict[str, dict[str, Any]] = {
     "jpeg": {"quality": 10},
     "quantize": {"bits": 3},
 }
+#: Extra rows: (label, registered name, parameters).
+EXTRA: list[tuple[str, str, dict[str, Any]]] = [
+    ("blur (reflect)", "blur", {"kernel": "uniform", "size": 9, "boundary": "reflect"}),
+]
 
 
 class ZeroEps:
@@ -132,12 +136,14 @@ def main() -> None:
         torch.cuda.empty_cache()
 
     rows = []
-    for name in opkit.available():
+    cases = [(name, name, PARAMS.get(name, {})) for name in opkit.available()]
+    cases += [c for c in EXTRA if c[1] in opkit.available()]
+    for label, name, params in cases:
         try:
-            op = opkit.create(name, shape=shape, **PARAMS.get(name, {}))
+            op = opkit.create(name, shape=shape, **params)
         except Exception as exc:  # an operator this benchmark cannot configure: say so
             nan = float("nan")
-            rows.append((name, "-", nan, nan, nan, f"not run: {type(exc).__name__}: {exc}"))
+            rows.append((label, "-", nan, nan, nan, f"not run: {type(exc).__name__}: {exc}"))
             continue
         if isinstance(op, opkit.SVDOperator):
             kind = "SVD"
@@ -173,7 +179,7 @@ def main() -> None:
 
         t_noise = median_time(draw, 2 * args.repeats + 1, dev)
         sync(dev)
-        rows.append((name, kind, med / args.steps * 1e3, t_op * 1e3, t_noise * 1e3, ""))
+        rows.append((label, kind, med / args.steps * 1e3, t_op * 1e3, t_noise * 1e3, ""))
 
     where = device_label(dev)
     print(
