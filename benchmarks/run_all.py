@@ -121,6 +121,17 @@ STEPS = [
 ]
 
 
+#: Scripts of ``benchmarks/`` that are not steps, and why (every other ``bench_*.py`` is a step;
+#: ``tests/test_run_all.py`` checks that each script is one or the other).
+NOT_RUN = {
+    "bench_adm.py": "loading study of a 552 M-parameter ADM checkpoint against DeepInverse's network "
+    "(a test-only reference, about 9 GB of host memory); CPU only",
+    "bench_prior_speed.py": "the bundled prior's channels-last CPU layout against the bare network; CPU only",
+    "tune_settings.py": "tunes the DDRM settings shipped with a prior (hours); not a benchmark",
+    "jpeg_parts.py": "the parts of bench_jpeg.py's libjpeg row on the CPU (the library route is CPU only)",
+}
+
+
 def _device_ok(device: str) -> str | None:
     """Why ``device`` cannot be used here, or ``None``."""
     import torch

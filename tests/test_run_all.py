@@ -35,6 +35,16 @@ def test_blocks_are_tagged_by_device_and_replaced_in_place(tmp_path: Path) -> No
     assert "| b |" in text  # the other device's block stays
 
 
+def test_every_benchmark_script_is_a_step_or_named_with_a_reason() -> None:
+    ra = _run_all()
+    scripts = {p.name for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_")}
+    scripts.discard("run_all.py")
+    steps = {s.script for s in ra.STEPS}
+    assert steps <= scripts
+    assert not steps & set(ra.NOT_RUN)
+    assert scripts == steps | set(ra.NOT_RUN), sorted(scripts - steps - set(ra.NOT_RUN))
+
+
 def test_an_absent_device_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     ra = _run_all()
     import torch
