@@ -6,6 +6,7 @@ Fast tests sample qualities; the ``slow`` ones sweep all of them.
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -410,6 +411,25 @@ def test_library_route_is_bit_exact_with_the_emulation(shape: tuple[int, int, in
         y.components[0][0, 0, 0, 0, 0] += 3  # an in-place change invalidates the files
         changed = core.decode_libjpeg(list(y.components), op._geo, op.tables, torch.float64)
         assert torch.equal(op.decode(y), changed)
+
+
+def test_without_jpeglib_the_emulation_runs_with_identical_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """jpeglib is a dependency, but an install without it (or with a changed binding) still works."""
+    native.available.cache_clear()
+    monkeypatch.setitem(sys.modules, "jpeglib", None)  # every import of it fails, as if absent
+    monkeypatch.setitem(sys.modules, "jpeglib._bind", None)
+    try:
+        assert not native.available()
+        op = opkit.create("jpeg", shape=(3, 16, 24), quality=50, decode="libjpeg")
+        x = torch.randint(0, 256, (2, 3, 16, 24), generator=torch.Generator().manual_seed(1)) / 255.0
+        assert not native.usable(x, op._geo, op.tables)
+        y = op(x)
+        assert y._native_source is None
+        ref = core.encode_libjpeg(x, op._geo, op.tables)
+        assert all(torch.equal(a, b) for a, b in zip(y.components, ref))
+        assert torch.equal(op.decode(y), core.decode_libjpeg(list(ref), op._geo, op.tables, torch.float32))
+    finally:
+        native.available.cache_clear()
 
 
 def test_library_route_is_skipped_where_it_does_not_apply() -> None:
