@@ -24,9 +24,11 @@ torch pipeline runs, with the same results.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import io
 import os
+import shutil
 import tempfile
 import threading
 from functools import cache
@@ -64,10 +66,15 @@ def usable(x: Tensor, geo: Geometry, tables: Tensor) -> bool:
 
 
 def _workdir() -> str:
+    """This thread's scratch folder for the library's files (in memory where ``/dev/shm`` is).
+
+    Removed when the interpreter exits, so no process leaves one behind.
+    """
     d = getattr(_LOCAL, "dir", None)
     if d is None or not os.path.isdir(d):
         base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         d = tempfile.mkdtemp(prefix="opkit-jpeg-", dir=base)
+        atexit.register(shutil.rmtree, d, ignore_errors=True)
         _LOCAL.dir = d
     return str(d)
 

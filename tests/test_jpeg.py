@@ -432,6 +432,25 @@ def test_without_jpeglib_the_emulation_runs_with_identical_results(monkeypatch: 
         native.available.cache_clear()
 
 
+@pytest.mark.skipif(not native.available(), reason="needs jpeglib")
+def test_library_route_leaves_no_scratch_folder_behind() -> None:
+    import subprocess
+
+    code = (
+        "import os, torch, opkit\n"
+        "from opkit_plugins import _jpeg_native as native\n"
+        "op = opkit.create('jpeg', shape=(3, 16, 16), decode='libjpeg')\n"
+        "x = torch.randint(0, 256, (1, 3, 16, 16)) / 255.0\n"
+        "assert op(x)._native_source is not None\n"
+        "d = native._workdir()\n"
+        "assert os.path.isdir(d)\n"
+        "print(d)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    folder = out.stdout.strip().splitlines()[-1]
+    assert folder and not Path(folder).exists()
+
+
 def test_library_route_is_skipped_where_it_does_not_apply() -> None:
     op = opkit.create("jpeg", shape=(3, 16, 16), tables=[[300] * 64, [2] * 64, [3] * 64])
     x = torch.randint(0, 256, (1, 3, 16, 16), generator=torch.Generator().manual_seed(0)) / 255.0
