@@ -84,12 +84,12 @@ def make_problem(task: str, x: Tensor, g: torch.Generator) -> Problem:
     if task == "sr4":
         op = opkit.create("sr_block", shape=shape, factor=4)
         clean = op(x)
-        y = clean + 0.05 * torch.randn(clean.shape, generator=g, dtype=x.dtype)
+        y = clean + 0.05 * torch.randn(clean.shape, generator=g, dtype=x.dtype, device=x.device)
         base = torch.nn.functional.interpolate(y, size=shape[1:], mode="bicubic", align_corners=False)
         return Problem(op, y, base, 0.05)
     if task == "deblur":
         op = opkit.create("blur", shape=shape, kernel="gaussian", sigma=2.0)
-        y = op(x) + 0.02 * torch.randn(x.shape, generator=g, dtype=x.dtype)
+        y = op(x) + 0.02 * torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device)
         return Problem(op, y, y, 0.02)
     if task == "colorize":
         op = opkit.create("colorize", shape=shape)

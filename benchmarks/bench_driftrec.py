@@ -13,14 +13,16 @@ Two parts, both printed as markdown tables:
    U-Net. The measurement ``y`` is JPEG at quality 10 when the ``jpeg`` operator is registered.
 
 Run:  python benchmarks/bench_driftrec.py [--repeats 3] [--size 32] [--batch 2] [--threads 1] [--model small]
+      [--device cuda]   (synchronised wall times; the scipy peer integrates on the CPU, the model
+      runs on the device)
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
+import os
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -34,6 +36,12 @@ from solvers.data import photo
 from solvers.samplers import euler_heun, euler_maruyama, probability_flow
 from solvers.score_models import ScoreModel
 from solvers.sdes import OUVE, DriftSDE
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import clock_name, device_label, device_of
+from _common import median_time as _median_time
+
+DEVICE = torch.device("cpu")
 
 
 def psnr(a: Tensor, b: Tensor) -> float:
@@ -61,12 +69,7 @@ def corrupt(x0: Tensor) -> tuple[Tensor, str]:
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.process_time()  # CPU time of this process: robust to other jobs on the machine
-        fn()
-        times.append(time.process_time() - t0)
-    return statistics.median(times)
+    return _median_time(fn, repeats, DEVICE)
 
 
 def oracle(sde: DriftSDE, x0: Tensor) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
@@ -82,15 +85,16 @@ def scipy_ode(
     shape, dtype = x1.shape, x1.dtype
 
     def rhs(t: float, v: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(v).to(dtype).reshape(shape)
-        tt = torch.full((shape[0],), t, dtype=dtype)
+        x = torch.from_numpy(v).to(dtype).reshape(shape).to(y.device)
+        tt = torch.full((shape[0],), t, dtype=dtype, device=y.device)
         g = sde.diffusion(t)
         with torch.no_grad():
             d = sde.drift(x, y, t) - 0.5 * g * g * score(x, y, tt)
-        return d.reshape(-1).double().numpy()
+        return d.reshape(-1).double().cpu().numpy()
 
-    sol = solve_ivp(rhs, (1.0, sde.t_eps), x1.reshape(-1).double().numpy(), method="RK45", rtol=tol, atol=tol)
-    return torch.from_numpy(sol.y[:, -1]).to(dtype).reshape(shape), sol.nfev
+    v1 = x1.reshape(-1).double().cpu().numpy()
+    sol = solve_ivp(rhs, (1.0, sde.t_eps), v1, method="RK45", rtol=tol, atol=tol)
+    return torch.from_numpy(sol.y[:, -1]).to(dtype).reshape(shape).to(y.device), sol.nfev
 
 
 def main() -> None:
@@ -100,36 +104,39 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", default="small", choices=["tiny", "small", "paper"])
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    global DEVICE
+    DEVICE = dev = device_of(args.device)
     sde = OUVE()
     x0 = images(args.size, args.batch)
     y, what = corrupt(x0)
-    model = ScoreModel.from_preset(args.model, sde, seed=0).eval()
+    x0, y = x0.to(dev), y.to(dev)
+    model = ScoreModel.from_preset(args.model, sde, seed=0).eval().to(dev)
     b, c, h, w = x0.shape
     print(
         f"DriftRec samplers, OUVE (paper settings), batch {b}x{c}x{h}x{w} float32, y = {what}, "
         f"U-Net '{args.model}' ({model.num_parameters() / 1e6:.1f} M parameters, untrained), "
-        f"torch threads {args.threads}, medians of {args.repeats} (process CPU time); "
-        "CPU shared with other jobs.\n"
+        f"{device_label(dev)}, torch threads {args.threads}, medians of {args.repeats} ({clock_name(dev)}).\n"
     )
 
     # -- part 1: overhead per step ------------------------------------------------------------
-    t = torch.full((b,), 0.5)
+    t = torch.full((b,), 0.5, device=dev)
     with torch.no_grad():
         net = median_time(lambda: model(x0, y, t), args.repeats + 2)
 
     def free(x: Tensor, yy: Tensor, tt: Tensor) -> Tensor:
         return torch.zeros_like(x)
 
-    x1 = sde.prior_sample(y, torch.Generator().manual_seed(0))
+    x1 = sde.prior_sample(y, torch.Generator(dev).manual_seed(0))
     n_over = 200
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(dev).manual_seed(0)
     rows = []
     for name, run in (
         (
             "Euler-Maruyama",
-            lambda: euler_maruyama(free, sde, y, x1, steps=n_over, generator=torch.Generator()),
+            lambda: euler_maruyama(free, sde, y, x1, steps=n_over, generator=torch.Generator(dev)),
         ),
         ("Euler-Heun", lambda: euler_heun(free, sde, y, x1, steps=n_over // 2, generator=gen)),
         ("ODE RK45 (ours), tol 1e-4", lambda: probability_flow(free, sde, y, x1, rtol=1e-4, atol=1e-4)),
@@ -154,7 +161,7 @@ def main() -> None:
     ]
     results = []
     for name, kw in configs:
-        g = torch.Generator().manual_seed(1)
+        g = torch.Generator(dev).manual_seed(1)
         out, info_o = solvers.driftrec(
             y, exact, sde=sde, generator=g, color_correction=False, return_info=True, **kw
         )
@@ -163,19 +170,19 @@ def main() -> None:
 
         def timed(kw: dict = kw, holder: dict = holder) -> None:
             _, holder["info"] = solvers.driftrec(
-                y, model, sde=sde, generator=torch.Generator().manual_seed(1), return_info=True, **kw
+                y, model, sde=sde, generator=torch.Generator(dev).manual_seed(1), return_info=True, **kw
             )
 
         secs = median_time(timed, args.repeats)
         results.append((name, info_o.nfe, q, holder["info"].nfe, secs))
     base = results[0][4]
     for tol in (1e-3,):
-        out, nfe_o = scipy_ode(exact, sde, y, sde.prior_sample(y, torch.Generator().manual_seed(1)), tol)
+        out, nfe_o = scipy_ode(exact, sde, y, sde.prior_sample(y, torch.Generator(dev).manual_seed(1)), tol)
         holder2: dict = {}
 
         def timed_scipy(tol: float = tol, holder2: dict = holder2) -> None:
             _, holder2["nfe"] = scipy_ode(
-                model, sde, y, sde.prior_sample(y, torch.Generator().manual_seed(1)), tol
+                model, sde, y, sde.prior_sample(y, torch.Generator(dev).manual_seed(1)), tol
             )
 
         secs = median_time(timed_scipy, args.repeats)
@@ -185,7 +192,7 @@ def main() -> None:
     print(f"PSNR of y against x0: {psnr(y, x0):.2f} dB\n")
     print(
         "| sampler | NFE (oracle) | PSNR vs x0, oracle score (dB) | NFE (U-Net) "
-        "| CPU time, U-Net (s) | per NFE (ms) | time / EM-100 |"
+        "| time, U-Net (s) | per NFE (ms) | time / EM-100 |"
     )
     print("|---|---|---|---|---|---|---|")
     for name, nfe_o, q, nfe_m, secs in results:

@@ -42,6 +42,12 @@ ALL = (*TASKS, "driftrec10", "main")
 PAPER_GAIN = {"jpeg5": 2.4, "jpeg10": 2.3, "jpeg30": 2.1, "sr4": 2.7, "main": 2.3}
 
 
+def _sync(device: str) -> None:
+    """Wait for the device's queued work, so that wall times cover it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
 def run_cli(args: list[str]) -> float:
     """Run ``opkit ARGS`` as a command; return its wall time in seconds."""
     tic = time.perf_counter()
@@ -55,7 +61,7 @@ def main_job(a: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         jpg, out = Path(tmp) / "rocket_q10.jpg", Path(tmp) / "rocket_restored.png"
         run_cli(["degrade", "sample:rocket", "--op", "jpeg", "--param", "quality=10", "-o", str(jpg)])
-        cmd = ["restore", str(jpg), "--op", "jpeg", "-o", str(out), "--quiet"]
+        cmd = ["restore", str(jpg), "--op", "jpeg", "-o", str(out), "--quiet", "--device", a.device]
         cmd += ["--steps", str(a.steps)] if a.steps else []
         cmd += ["--samples", str(a.samples)] if a.samples else []
         sec = run_cli(cmd)
@@ -72,13 +78,13 @@ def run_task(
     task: str, names: list[str], images: list[Tensor], a: argparse.Namespace
 ) -> list[dict[str, Any]]:
     """Baseline and restoration scores of one task, one row per image and method."""
-    g = torch.Generator().manual_seed(a.seed)
+    g = torch.Generator(a.device).manual_seed(a.seed)
     rows: list[dict[str, Any]] = []
     if task == "driftrec10":
-        model: Any = solvers.load_driftrec(a.driftrec)
+        model: Any = solvers.load_driftrec(a.driftrec, device=a.device)
         kw: dict[str, Any] = {"steps": a.driftrec_steps, "num_samples": a.samples or 1}
     else:
-        model = solvers.load_prior(a.prior)
+        model = solvers.load_prior(a.prior, device=a.device)
         kw = dict(model.settings.get(OPERATOR[task], {}))
         kw.update({k: v for k, v in (("steps", a.steps), ("num_samples", a.samples)) if v})
     for name, x in zip(names, images, strict=True):
@@ -94,7 +100,8 @@ def run_task(
                 "sec": 0.0,
             }
         )
-        gen = torch.Generator().manual_seed(a.seed)
+        gen = torch.Generator(a.device).manual_seed(a.seed)
+        _sync(a.device)
         tic = time.perf_counter()
         if task == "driftrec10":
             out = solvers.driftrec(pb.baseline, model, sde="model", generator=gen, **kw)
@@ -102,13 +109,15 @@ def run_task(
         else:
             out = solvers.ddrm(pb.op, pb.y, model, sigma_y=pb.sigma_y, generator=gen, progress=False, **kw)
             method = f"DDRM ({', '.join(f'{k}={v}' for k, v in kw.items())})"
+        _sync(a.device)
+        sec = time.perf_counter() - tic
         rows.append(
             {
                 "task": task,
                 "method": method,
                 "image": name,
                 **scores(out, x),
-                "sec": time.perf_counter() - tic,
+                "sec": sec,
             }
         )
     return rows
@@ -126,6 +135,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--driftrec", default="default", help="DriftRec model directory")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (models and images on it)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -134,13 +144,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         if t not in ALL:
             p.error(f"unknown task {t!r}; choose from {','.join(ALL)}")
     names = a.images.split(",")
-    images = [centre_crop(photo(n), a.size) for n in names]
+    images = [centre_crop(photo(n), a.size).to(a.device) for n in names]
     rows: list[dict[str, Any]] = []
     for t in tasks:
         rows += main_job(a) if t == "main" else run_task(t, names, images, a)
     sizes = ", ".join(f"{n} {tuple(x.shape[-2:])}" for n, x in zip(names, images, strict=True))
     print(
-        f"images (centre crops): {sizes}; main: full rocket (427, 640); torch threads: "
+        f"images (centre crops): {sizes}; main: full rocket (427, 640); device {a.device}; torch threads: "
         f"{torch.get_num_threads()}; seed {a.seed}; torch {torch.__version__}"
     )
     print(

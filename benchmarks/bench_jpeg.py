@@ -8,8 +8,10 @@ and ``opkit`` ``decode(encode(x))`` on the whole batch (no entropy coding). Rows
   and ``decode="libjpeg"``; the output equals Pillow's pixel for pixel (checked here).
 * ``float + exact``: the float encoder and the exact decoder (what DDRM-JPEG uses).
 
-Medians over interleaved rounds (one call of each per round); the machine may be shared, so compare
-ratios, not absolute times.
+Medians over interleaved rounds (one call of each per round) of the process CPU time on the CPU
+(the wall time, synchronised, on a GPU); the machine may be shared, so compare ratios, not
+absolute times. On the CPU the ``libjpeg`` row hands 8-bit images to libjpeg itself (Pillow, and
+``jpeglib``'s coefficient reader and writer) when ``jpeglib`` is installed.
 
 Usage::
 
@@ -44,19 +46,24 @@ def _images(n: int = 8, size: int = 256) -> np.ndarray:
 
 
 def _interleaved_medians(
-    fns: list[Callable[[], object]], repeats: int, sync: Callable[[], None]
+    fns: list[Callable[[], object]], repeats: int, sync: Callable[[], None], tick: Callable[[], float]
 ) -> list[float]:
-    """Median wall time (ms) of each function, timed in interleaved rounds after one warm-up."""
+    """Median time (ms) of each function, timed in interleaved rounds after one warm-up.
+
+    ``tick`` is the process CPU time on the CPU (Pillow and opkit both run in this process, one
+    thread each; waiting for a core on a shared machine is not counted) and the wall clock with
+    a device synchronisation on a GPU.
+    """
     for fn in fns:
         fn()
     sync()
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for fn, acc in zip(fns, times):
-            t0 = time.perf_counter()
+            t0 = tick()
             fn()
             sync()
-            acc.append(time.perf_counter() - t0)
+            acc.append(tick() - t0)
     return [1e3 * statistics.median(t) for t in times]
 
 
@@ -67,11 +74,12 @@ def main() -> None:
     ap.add_argument("--quality", type=int, default=75)
     ap.add_argument("--subsampling", default="4:2:0", choices=["4:2:0", "4:2:2", "4:4:4"])
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=8, help="images per batch (the GPU target is for 64)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-    imgs = _images()
+    imgs = _images(args.batch)
     b, h, w, _ = imgs.shape
     pil_sub = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}[args.subsampling]
 
@@ -93,8 +101,10 @@ def main() -> None:
     ref = torch.from_numpy(np.stack(pillow())).permute(0, 3, 1, 2).to(torch.float32) / 255.0
     same = bool(torch.equal(lj.decode(lj(x)).cpu(), ref))
 
+    tick = time.process_time if dev.type == "cpu" else time.perf_counter
+    clock_words = "process CPU" if dev.type == "cpu" else "wall"
     t_pil, t_lj, t_fl = _interleaved_medians(
-        [pillow, lambda: lj.decode(lj(x)), lambda: fl.pinv(fl(xf))], args.repeats, sync
+        [pillow, lambda: lj.decode(lj(x)), lambda: fl.pinv(fl(xf))], args.repeats, sync, tick
     )
     rows = [
         ("Pillow save+load (libjpeg-turbo)", t_pil, "reference"),
@@ -103,7 +113,8 @@ def main() -> None:
     ]
     print(
         f"JPEG round trip, batch {b} RGB {h}x{w}, quality {args.quality}, {args.subsampling}, "
-        f"device {dev}, torch threads {args.threads}, median of {args.repeats} interleaved rounds"
+        f"device {dev}, torch threads {args.threads}, median {clock_words} time of {args.repeats} "
+        "interleaved rounds"
     )
     print()
     print("| method | ms / batch | images / s | throughput vs Pillow | output |")

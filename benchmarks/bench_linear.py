@@ -98,6 +98,17 @@ def _prep_blur(op: Any, x: Tensor) -> Tensor:
     return torch.outer(kc, kr).expand(x.shape[1], 1, kc.numel(), kr.numel()).contiguous()
 
 
+def _prep_reflect_blur(op: Any, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    from opkit_plugins._separable import symmetric_index
+
+    weight = _prep_blur(op, x)
+    lc, lr = op.col_kernel.numel(), op.row_kernel.numel()
+    h, w = x.shape[-2:]
+    rows = symmetric_index(h, -((lc - 1) // 2), h + lc - 1 - (lc - 1) // 2).to(x.device)
+    cols = symmetric_index(w, -((lr - 1) // 2), w + lr - 1 - (lr - 1) // 2).to(x.device)
+    return weight, rows, cols
+
+
 def _cases() -> list[Case]:
     f = 4
     return [
@@ -133,6 +144,14 @@ def _cases() -> list[Case]:
             {"kernel": "gaussian", "sigma": 2.0, "threshold": 0.0},
             lambda b, x: F.conv2d(x, b, padding="same", groups=x.shape[1]),
             _prep_blur,
+        ),
+        Case(
+            "blur gaussian σ=2, reflect, threshold 0",
+            "blur",
+            {"kernel": "gaussian", "sigma": 2.0, "threshold": 0.0, "boundary": "reflect"},
+            # half-sample symmetric padding by one gather per axis, then the depthwise conv2d
+            lambda b, x: F.conv2d(x[..., b[1], :][..., b[2]], b[0], groups=x.shape[1]),
+            _prep_reflect_blur,
         ),
     ]
 

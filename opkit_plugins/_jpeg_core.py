@@ -16,6 +16,7 @@ coefficient of vertical frequency ``u`` and horizontal frequency ``v``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import cache, lru_cache
 
 import torch
@@ -173,6 +174,40 @@ def _cached(t: Tensor, like: Tensor) -> Tensor:
     return t.to(device=like.device, dtype=like.dtype)
 
 
+_CONSTANTS: dict[tuple[object, ...], Tensor] = {}
+
+
+def _constant(key: tuple[object, ...], make: Callable[[], Tensor], like: Tensor) -> Tensor:
+    """``make()`` on ``like``'s device and dtype, built once per (key, device, dtype).
+
+    Keeps the per-call work of the hot paths free of host-to-device copies (each one a host
+    synchronisation on CUDA) and of rebuilding small constant matrices.
+    """
+    full = (*key, like.device, like.dtype)
+    hit = _CONSTANTS.get(full)
+    if hit is None:
+        if len(_CONSTANTS) > 512:  # many distinct tables: start over rather than grow forever
+            _CONSTANTS.clear()
+        hit = make().to(device=like.device, dtype=like.dtype).contiguous()
+        _CONSTANTS[full] = hit
+    return hit
+
+
+def matmul_exact(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` in full float32 precision: on CUDA, TF32 matrix products are switched off for the call.
+
+    The exact decoder relies on float32 DCTs; TF32 (10-bit mantissa) would break its laws.
+    """
+    if a.device.type != "cuda" or torch.get_float32_matmul_precision() == "highest":
+        return a @ b
+    saved = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        return a @ b
+    finally:
+        torch.set_float32_matmul_precision(saved)
+
+
 def conv2d_exact(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1) -> Tensor:
     """``conv2d`` in full precision: on CUDA, cuDNN's TF32 shortcut is switched off for the call.
 
@@ -239,20 +274,23 @@ def encode_float(x: Tensor, geo: Geometry, tables: Tensor) -> list[Tensor]:
     """
     b = x.shape[0]
     if geo.channels == 3:
-        m = _cached(RGB_TO_YCC * 255.0, x)
+        m = _constant(("rgb_to_ycc",), lambda: RGB_TO_YCC * 255.0, x)
         planes = [(x * m[0].view(1, 3, 1, 1)).sum(1).sub_(128.0)]
         xs = x if (geo.fh, geo.fv) == (1, 1) else _chroma_mean(x, geo.fh, geo.fv)
         planes += [(xs * m[1].view(1, 3, 1, 1)).sum(1), (xs * m[2].view(1, 3, 1, 1)).sum(1)]
     else:
         planes = [x[:, 0] * 255.0 - 128.0]
     out = []
+    half = _constant(("half",), lambda: torch.tensor(0.5), x)
     for c, plane in enumerate(planes):  # at most three components
         rows, cols = geo.blocks[c]
-        weight = _cached(_scaled_dct(_qkey(tables[c]), False), x)  # (64, 1, 8, 8): D / Q
-        coef = conv2d_exact(_pad_to(plane, rows * 8, cols * 8).unsqueeze(1), weight, stride=8)
-        coef = coef.abs().add_(0.5).floor_().copysign_(coef)  # round half away from zero
-        k = torch.empty((b, rows, cols, 64), dtype=torch.int32, device=x.device)
-        k.copy_(coef.permute(0, 2, 3, 1))
+        qkey = _qkey(tables[c])
+        # (D / Q)ᵀ: a row-major flattened block times it gives its 64 coefficients in units of Q
+        dq = _constant(("fdct", qkey), lambda qkey=qkey: _scaled_dct(qkey, False).view(64, 64).T, x)
+        blocks = rearrange(_pad_to(plane, rows * 8, cols * 8), "b (r i) (c j) -> b r c (i j)", i=8, j=8)
+        coef = matmul_exact(blocks, dq)
+        # round half away from zero: add ±1/2, then the cast truncates toward zero
+        k = coef.add_(torch.copysign(half, coef)).to(torch.int32)
         out.append(k.view(b, rows, cols, 8, 8))
     return out
 
@@ -385,17 +423,20 @@ def decode_exact(comps: list[Tensor], geo: Geometry, tables: Tensor, dtype: torc
     like = torch.empty((), device=device, dtype=work)
     planes = []
     for c, k in enumerate(comps):  # at most three components
-        q = tables[c].to(device)
+        q = tables[c]
         b, rows, cols = k.shape[:3]
-        dq = _cached(_scaled_dct(_qkey(q), True), like).view(64, 64)  # diag(Q) D
-        blocks = k.reshape(b, rows, cols, 64).to(work) @ dq
+        qkey = _qkey(q)
+        dq = _constant(
+            ("idct", qkey), lambda qkey=qkey: _scaled_dct(qkey, True).view(64, 64), like
+        )  # diag(Q) D
+        blocks = matmul_exact(k.reshape(b, rows, cols, 64).to(work), dq)
         plane = rearrange(blocks, "b ny nx (i j) -> b (ny i) (nx j)", i=8, j=8)
         planes.append(_fix_edges(plane, k, q, *geo.planes[c]))
     h, w = geo.height, geo.width
     if geo.channels == 1:
         return ((planes[0][:, None, :h, :w] + 128.0) / 255.0).to(dtype)
     (hc, wc), fh, fv = geo.planes[1], geo.fh, geo.fv
-    m = _cached(YCC_TO_RGB / 255.0, like)
+    m = _constant(("ycc_to_rgb",), lambda: YCC_TO_RGB / 255.0, like)
     y = planes[0][:, None, : hc * fv, : wc * fh]
     cb, cr = planes[1][:, None, :hc, :wc], planes[2][:, None, :hc, :wc]
     m0, m1, m2 = (m[:, i].view(1, 3, 1, 1) for i in range(3))
@@ -500,10 +541,11 @@ def _plane_idct(coef: Tensor, m: Tensor, descale: tuple[int, int] | None) -> Ten
     return rows.reshape(b, ry * 8, rx * 8)
 
 
-def _reciprocals(q: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+@lru_cache(maxsize=64)
+def _reciprocals(qkey: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
     """libjpeg-turbo's ``compute_reciprocal`` for divisors ``8 Q``: (recip, correction, 2**-shift)."""
     fq, corr, scale = [], [], []
-    for qv in q.flatten().tolist():  # the 64 table entries
+    for qv in qkey:  # the 64 table entries
         div = int(qv) << 3
         r = 16 + div.bit_length() - 1
         f, rem = divmod(1 << r, div)
@@ -517,7 +559,7 @@ def _reciprocals(q: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         fq.append(f)
         corr.append(c)
         scale.append(2.0**-r)
-    return tuple(torch.tensor(v, dtype=torch.float64, device=q.device).view(8, 8) for v in (fq, corr, scale))  # type: ignore[return-value]
+    return tuple(torch.tensor(v, dtype=torch.float64).view(8, 8) for v in (fq, corr, scale))  # type: ignore[return-value]
 
 
 @lru_cache(maxsize=8)
@@ -580,12 +622,17 @@ def encode_libjpeg(x: Tensor, geo: Geometry, tables: Tensor, levels: Tensor | No
         planes = [ycc[:, 0], _downsample_libjpeg(ycc[:, 1], geo), _downsample_libjpeg(ycc[:, 2], geo)]
     else:
         planes = [v[:, 0]]
-    fwd = islow_matrices()[0].to(x.device)
+    f64 = torch.empty((), dtype=torch.float64, device=x.device)
+    fwd = _constant(("islow_fwd",), lambda: islow_matrices()[0], f64)
     out = []
     for c, plane in enumerate(planes):  # at most three components
         rows, cols = geo.blocks[c]
         coef = _plane_fdct(_pad_to(plane, rows * 8, cols * 8).to(torch.float64) - 128.0, fwd, (11, 15))
-        fq, corr, scale = _reciprocals(tables[c].to(x.device))
+        qkey = _qkey(tables[c])
+        fq, corr, scale = (
+            _constant(("reciprocal", qkey, i), lambda i=i, qkey=qkey: _reciprocals(qkey)[i], f64)
+            for i in range(3)
+        )
         mag = torch.floor((coef.abs() + corr) * fq * scale)
         out.append((torch.sign(coef) * mag).to(torch.int32))
     return out
@@ -641,8 +688,8 @@ def _upsample_libjpeg(c: Tensor, geo: Geometry) -> Tensor:
         up = c.repeat_interleave(fv, -2).repeat_interleave(fh, -1)
     else:
         kernel, offsets, scale = _fancy_kernels(fv)
-        weight = kernel.to(device=c.device, dtype=c.dtype)
-        bias = offsets.to(device=c.device, dtype=c.dtype)
+        weight = _constant(("fancy_w", fv), lambda: kernel, c)
+        bias = _constant(("fancy_b", fv), lambda: offsets, c)
         padded = tnf.pad(c.reshape(b * k, 1, h, w), (1, 1, 1, 1), mode="replicate")
         phases = torch.floor(conv2d_exact(padded, weight, bias) * scale)  # (B k, fv 2, h, w)
         up = rearrange(phases, "(b k) (a t) h w -> b k (h a) (w t)", k=k, a=fv, t=2)
@@ -668,10 +715,12 @@ def decode_libjpeg(comps: list[Tensor], geo: Geometry, tables: Tensor, dtype: to
     torch.Tensor
         ``(B, C, H, W)`` images.
     """
-    inv = islow_matrices()[1].to(comps[0].device)
+    f64 = torch.empty((), dtype=torch.float64, device=comps[0].device)
+    inv = _constant(("islow_inv",), lambda: islow_matrices()[1], f64)
     planes = []
     for c, k in enumerate(comps):  # at most three components
-        q = tables[c].to(device=k.device, dtype=torch.float64)
+        qkey = _qkey(tables[c])
+        q = _constant(("table", qkey), lambda qkey=qkey: torch.tensor(qkey).view(8, 8), f64)
         samples = (_plane_idct(k.to(torch.float64) * q, inv, (11, 18)) + 128.0).clamp_(0, 255)
         samples = samples.to(torch.float32)  # 8-bit integers from here on: exact in float32
         h, w = geo.planes[c]

@@ -15,7 +15,7 @@ to the right/bottom than to the left/top.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -28,9 +28,13 @@ import opkit
 from opkit.params import one_of
 from opkit.testing.strategies import shapes
 from opkit_plugins._separable import (
+    Factor,
     SeparableSVDOperator,
     correlation_factor,
+    dct_factor,
+    is_centred_symmetric,
     separable_correlation,
+    separable_correlation_adjoint,
 )
 
 __all__ = [
@@ -119,6 +123,14 @@ class BlurParams:
         Explicit horizontal and vertical taps (``kernel="explicit"``); a missing one is ``(1.0,)``.
     threshold : float
         1-D singular values below it are set to zero (default ``3e-2``), see :class:`Blur`.
+    boundary : str
+        ``"zero"`` (default: the image is zero outside its borders, as in DDRM) or
+        ``"reflect"`` (half-sample symmetric extension ``… x_1 x_0 | x_0 x_1 … x_{n−1} |
+        x_{n−1} x_{n−2} …``, as ``scipy.ndimage``'s ``mode="reflect"``, numpy's ``"symmetric"``
+        and ``sr_bicubic``'s ``boundary="symmetric"``; not torch's whole-sample ``"reflect"``
+        padding). With a symmetric odd kernel a reflective blur is diagonalised exactly by the
+        DCT-II (:class:`~opkit_plugins._separable.DCTFactor`): no eigendecomposition, and
+        ``V``/``Vᵀ`` are fast DCTs.
     """
 
     kernel: str = attrs.field(
@@ -131,6 +143,7 @@ class BlurParams:
     row: tuple[float, ...] | None = attrs.field(default=None, converter=_to_taps, validator=_taps)
     col: tuple[float, ...] | None = attrs.field(default=None, converter=_to_taps, validator=_taps)
     threshold: float = attrs.field(default=DEFAULT_THRESHOLD, validator=_non_negative)
+    boundary: str = attrs.field(default="zero", validator=one_of("zero", "reflect"))
 
     def __attrs_post_init__(self) -> None:
         allowed = {
@@ -240,6 +253,16 @@ def gaussian_kernel(sigma: float, size: int | None = None) -> Tensor:
     return k / k.sum()
 
 
+def _factor(kernel: Tensor, n: int, threshold: float, boundary: str) -> Factor:
+    """The 1-D factor of one axis: a DCT for a reflective symmetric odd kernel, else a dense SVD."""
+    if boundary == "reflect" and is_centred_symmetric(kernel):
+        return dct_factor(kernel, n, threshold)
+    extension = "symmetric" if boundary == "reflect" else "zero"
+    return correlation_factor(
+        kernel, n, pad=kernel_centre(kernel.numel()), threshold=threshold, boundary=extension
+    )
+
+
 def _same_pads(length: int) -> tuple[int, int]:
     c = kernel_centre(length)
     return c, length - 1 - c
@@ -273,22 +296,33 @@ def blur_reference(x: Tensor, col: Sequence[float] | Tensor, row: Sequence[float
 
 
 class Blur(SeparableSVDOperator):
-    """Separable blur ``y = A_c X A_rᵀ`` per channel, zero padding, "same" output size.
+    """Separable blur ``y = A_c X A_rᵀ`` per channel, zero or reflective border, "same" output size.
 
     .. math::
 
         y_{ij} = \\sum_{a < L_c} \\sum_{b < L_r} \\mathrm{col}_a \\, \\mathrm{row}_b \\;
                  x_{i + a - c_c,\\; j + b - c_r}, \\qquad c = \\lfloor (L - 1)/2 \\rfloor,
 
-    with ``x = 0`` outside the image. ``A_c = U_c S_c V_cᵀ`` and ``A_r = U_r S_r V_rᵀ`` are
-    factorised in float64 and every 1-D singular value below ``threshold`` is set to zero
-    (DDRM's ``ZERO = 3e-2`` on each factor is the default). The operator is then the
-    **truncated** blur ``H = A_{c,t} ⊗ A_{r,t}`` with ``A_t = U S_t Vᵀ``: its singular values
-    are the products ``s_c[i]·s_r[j]`` of kept 1-D values (each ``≥ threshold²`` if non-zero),
-    ``H†`` is exact for it and every law holds for it. When the threshold drops nothing (only
-    numerically zero singular values, e.g. ``threshold = 0``, or a mild kernel) ``H`` is the plain
-    blur and :meth:`forward` runs the native separable convolution; otherwise it multiplies by
-    the dense truncated 1-D matrices.
+    with ``x = 0`` outside the image (``boundary="zero"``, the default) or ``x`` extended by
+    half-sample symmetric reflection (``boundary="reflect"``). ``A_c = U_c S_c V_cᵀ`` and
+    ``A_r = U_r S_r V_rᵀ`` are factorised in float64 and every 1-D singular value below
+    ``threshold`` is set to zero (DDRM's ``ZERO = 3e-2`` on each factor is the default). The
+    operator is then the **truncated** blur ``H = A_{c,t} ⊗ A_{r,t}`` with
+    ``A_t = U S_t Vᵀ``: its singular values are the products ``s_c[i]·s_r[j]`` of kept 1-D
+    values (each ``≥ threshold²`` if non-zero), ``H†`` is exact for it and every law holds for
+    it. When the threshold drops nothing (only numerically zero singular values, e.g.
+    ``threshold = 0``, or a mild kernel) ``H`` is the plain blur and :meth:`forward` runs the
+    direct separable correlation (two 1-D passes); otherwise it multiplies by the dense
+    truncated 1-D matrices.
+
+    With ``boundary="reflect"`` and a symmetric odd kernel on an axis, that axis's factor is
+    exact and closed-form: ``A = Cᵀ diag(λ) C`` with ``C`` the orthonormal DCT-II and
+    ``λ_k = k_c + 2 Σ_d k_{c+d} cos(π k d / n)`` (proof in
+    :class:`~opkit_plugins._separable.DCTFactor`), so construction costs ``O(n·L)`` and
+    ``V``, ``Vᵀ``, ``H†`` (and ``H`` when truncated) are DCTs, ``O(n log n)`` per line. The
+    singular values of such an axis are in natural frequency order, not sorted. Other kernels
+    (even or asymmetric) with ``boundary="reflect"`` use the dense SVD of the reflective
+    correlation matrix.
 
     Parameters
     ----------
@@ -308,24 +342,31 @@ class Blur(SeparableSVDOperator):
         _, h, w = shp
         kc, kr = p.kernels()
         same = h == w and torch.equal(kc, kr)
-        col = correlation_factor(kc, h, pad=kernel_centre(kc.numel()), threshold=p.threshold)
-        row = col if same else correlation_factor(kr, w, pad=kernel_centre(kr.numel()), threshold=p.threshold)
+        col = _factor(kc, h, p.threshold, p.boundary)
+        row = col if same else _factor(kr, w, p.threshold, p.boundary)
         top, bottom = _same_pads(kc.numel())
         left, right = _same_pads(kr.numel())
-
         pads = (left, right, top, bottom)
+        extension = "symmetric" if p.boundary == "reflect" else "zero"
 
         def direct(x: Tensor) -> Tensor:
-            return separable_correlation(x, self.cast("kc", kc, x), self.cast("kr", kr, x), pads=pads)
-
-        # Aᵀ is the correlation with the flipped kernel, whose centre is L − 1 − c
-        flipped = (right, left, bottom, top)
+            kcx, krx = self.cast("kc", kc, x), self.cast("kr", kr, x)
+            return separable_correlation(x, kcx, krx, pads=pads, boundary=extension)
 
         def direct_adjoint(y: Tensor) -> Tensor:
-            kcf, krf = self.cast("kc_flip", kc.flip(0), y), self.cast("kr_flip", kr.flip(0), y)
-            return separable_correlation(y, kcf, krf, pads=flipped)
+            # Aᵀ: every sample spread back over the pixels it read (a correlation with the flipped
+            # kernel), as two 1-D passes
+            return separable_correlation_adjoint(
+                y, self.cast("kc", kc, y), self.cast("kr", kr, y), (h, w), pads=pads
+            )
 
-        super().__init__(shp, col, row, direct=direct, direct_adjoint=direct_adjoint)
+        if p.boundary == "zero":
+            adjoint: Callable[[Tensor], Tensor] | None = direct_adjoint
+        elif is_centred_symmetric(kc) and is_centred_symmetric(kr):
+            adjoint = direct  # a reflective blur with symmetric kernels is a symmetric matrix
+        else:
+            adjoint = None  # Aᵀ through the dense factors
+        super().__init__(shp, col, row, direct=direct, direct_adjoint=adjoint)
         self.params = p
         self._kc, self._kr = kc, kr
 
@@ -351,8 +392,9 @@ def _factory(
     row: Sequence[float] | None = None,
     col: Sequence[float] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
+    boundary: str = "zero",
 ) -> Blur:
-    """Separable zero-padded blur: uniform, gaussian, anisotropic (DDRM) or explicit row/col taps."""
+    """Separable blur (zero or reflective border): uniform, gaussian, anisotropic (DDRM) or explicit taps."""
     return Blur(
         shape,
         kernel=kernel,
@@ -363,6 +405,7 @@ def _factory(
         row=row,
         col=col,
         threshold=threshold,
+        boundary=boundary,
     )
 
 
@@ -381,8 +424,9 @@ def _strategy() -> st.SearchStrategy[dict[str, Any]]:
         ),
         st.fixed_dictionaries({"kernel": st.just("explicit"), "row": taps, "col": taps}),
     )
-    return st.tuples(kernel, shapes(max_side=20), threshold).map(
-        lambda t: {**t[0], "shape": t[1], "threshold": t[2]}
+    boundary = st.sampled_from(["zero", "reflect"])
+    return st.tuples(kernel, shapes(max_side=20), threshold, boundary).map(
+        lambda t: {**t[0], "shape": t[1], "threshold": t[2], "boundary": t[3]}
     )
 
 

@@ -43,6 +43,7 @@ from opkit.io import DEFAULT_MAX_PIXELS, check_pixels
 from opkit.params import in_range, one_of
 from opkit.testing.strategies import shapes
 from opkit_plugins import _jpeg_core as core
+from opkit_plugins import _jpeg_native as native
 
 __all__ = ["JPEG", "JpegCoefficients", "JpegParams", "from_file", "quality_tables"]
 
@@ -146,6 +147,10 @@ class JpegCoefficients:
     sampling: str
     size: tuple[int, int]
     dtype: torch.dtype = torch.float32
+    # the JPEG files an 8-bit CPU encode went through (opkit_plugins._jpeg_native), not part of
+    # the value: not an init argument, dropped by attrs.evolve, used only while the components
+    # are the very tensors it was made with, unmodified
+    _native_source: Any = attrs.field(default=None, init=False, repr=False)
 
     @property
     def batch(self) -> int:
@@ -220,27 +225,45 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
             The measurement; ``dtype`` records ``x.dtype``.
         """
         self.check_input(x)
-        tables = self._tables.to(x.device)
+        tables = self._tables  # on the CPU: the kernels key their cached device constants by it
         mode = self.params.encoder
+        source = None
         if mode == "float":
             comps = core.encode_float(x, self._geo, tables)
         elif mode == "libjpeg":
-            comps = core.encode_libjpeg(x, self._geo, tables)
+            comps, source = self._encode_libjpeg(x, tables)
         else:
-            comps = self._encode_auto(x, tables)
-        return JpegCoefficients(tuple(comps), tables, self.sampling, self.shape[1:], x.dtype)  # type: ignore[arg-type]
+            comps, source = self._encode_auto(x, tables)
+        y = JpegCoefficients(tuple(comps), tables, self.sampling, self.shape[1:], x.dtype)  # type: ignore[arg-type]
+        if source is not None:
+            native.attach(y, source)
+        return y
 
-    def _encode_auto(self, x: Tensor, tables: Tensor) -> list[Tensor]:
+    def _encode_libjpeg(
+        self, x: Tensor, tables: Tensor, levels: Tensor | None = None
+    ) -> tuple[list[Tensor], Any]:
+        """libjpeg arithmetic: the library itself for CPU batches where it applies, else its emulation."""
+        if native.usable(x, self._geo, tables):
+            lv = torch.round(x * 255.0).clamp_(0, 255) if levels is None else levels
+            return native.encode(lv, self._geo, tables)
+        return core.encode_libjpeg(x, self._geo, tables, levels), None
+
+    def _encode_auto(self, x: Tensor, tables: Tensor) -> tuple[list[Tensor], Any]:
+        # A cheap necessary condition first: an image with a non-8-bit value among about 1024
+        # evenly spread samples is not 8-bit. Continuous images (every DDRM-JPEG step) stop
+        # here after one small check (one host synchronisation on CUDA) instead of four passes.
+        c, h, w = x.shape[1:]
+        step = max(1, int(math.sqrt(c * h * w / 1024)))
+        probe = x[:, :, ::step, ::step]  # a strided view: no copy of the batch
+        if not bool(_eight_bit(probe).any()):
+            return core.encode_float(x, self._geo, tables), None
         v = x * 255.0
         levels = torch.round(v)
-        flat = levels.flatten(1)
-        eight_bit = (
-            ((v - levels).abs_() <= 1e-3).flatten(1).all(1) & (flat.amin(1) >= 0) & (flat.amax(1) <= 255)
-        )
+        eight_bit = _eight_bit(x, v, levels)
         if bool(eight_bit.all()):
-            return core.encode_libjpeg(x, self._geo, tables, levels)
+            return self._encode_libjpeg(x, tables, levels)
         if not bool(eight_bit.any()):
-            return core.encode_float(x, self._geo, tables)
+            return core.encode_float(x, self._geo, tables), None
         lj = core.encode_libjpeg(x[eight_bit], self._geo, tables, levels[eight_bit])
         fl = core.encode_float(x[~eight_bit], self._geo, tables)
         out = []
@@ -249,7 +272,7 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
             full[eight_bit] = a
             full[~eight_bit] = b
             out.append(full)
-        return out
+        return out, None
 
     def decode(self, y: JpegCoefficients, mode: str | None = None) -> Tensor:
         """Decode a measurement; a pure function of ``y`` (its own tables, sampling and size).
@@ -271,10 +294,12 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
         if mode not in ("exact", "libjpeg"):
             raise ValueError(f"mode must be 'exact' or 'libjpeg', got {mode!r}")
         geo = self._check_measurement(y)
-        tables = y.tables.to(y.device)
+        tables = y.tables
         comps = list(y.components)
         if mode == "exact":
             return core.decode_exact(comps, geo, tables, y.dtype)
+        if native.usable(comps[0], geo, tables):
+            return native.decode(y, geo, tables, y.dtype)
         return core.decode_libjpeg(comps, geo, tables, y.dtype)
 
     def pinv(self, y: JpegCoefficients) -> Tensor:
@@ -378,6 +403,19 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
             return math.sqrt(total) / 255.0
         smax = float(torch.linalg.matrix_norm(core.YCC_TO_RGB, ord=2))
         return smax * math.sqrt(total / 3.0) / 255.0
+
+
+def _eight_bit(x: Tensor, v: Tensor | None = None, levels: Tensor | None = None) -> Tensor:
+    """Per image (first axis): every value a multiple of 1/255 (to 1e-3 of a level) in [0, 1].
+
+    ``v`` (``255 x``) is overwritten when given: large temporaries are costly (fresh pages).
+    """
+    v = x * 255.0 if v is None else v
+    levels = torch.round(v) if levels is None else levels
+    dims = tuple(range(1, x.ndim))  # reduce in place: flatten(1) would copy a channels-last batch
+    lo, hi = levels.amin(dims), levels.amax(dims)  # (torch.aminmax is several times slower on CPU)
+    off = v.sub_(levels).abs_().amax(dims)
+    return (off <= 1e-3) & (lo >= 0) & (hi <= 255)
 
 
 def _edge_blocks(h: int, w: int, rows: int, cols: int) -> int:

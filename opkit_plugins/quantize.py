@@ -79,7 +79,10 @@ class Quantize(opkit.EncodeDecodeOperator[Tensor]):
         """
         self.check_input(x)
         lv = self.levels
-        k = torch.floor(x * lv).clamp_(0, lv - 1)  # exact: lv is a power of two
+        # exact in the input's precision: lv is a power of two, so x · lv only shifts the exponent
+        # (float16/bfloat16 are widened first: their 2**bits may not even be representable)
+        work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        k = torch.mul(work, lv).floor_().clamp_(0, lv - 1)
         return k.to(torch.int64 if x.dtype == torch.float64 else torch.int32)
 
     def decode(self, y: Tensor, dtype: torch.dtype | None = None) -> Tensor:
@@ -100,7 +103,11 @@ class Quantize(opkit.EncodeDecodeOperator[Tensor]):
         self._check_levels(y)
         if dtype is None:
             dtype = torch.float64 if y.dtype == torch.int64 else torch.float32
-        return ((y.to(torch.float64) + 0.5) / self.levels).to(dtype)
+        # (k + 1/2) / 2**b is exact in float32 for every level (k < 2**16 needs 17 significant
+        # bits of the 24): computing it in float32 gives the float64 result rounded once, as before
+        work = torch.float64 if dtype == torch.float64 else torch.float32
+        out = y.to(work).add_(0.5).mul_(1.0 / self.levels)
+        return out if out.dtype == dtype else out.to(dtype)
 
     def _check_levels(self, y: Any) -> None:
         if not isinstance(y, Tensor):

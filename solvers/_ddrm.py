@@ -278,6 +278,25 @@ def _check_model(model: Any) -> Tensor:
     return _check_alphas_cumprod(model.alphas_cumprod, "model")
 
 
+def _inner_expand(c: Tensor, shape: torch.Size, inner: int = 256) -> Tensor:
+    """``c`` (broadcastable to ``shape``) materialised along its innermost broadcast dimensions.
+
+    Dimensions are expanded from the right until the contiguous inner block holds at least
+    ``inner`` elements (or ``c`` covers ``shape``). The per-coordinate coefficients then stay
+    small (``sr_block``'s ``(f, 1, f)`` becomes ``(f, W/f, f)``) while every elementwise update
+    of the batch runs along a long contiguous inner loop instead of re-broadcasting a handful of
+    values (measured 4x slower for ``sr_block``). The values are unchanged.
+    """
+    dims = [1] * (len(shape) - c.ndim) + list(c.shape)
+    block = 1
+    for d in range(len(shape) - 1, -1, -1):
+        if block >= inner:
+            break
+        dims[d] = shape[d]
+        block *= shape[d]
+    return c.reshape([1] * (len(shape) - c.ndim) + list(c.shape)).expand(dims).contiguous()
+
+
 def _normal_(buf: Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> Tensor:
     """Fill ``buf`` with standard normal noise from ``generator`` (which may live elsewhere).
 
@@ -407,6 +426,9 @@ class _Run:
         ones = torch.ones((1, *op.shape), dtype=y.dtype, device=y.device)
         ybar = 2.0 * s_pinv * op.Ut(y) - pos.to(y.dtype) * op.Vt(ones)
         ybar = ybar.repeat_interleave(k, dim=0) if k > 1 else ybar.contiguous()
+        # per-coordinate coefficients with a long contiguous inner extent (see _inner_expand)
+        s, s_pinv = _inner_expand(s, ybar.shape[1:]), _inner_expand(s_pinv, ybar.shape[1:])
+        pos = s > 0
         noise_lvl = sig * s_pinv  # σ/s_i on measured coordinates, 0 elsewhere
         pos_f = pos.to(s.dtype)
         null_f = 1.0 - pos_f

@@ -12,12 +12,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from opkit.operators import all_finite
+
 __all__ = ["FiniteWatch", "check_finite", "working_dtype"]
 
 
 def check_finite(name: str, t: Tensor) -> None:
     """Raise ``ValueError`` if ``t`` holds NaN or infinity; the message names ``name``."""
-    if not bool(torch.isfinite(t).all()):
+    if not all_finite(t):
         raise ValueError(f"{name} contains NaN or infinity")
 
 
@@ -44,11 +46,11 @@ class FiniteWatch:
 
     def update(self, step: int, out: Tensor) -> None:
         """Record ``out``, the model output of ``step`` (raises at once on the CPU)."""
-        bad = ~torch.isfinite(out).all()
         if out.device.type == "cpu":
-            if bool(bad):
+            if not all_finite(out):
                 self._raise(step)
             return
+        bad = ~torch.isfinite(out).all()
         here = torch.where(bad, step, -1)
         self._first = here if self._first is None else torch.where(self._first >= 0, self._first, here)
 

@@ -279,8 +279,145 @@ def test_construction_time_at_256_and_2048() -> None:  # pragma: no cover - timi
     print("2048² construction", time.perf_counter() - t0)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_cuda() -> None:
     op = opkit.create("blur", shape=(3, 12, 10), kernel="gaussian", sigma=1.0)
     for dtype in DTYPES:
         check_operator(op, dtype=dtype, device="cuda")
+
+
+# ------------------------------------------------------------------------------ reflective boundary
+
+
+def _symmetric_kernel(length: int, seed: int) -> torch.Tensor:
+    k = torch.rand(length, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)) + 0.1
+    k = k + k.flip(0)
+    return k / k.sum()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 13, 64])
+@pytest.mark.parametrize("length", [1, 3, 9, 31, 201])  # 201: reflections wrap several times
+def test_dct_diagonalises_the_reflective_correlation_exactly(n: int, length: int) -> None:
+    from opkit_plugins._separable import correlation_matrix, dct_eigenvalues, dct_matrix
+
+    k = _symmetric_kernel(length, n * 1000 + length)
+    A = correlation_matrix(k, n, pad=(length - 1) // 2, boundary="symmetric")  # dense, float64
+    C = dct_matrix(n)
+    torch.testing.assert_close(C @ C.T, torch.eye(n, dtype=torch.float64), rtol=0, atol=1e-14)
+    torch.testing.assert_close(C @ A @ C.T, torch.diag(dct_eigenvalues(k, n)), rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 17, 256])
+def test_fast_dct_equals_the_dense_matrix(n: int) -> None:
+    from opkit_plugins._separable import dct, dct_matrix, idct
+
+    x = torch.randn(3, 4, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
+    C = dct_matrix(n)
+    tol = 1e-14 * n  # rounding of either side grows with the length
+    torch.testing.assert_close(dct(x), x @ C.T, rtol=0, atol=tol)
+    torch.testing.assert_close(idct(x), x @ C, rtol=0, atol=tol)
+    torch.testing.assert_close(dct(x.transpose(-1, -2), -2), (x @ C.T).transpose(-1, -2), rtol=0, atol=tol)
+    torch.testing.assert_close(idct(dct(x.float())), x.float(), rtol=0, atol=1e-5)
+
+
+def _reflect_pad_reference(x: torch.Tensor, col: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    """Independent reference: numpy's half-sample 'symmetric' padding, then a valid conv2d."""
+    lc, lr = col.numel(), row.numel()
+    cc, cr = (lc - 1) // 2, (lr - 1) // 2
+    padded = np.pad(x.numpy(), ((0, 0), (0, 0), (cc, lc - 1 - cc), (cr, lr - 1 - cr)), mode="symmetric")
+    w = torch.outer(col, row).to(x.dtype).expand(x.shape[1], 1, lc, lr)
+    return nnf.conv2d(torch.from_numpy(padded), w, groups=x.shape[1])
+
+
+REFLECT = [
+    {"kernel": "uniform", "size": 9},
+    {"kernel": "gaussian", "sigma": 1.2},
+    {"kernel": "anisotropic", "sigma_h": 3.0, "sigma_v": 0.8, "size": 7},
+    {"kernel": "uniform", "size": 4},  # even: dense SVD of the reflective matrix
+    {"row": [0.1, 0.7, 0.2], "col": [0.3, 0.4, 0.3]},  # asymmetric row, symmetric col: mixed
+]
+
+
+@pytest.mark.parametrize("params", REFLECT)
+def test_reflective_blur_equals_dense_float64_and_a_padding_reference(params: dict[str, Any]) -> None:
+    from opkit_plugins._separable import DCTFactor, correlation_matrix
+
+    shape = (2, 12, 9)
+    op = Blur(shape, boundary="reflect", threshold=0.0, **params)
+    assert op.params.boundary == "reflect"
+    for kernel, factor in ((op.col_kernel, op.col_factor), (op.row_kernel, op.row_factor)):
+        symmetric = kernel.numel() % 2 == 1 and torch.equal(kernel, kernel.flip(0))
+        assert isinstance(factor, DCTFactor) == symmetric
+    x = torch.rand(3, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    ref = _reflect_pad_reference(x, op.col_kernel, op.row_kernel)
+    torch.testing.assert_close(op(x), ref, rtol=0, atol=1e-14)
+    Ac = correlation_matrix(op.col_kernel, 12, pad=kernel_centre(op.col_kernel.numel()), boundary="symmetric")
+    Ar = correlation_matrix(op.row_kernel, 9, pad=kernel_centre(op.row_kernel.numel()), boundary="symmetric")
+    H = torch.kron(Ac, Ar)
+    one = (1, *shape[1:])
+    op1 = Blur(one, boundary="reflect", threshold=0.0, **params)
+    torch.testing.assert_close(dense(op1, one), H, rtol=0, atol=1e-13)
+    torch.testing.assert_close(dense(op1.adjoint, one), H.T, rtol=0, atol=1e-13)
+    svd_h = dense(lambda v: op1.U(op1.singulars_like(v) * op1.Vt(v)), one)
+    torch.testing.assert_close(svd_h, H, rtol=0, atol=1e-13)
+    y = torch.randn(2, *op1.out_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    expected = (torch.linalg.pinv(H) @ y.flatten(1).T).T
+    torch.testing.assert_close(op1.pinv(y).flatten(1), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("params", REFLECT[:3])
+@pytest.mark.parametrize("threshold", [0.0, 3e-2, 0.3])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_reflective_blur_obeys_the_laws(params: dict[str, Any], threshold: float, dtype: torch.dtype) -> None:
+    op = opkit.create("blur", shape=(3, 14, 11), boundary="reflect", threshold=threshold, **params)
+    check_operator(op, dtype=dtype)
+    if threshold == 0.3:  # truncated: H, Hᵀ and H† go through the DCTs, and equal dense float64
+        assert max(op.col_factor.dropped, op.row_factor.dropped) > 0
+        op1 = opkit.create("blur", shape=(1, 14, 11), boundary="reflect", threshold=threshold, **params)
+        Ht = torch.kron(op1.col_factor.truncated, op1.row_factor.truncated)
+        torch.testing.assert_close(dense(op1, (1, 14, 11)), Ht, rtol=0, atol=1e-13)
+        torch.testing.assert_close(dense(op1.adjoint, (1, 14, 11)), Ht.T, rtol=0, atol=1e-13)
+
+
+def test_reflective_construction_needs_no_eigendecomposition() -> None:
+    import opkit_plugins._separable as sep
+
+    before = len(sep._SVD_CACHE)
+    op = Blur((3, 2048, 2048), kernel="gaussian", sigma=2.0, boundary="reflect", threshold=0.0)
+    assert isinstance(op.col_factor, sep.DCTFactor) and op.row_factor is op.col_factor
+    assert len(sep._SVD_CACHE) == before  # no dense SVD, no n × n matrix formed
+    assert "V" not in op.col_factor.__dict__
+
+
+def test_default_boundary_is_zero_and_a_bad_one_is_named() -> None:
+    assert opkit.create("blur", shape=(1, 8, 8)).params.boundary == "zero"
+    with pytest.raises(ValueError, match="boundary"):
+        opkit.create("blur", shape=(1, 8, 8), boundary="wrap")
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("blur", {"kernel": "gaussian", "sigma": 1.3, "threshold": 0.0}),
+        ("blur", {"row": [0.1, 0.7, 0.2], "col": [0.6, 0.4], "threshold": 0.0}),
+        ("blur", {"kernel": "uniform", "size": 5, "boundary": "reflect", "threshold": 0.0}),
+        ("sr_bicubic", {"factor": 2}),
+        ("sr_bicubic", {"factor": 3, "boundary": "symmetric"}),
+    ],
+)
+def test_the_convolution_path_of_other_devices_equals_the_slice_path(
+    name: str, params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off the CPU, H and Hᵀ run as depthwise 1-D (transposed) convolutions: same maps."""
+    import opkit_plugins._separable as sep
+
+    op = opkit.create(name, shape=(2, 12, 18), **params)
+    x = torch.rand(2, 2, 12, 18, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    y = torch.rand(2, *op.out_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    slices = (op(x), op.adjoint(y))
+    monkeypatch.setattr(sep, "SHIFT_TAPS", 0)
+    convs = (op(x), op.adjoint(y))
+    for a, b in zip(slices, convs):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-14)
+    check_operator(op)

@@ -343,6 +343,7 @@ def test_progress_bar_reports_time_per_step(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_follows_the_input() -> None:  # pragma: no cover - no GPU on the project machines
     x = _images(2).cuda()

@@ -6,6 +6,7 @@ Fast tests sample qualities; the ``slow`` ones sweep all of them.
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from PIL import Image
 
 import opkit
 from opkit.testing import check_operator
+from opkit_plugins import _jpeg_core as core
+from opkit_plugins import _jpeg_native as native
 from opkit_plugins import jpeg
 from opkit_plugins.jpeg import JPEG, JpegCoefficients, JpegParams
 
@@ -385,3 +388,73 @@ def test_from_file_without_jpeglib_recovers_almost_every_coefficient(
     op, y2 = jpeg.from_file(path)
     agree = float((op.codes(y) == op.codes(y2)).double().mean())
     assert agree >= 0.999
+
+
+@pytest.mark.skipif(not native.available(), reason="needs jpeglib")
+@pytest.mark.parametrize("shape", [(3, 32, 48), (3, 21, 30), (1, 17, 9), (3, 1, 2)])
+@pytest.mark.parametrize("subsampling", ["4:2:0", "4:2:2", "4:4:4"])
+def test_library_route_is_bit_exact_with_the_emulation(shape: tuple[int, int, int], subsampling: str) -> None:
+    """8-bit CPU batches go through Pillow + jpeglib's C reader/writer: identical to the torch pipeline."""
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randint(0, 256, (2, *shape), generator=g).double() / 255.0
+    for quality in (1, 37, 100):
+        op = opkit.create("jpeg", shape=shape, quality=quality, subsampling=subsampling, decode="libjpeg")
+        assert native.usable(x, op._geo, op.tables)
+        y = op(x)
+        assert y._native_source is not None  # it really took the library route
+        ref = core.encode_libjpeg(x, op._geo, op.tables)
+        assert all(torch.equal(a, b) for a, b in zip(y.components, ref))
+        emulated = core.decode_libjpeg(list(y.components), op._geo, op.tables, torch.float64)
+        assert torch.equal(op.decode(y), emulated)  # from the encoder's own files
+        copy = op.map_measurement(y, lambda t: t.clone())
+        assert copy._native_source is None and torch.equal(op.decode(copy), emulated)  # rewritten
+        y.components[0][0, 0, 0, 0, 0] += 3  # an in-place change invalidates the files
+        changed = core.decode_libjpeg(list(y.components), op._geo, op.tables, torch.float64)
+        assert torch.equal(op.decode(y), changed)
+
+
+def test_without_jpeglib_the_emulation_runs_with_identical_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """jpeglib is a dependency, but an install without it (or with a changed binding) still works."""
+    native.available.cache_clear()
+    monkeypatch.setitem(sys.modules, "jpeglib", None)  # every import of it fails, as if absent
+    monkeypatch.setitem(sys.modules, "jpeglib._bind", None)
+    try:
+        assert not native.available()
+        op = opkit.create("jpeg", shape=(3, 16, 24), quality=50, decode="libjpeg")
+        x = torch.randint(0, 256, (2, 3, 16, 24), generator=torch.Generator().manual_seed(1)) / 255.0
+        assert not native.usable(x, op._geo, op.tables)
+        y = op(x)
+        assert y._native_source is None
+        ref = core.encode_libjpeg(x, op._geo, op.tables)
+        assert all(torch.equal(a, b) for a, b in zip(y.components, ref))
+        assert torch.equal(op.decode(y), core.decode_libjpeg(list(ref), op._geo, op.tables, torch.float32))
+    finally:
+        native.available.cache_clear()
+
+
+@pytest.mark.skipif(not native.available(), reason="needs jpeglib")
+def test_library_route_leaves_no_scratch_folder_behind() -> None:
+    import subprocess
+
+    code = (
+        "import os, torch, opkit\n"
+        "from opkit_plugins import _jpeg_native as native\n"
+        "op = opkit.create('jpeg', shape=(3, 16, 16), decode='libjpeg')\n"
+        "x = torch.randint(0, 256, (1, 3, 16, 16)) / 255.0\n"
+        "assert op(x)._native_source is not None\n"
+        "d = native._workdir()\n"
+        "assert os.path.isdir(d)\n"
+        "print(d)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    folder = out.stdout.strip().splitlines()[-1]
+    assert folder and not Path(folder).exists()
+
+
+def test_library_route_is_skipped_where_it_does_not_apply() -> None:
+    op = opkit.create("jpeg", shape=(3, 16, 16), tables=[[300] * 64, [2] * 64, [3] * 64])
+    x = torch.randint(0, 256, (1, 3, 16, 16), generator=torch.Generator().manual_seed(0)) / 255.0
+    assert not native.usable(x, op._geo, op.tables)  # entries above 255 and distinct chroma tables
+    y = op(x)
+    assert y._native_source is None
+    assert all(torch.equal(a, b) for a, b in zip(y.components, core.encode_libjpeg(x, op._geo, op.tables)))

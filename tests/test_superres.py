@@ -306,6 +306,7 @@ def test_wrong_measurement_shape_is_rejected(name: str) -> None:
         op.pinv(torch.zeros(1, 1, 8, 8))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", ["sr_block", "sr_bicubic"])
 def test_on_cuda(name: str) -> None:
