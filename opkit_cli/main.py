@@ -433,6 +433,25 @@ def cmd_ops(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_solvers(args: argparse.Namespace) -> int:
+    """List the registered solvers: operator kinds, model, options and plugin."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", opkit.OpkitPluginWarning)  # listed below instead
+        reg = opkit.default_registry()
+    for entry in reg.solver_entries():
+        opts = ", ".join(
+            name if default is inspect.Parameter.empty else f"{name}={default!r}"
+            for name, default in entry.options().items()
+        )
+        print(f"{entry.name:<14} {entry.description}")
+        kinds = ", ".join(entry.accepts)
+        print(f"{'':<14} operators: {kinds}   model: {entry.model}   [plugin: {entry.plugin}]")
+        print(f"{'':<14} options: {opts or '(none)'}")
+    for name, why in reg.skipped.items():
+        print(f"(skipped plugin {name}: {one_line(why)})", file=sys.stderr)
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------------------------
 # opkit degrade
 # ----------------------------------------------------------------------------------------------
@@ -513,17 +532,17 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------
 def _measurement(args: argparse.Namespace, params: dict[str, Any]) -> tuple[Any, Any, torch.Tensor]:
     """Operator, measurement and a displayable degraded image for ``restore``."""
-    path = Path(args.image)
-    if args.op == "jpeg" and path.suffix.lower() in JPEG_SUFFIXES and not params:
-        from opkit_plugins.jpeg import from_file  # the composition root may import plugins
-
+    if not params and not _is_sample(args.image):
+        # a file format plugin may own the file (the jpeg plugin reads .jpg files with their tables)
         try:
-            op, y = from_file(path, max_pixels=max_pixels_of(args))
+            got = opkit.read_measurement(args.image, max_pixels_of(args))
         except ImageTooLargeError as exc:
             fail(f"{exc}; raise the limit with --max-pixels")
         except (FileNotFoundError, ValueError) as exc:
             fail(exc)
-        return op, y, op.decode(y, mode="libjpeg")
+        if got is not None and got[0].name == args.op:
+            op, y = got
+            return op, y, read_input(args.image, max_pixels_of(args))  # the file as a viewer shows it
     img = read_input(args.image, max_pixels_of(args))
     shape = infer_image_shape(args.op, tuple(img.shape[1:]), params)
     created = create_operator(args.op, shape, params)
@@ -698,12 +717,22 @@ def _model_channels(model: Any) -> int | None:
     return None
 
 
+def solver_entry(name: str) -> opkit.SolverEntry:
+    """The registry entry of the solver ``name``, or a one-line error listing the solvers."""
+    try:
+        return opkit.default_registry().solver_entry(name)
+    except KeyError as exc:
+        fail(exc.args[0])
+
+
 class Restorer:
     """The chosen solver with its model, loaded once: ``restorer(op, y, y_image, params)``.
 
-    DDRM uses the operator and its measurement; DriftRec is blind and uses the degraded image
-    (``y_image`` when it has the operator's image shape, else ``Decode(y)`` or ``H†y``). A
-    greyscale problem and a three-channel model are bridged by :func:`lift_to_rgb`.
+    Any registered solver (``opkit solvers``) is called through the one solver contract,
+    ``solver(op, y, model, steps=..., num_samples=..., generator=..., progress=...)``, with the
+    options it declares (``sigma_y``, ``eta``, ...) from the flags. The model is loaded by the
+    kind the solver declares: a diffusion prior (:func:`load_model`), a DriftRec score model, or
+    none. A greyscale problem and a three-channel model are bridged by :func:`lift_to_rgb`.
 
     Parameters
     ----------
@@ -712,72 +741,84 @@ class Restorer:
     generator : torch.Generator
         Randomness of the solver.
     progress : bool
-        Show DDRM's progress bar.
+        Show the solver's progress bar.
     """
 
     def __init__(self, args: argparse.Namespace, generator: torch.Generator, *, progress: bool) -> None:
         import solvers
 
         self.args, self.generator, self.progress = args, generator, progress
+        self.entry = solver_entry(args.solver)
+        self.options = self.entry.options()
         label = getattr(args, "class_label", None)
         self.model_kwargs = {"class_labels": torch.tensor([label])} if label is not None else None
-        if args.solver != "ddrm" and (label is not None or args.model_config or args.download):
-            fail("--model-config, --download and --class-label apply to --solver ddrm")
+        if self.entry.model != "prior" and (label is not None or args.model_config or args.download):
+            fail("--model-config, --download and --class-label apply to solvers with a diffusion prior")
         try:
-            if args.solver == "ddrm":
+            if self.entry.model == "prior":
                 self.model: Any = load_model(args)
-            else:
+            elif self.entry.model == "driftrec":
                 self.model = solvers.load_driftrec(args.model)
+            else:
+                self.model = None
         except (FileNotFoundError, ValueError, NotImplementedError, ImportError) as exc:
             fail(exc)
         except Exception as exc:  # a damaged model folder raises anything
             fail(f"cannot load the model {args.model}: {one_line(exc)}")
         self.channels = _model_channels(self.model)
 
+    def keywords(self, op: Any) -> dict[str, Any]:
+        """The solver's keywords: the model's tuned DDRM settings (``ddrm`` only), then the flags."""
+        args, opts = self.args, self.options
+        kw: dict[str, Any] = ddrm_settings(args, self.model) if args.solver == "ddrm" else {}
+        if args.steps is not None:
+            kw["steps"] = args.steps
+        if args.samples is not None:
+            kw["num_samples"] = args.samples
+        for key, flag in (("eta", "--eta"), ("eta_b", "--eta-b"), ("t_start", "--t-start")):
+            value = getattr(args, key, None)
+            if value is not None and key not in opts:
+                fail(f"{flag} does not apply to --solver {args.solver}")
+            if value is not None:
+                kw[key] = value
+        if "sigma_y" in opts:
+            kw["sigma_y"] = args.sigma_y
+        elif args.sigma_y > 0:
+            fail(f"--sigma-y does not apply to --solver {args.solver}")
+        if self.model_kwargs is not None and "model_kwargs" in opts:
+            kw["model_kwargs"] = self.model_kwargs
+        return kw
+
     def __call__(
         self, op: Any, y: Any, y_image: torch.Tensor | None = None, params: dict[str, Any] | None = None
     ) -> torch.Tensor:
         """Restore ``y`` (see the class docstring); errors end the command with one line."""
-        import solvers
+        from opkit.solver import accepts
 
-        args = self.args
-        settings = ddrm_settings(args, self.model) if args.solver == "ddrm" else {}
+        args, entry = self.args, self.entry
+        kind = opkit.operator_kind(op)
+        if not accepts(kind, entry.accepts):
+            fail(
+                f"--solver {entry.name} does not take --op {args.op} ({kind or type(op).__name__}); "
+                f"it takes {', '.join(entry.accepts)} operators"
+            )
+        settings = self.keywords(op)
         check_steps(args, op, self.model, settings)
         grey = op.shape[0] == 1 and self.channels == 3
         if self.channels is not None and not grey and self.channels != op.shape[0]:
             fail(f"the model works on {self.channels}-channel images; this one has {op.shape[0]}")
         try:
-            if args.solver == "ddrm":
-                if grey:
-                    op, y = lift_to_rgb(args.op, params or {}, op, y)
-                out = solvers.ddrm(
-                    op,
-                    y,
-                    self.model,
-                    **settings,
-                    sigma_y=args.sigma_y,
-                    generator=self.generator,
-                    progress=self.progress,
-                    model_kwargs=self.model_kwargs,
-                )
-            else:
-                if y_image is None or tuple(y_image.shape[1:]) != op.shape:
-                    y_image = op.decode(y) if isinstance(op, opkit.EncodeDecodeOperator) else op.pinv(y)
-                if grey:
-                    y_image = y_image.expand(y_image.shape[0], 3, *y_image.shape[2:])
-                out = solvers.driftrec(
-                    y_image,
-                    self.model,
-                    sde="model",
-                    steps=args.steps or 100,
-                    num_samples=args.samples or 1,
-                    generator=self.generator,
-                )
+            if grey:
+                op, y = lift_to_rgb(args.op, params or {}, op, y)
+            out = entry.solver(
+                op, y, self.model, **settings, generator=self.generator, progress=self.progress
+            )
         except (ValueError, NotImplementedError) as exc:
             fail(exc)
         except RuntimeError as exc:
             fail(f"{args.solver} failed: {one_line(exc)}")
-        assert isinstance(out, torch.Tensor)
+        if not isinstance(out, torch.Tensor):
+            fail(f"--solver {args.solver} returned {type(out).__name__}, not an image tensor")
         return to_grey(out) if grey else out
 
 
@@ -824,13 +865,11 @@ def _protected_model(args: argparse.Namespace) -> list[Path]:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    """Restore a degraded image with DDRM or DriftRec."""
+    """Restore a degraded image with any registered solver."""
     params = parse_params(args.param)
     check_params(args.op, params)
     if args.truth and not args.compare:
         fail("--truth is only used with --compare")
-    if args.solver == "driftrec" and args.sigma_y > 0:
-        fail("--sigma-y applies to --solver ddrm only")
     image_out = image_suffixes()
     check_outputs(
         [("-o", args.output, image_out), ("--compare", args.compare, image_out)],
@@ -1246,6 +1285,9 @@ MODEL_HELP = (
 )
 
 
+SOLVER_HELP = "a registered solver (see `opkit solvers`): ddrm, pigdm, driftrec or a plugin's (default ddrm)"
+
+
 def add_model_arguments(s: argparse.ArgumentParser) -> None:
     """``--model-config``, ``--download``, ``--device`` and ``--dtype`` (see :func:`load_model`)."""
     s.add_argument("--model-config", help="ADM checkpoint settings: a JSON file or a preset name")
@@ -1260,6 +1302,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("ops", help="list registered operators and their parameters")
     s.set_defaults(func=cmd_ops)
+    s = sub.add_parser("solvers", help="list registered solvers, the operators and models they take")
+    s.set_defaults(func=cmd_solvers)
     s = sub.add_parser("degrade", help="apply an operator to an image")
     s.add_argument("image", help="input image path, or sample:astronaut|chelsea|coffee|camera|rocket")
     s.add_argument("--op", required=True, help="operator name (see `opkit ops`)")
@@ -1272,11 +1316,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="overwrite an existing output")
     _add_max_pixels(s)
     s.set_defaults(func=cmd_degrade)
-    s = sub.add_parser("restore", help="restore a degraded image (DDRM or DriftRec)")
+    s = sub.add_parser("restore", help="restore a degraded image with any registered solver")
     s.add_argument("image", help="degraded image (for --op jpeg, a .jpg file is read with its own tables)")
     s.add_argument("--op", required=True, help="the operator that degraded it")
     s.add_argument("--param", action="append", metavar="K=V", help="operator parameter (repeatable)")
-    s.add_argument("--solver", choices=("ddrm", "driftrec"), default="ddrm")
+    s.add_argument("--solver", default="ddrm", help=SOLVER_HELP)
     s.add_argument("--model", default="default", help=MODEL_HELP)
     add_model_arguments(s)
     s.add_argument("--class-label", type=int, help="class of a class-conditional prior (DDRM-CC)")
@@ -1303,7 +1347,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--qualities", type=quality_list, help="comma-separated JPEG qualities to sweep, e.g. 5,10,30"
     )
-    s.add_argument("--solver", choices=("ddrm", "driftrec"), default="ddrm")
+    s.add_argument("--solver", default="ddrm", help=SOLVER_HELP)
     s.add_argument("--model", default="default", help=MODEL_HELP)
     add_model_arguments(s)
     s.add_argument("--steps", type=positive_int, default=None)

@@ -45,8 +45,6 @@ started at :math:`t = 300` from :math:`\sqrt{\bar\alpha_t}\operatorname{Decode}(
 from __future__ import annotations
 
 import math
-import sys
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -54,7 +52,9 @@ import torch
 from torch import Tensor
 
 import opkit
+from opkit.params import check_non_negative, check_unit
 from solvers._finite import FiniteWatch, check_finite, working_dtype
+from solvers.common import Progress, SolveInfo, check_common, normal_, repeat_rows
 from solvers.priors import _check_alphas_cumprod, uniform_timesteps
 
 __all__ = ["DDRM_DEFAULTS", "ddrm"]
@@ -82,10 +82,11 @@ def ddrm(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool | None = None,
+    return_info: bool = False,
     return_samples: bool = False,
     clip_x0: bool = True,
     model_kwargs: Mapping[str, Any] | None = None,
-) -> Tensor | tuple[Tensor, Tensor]:
+) -> Tensor | tuple[Tensor, Any]:
     r"""Restore images from measurements ``y = H(x)`` with a diffusion prior (DDRM).
 
     Dispatches on the operator's type: an :class:`opkit.SVDOperator` runs the spectral DDRM
@@ -143,8 +144,11 @@ def ddrm(
     progress : bool, optional
         Show a tqdm progress bar with the time per step; by default only when stderr is a
         terminal.
+    return_info : bool
+        Also return a :class:`~solvers.common.SolveInfo` (model evaluations, steps, and the
+        individual samples in its ``samples``).
     return_samples : bool
-        Also return the individual samples.
+        Also return the individual samples (the older form of ``return_info``).
     clip_x0 : bool
         Clip the denoised prediction to the data range ``[-1, 1]`` (DDPM practice).
     model_kwargs : mapping, optional
@@ -153,8 +157,9 @@ def ddrm(
 
     Returns
     -------
-    torch.Tensor or tuple of torch.Tensor
-        The restored images ``(B, C, H, W)`` in ``[0, 1]`` (the mean of the samples), and with
+    torch.Tensor or tuple
+        The restored images ``(B, C, H, W)`` in ``[0, 1]`` (the mean of the samples); with
+        ``return_info`` also the :class:`~solvers.common.SolveInfo`, else with
         ``return_samples`` also the samples ``(B, num_samples, C, H, W)``.
 
     Raises
@@ -196,14 +201,11 @@ def ddrm(
             "not supported"
         )
     d_eta, d_eta_b, d_start = DDRM_DEFAULTS[kind]
-    eta = d_eta if eta is None else _unit("eta", eta)
-    eta_b = d_eta_b if eta_b is None else _unit("eta_b", eta_b)
-    sigma_y = _nonneg("sigma_y", sigma_y)
+    eta = d_eta if eta is None else check_unit("eta", eta)
+    eta_b = d_eta_b if eta_b is None else check_unit("eta_b", eta_b)
+    sigma_y = check_non_negative("sigma_y", sigma_y)
     alphas = _check_model(model)
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_common(steps, num_samples)
     if t_start is None:
         t_start = d_start
     timesteps = uniform_timesteps(alphas.numel(), steps, t_start)  # validates steps and t_start
@@ -235,35 +237,18 @@ def ddrm(
     if num_samples > 1:
         mean = samples.mean(dim=1)
     else:
-        mean = samples[:, 0].clone() if return_samples else samples[:, 0]
+        mean = samples[:, 0].clone() if (return_samples or return_info) else samples[:, 0]
     if mean.dtype != run.out_dtype:  # half-precision measurements: computed in float32
         mean, samples = mean.to(run.out_dtype), samples.to(run.out_dtype)
+    if return_info:
+        n = len(timesteps)
+        return mean, SolveInfo(nfe=n, steps=n, samples=samples, extra={"timesteps": timesteps})
     return (mean, samples) if return_samples else mean
 
 
 # --------------------------------------------------------------------------------------------
 # validation helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _unit(name: str, v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        f = float("nan")
-    if isinstance(v, bool) or not 0.0 <= f <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
-    return f
-
-
-def _nonneg(name: str, v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        f = float("nan")
-    if isinstance(v, bool) or not (0.0 <= f < math.inf):
-        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    return f
 
 
 def _check_model(model: Any) -> Tensor:
@@ -273,36 +258,6 @@ def _check_model(model: Any) -> Tensor:
             f"__call__(x_t, t) -> eps (see solvers.priors); got {type(model).__name__}"
         )
     return _check_alphas_cumprod(model.alphas_cumprod, "model")
-
-
-def _normal_(buf: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Fill ``buf`` with standard normal noise from ``generator`` (which may live elsewhere)."""
-    if generator is None or generator.device == buf.device:
-        return buf.normal_(generator=generator)
-    return buf.copy_(torch.randn(buf.shape, generator=generator, device=generator.device, dtype=buf.dtype))
-
-
-def _repeat(v: Any, k: int, batch: int) -> Any:
-    if k > 1 and isinstance(v, Tensor) and v.ndim >= 1 and v.shape[0] == batch:
-        return v.repeat_interleave(k, dim=0)
-    return v
-
-
-def _tick(bar: Any, tic: float) -> None:
-    """Advance the progress bar and show the time of the step just done."""
-    bar.set_postfix_str(f"{(time.perf_counter() - tic) * 1e3:.1f} ms/step", refresh=False)
-    bar.update()
-
-
-def _close(bar: Any) -> None:
-    """Show the mean time per step and close the bar."""
-    if bar is None:
-        return
-    elapsed = bar.format_dict.get("elapsed", 0.0)
-    if bar.n:
-        bar.set_postfix_str(f"{elapsed / bar.n * 1e3:.1f} ms/step on average", refresh=False)
-    bar.refresh()
-    bar.close()
 
 
 class _Run:
@@ -338,13 +293,8 @@ class _Run:
         self.watch = FiniteWatch("the model", lambda i: f"step {i + 1} of {n} (timestep {timesteps[i]})")
 
     # -- shared pieces ------------------------------------------------------------------------
-    def _bar(self, desc: str) -> Any:
-        show = self.progress if self.progress is not None else sys.stderr.isatty()
-        if not show:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=len(self.timesteps), desc=desc, unit="step", leave=True)
+    def _bar(self, desc: str) -> Progress:
+        return Progress(len(self.timesteps), desc, self.progress)
 
     def _eps(self, i: int, x_in: Tensor, t: int, kwargs: dict[str, Any]) -> Tensor:
         """The model's ε for step ``i`` (timestep ``t``), checked for shape and finiteness."""
@@ -363,7 +313,7 @@ class _Run:
         return eps
 
     def _kwargs(self, batch: int) -> dict[str, Any]:
-        return {k: _repeat(v, self.k, batch) for k, v in self.model_kwargs.items()}
+        return {k: repeat_rows(v, self.k, batch) for k, v in self.model_kwargs.items()}
 
     def _sigma(self, i: int) -> float:
         """VE noise level (model range) of the i-th timestep; 0 after the last one."""
@@ -403,7 +353,7 @@ class _Run:
         # Start (eq. 7) at σ_T.
         sig_t = self._sigma(0)
         # contiguous buffers: normal_ and elementwise kernels are much slower on strided ones
-        noise = _normal_(torch.empty(ybar.shape, dtype=y.dtype, device=y.device), self.generator)
+        noise = normal_(torch.empty(ybar.shape, dtype=y.dtype, device=y.device), self.generator)
         case2 = pos & (sig_t >= noise_lvl)
         case3 = pos & ~case2
         a_z = torch.where(pos, (sig_t**2 - noise_lvl.square()).clamp_min(0).sqrt(), torch.full_like(s, sig_t))
@@ -422,7 +372,7 @@ class _Run:
         bar = self._bar(f"DDRM ({op._label()})")
         try:
             for i, t in enumerate(self.timesteps):
-                tic = time.perf_counter()
+                bar.start()
                 sqrt_a = math.sqrt(self.abar[i])
                 sig_t, sig_n = self._sigma(i), self._sigma(i + 1)
                 x = op.V(xbar)  # VE iterate, model range
@@ -454,12 +404,11 @@ class _Run:
                 if has_null:
                     new.addcmul_(xbar, null_f * c)
                 if sig_n > 0:
-                    new.addcmul_(_normal_(noise, self.generator), a_z)
+                    new.addcmul_(normal_(noise, self.generator), a_z)
                 xbar = new
-                if bar is not None:
-                    _tick(bar, tic)
+                bar.tick()
         finally:
-            _close(bar)
+            bar.close()
         self.watch.check()
         out = op.V(xbar)
         return out.add_(1.0).mul_(0.5).clamp_(0.0, 1.0)
@@ -485,14 +434,14 @@ class _Run:
         kwargs = self._kwargs(batch)
 
         a0 = self.abar[0]
-        noise = _normal_(torch.empty(dec_y.shape, dtype=dec_y.dtype, device=dec_y.device), self.generator)
+        noise = normal_(torch.empty(dec_y.shape, dtype=dec_y.dtype, device=dec_y.device), self.generator)
         x_in = torch.add(2.0 * dec_y - 1.0, noise, alpha=math.sqrt((1 - a0) / a0)).mul_(math.sqrt(a0))
         buf_f, buf_f01 = torch.empty_like(noise), torch.empty_like(noise)
         bar = self._bar(f"DDRM-JPEG ({op._label()})")
         mix = dec_y
         try:
             for i, t in enumerate(self.timesteps):
-                tic = time.perf_counter()
+                bar.start()
                 a = self.abar[i]
                 a_n = self.abar[i + 1] if i + 1 < len(self.abar) else 1.0
                 eps = self._eps(i, x_in, t, kwargs)
@@ -508,13 +457,12 @@ class _Run:
                 # η_b x' + (1 − η_b) f with x' = f − 2 Dec(Enc(f01)) + 2 Dec(y)  (model range)
                 mix = f.add_(dec_y, alpha=2.0 * eta_b).add_(redec, alpha=-2.0 * eta_b)
                 if a_n < 1.0:
-                    _normal_(noise, self.generator)
+                    normal_(noise, self.generator)
                     if eta < 1.0:
                         noise.mul_(eta).add_(eps, alpha=1.0 - eta)
                     x_in = torch.mul(mix, math.sqrt(a_n), out=x_in).add_(noise, alpha=math.sqrt(1 - a_n))
-                if bar is not None:
-                    _tick(bar, tic)
+                bar.tick()
         finally:
-            _close(bar)
+            bar.close()
         self.watch.check()
         return mix.add_(1.0).mul_(0.5).clamp_(0.0, 1.0)

@@ -32,6 +32,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from solvers._state import load_state, save_state
+from solvers.common import randn
 from solvers.data import dead_leaves, random_crops
 from solvers.priors import linear_alphas_cumprod
 
@@ -174,7 +175,7 @@ def prior_loss(
     b = x0.shape[0]
     m = 2.0 * x0 - 1.0
     t = sample_timesteps(b, alphas_cumprod.numel(), generator, focus)
-    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    eps = randn(x0.shape, x0, generator)
     a = alphas_cumprod[t].to(x0.dtype).view(b, 1, 1, 1)
     x_t = a.sqrt() * m + (1 - a).sqrt() * eps
     pred = net(x_t, t, return_dict=False)[0]

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from solvers._finite import FiniteWatch
+from solvers.common import randn
 from solvers.sdes import DriftSDE
 
 __all__ = ["SAMPLERS", "SamplerInfo", "euler_heun", "euler_maruyama", "probability_flow"]
@@ -142,7 +143,7 @@ def euler_maruyama(
         rev = sde.drift(x, y, t) - (g * g) * f(x, t)
         x = x - h * rev
         if i < steps - 1:
-            x = x + (g * h**0.5) * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + (g * h**0.5) * randn(x.shape, x, generator)
         if callback is not None:
             callback(i, ts[i + 1], x)
     f.check()
@@ -209,7 +210,7 @@ def euler_heun(
         g0, g1 = sde.diffusion(t0), sde.diffusion(t1)
         if i < steps - 1:
             sh = h**0.5
-            dw = sh * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            dw = sh * randn(x.shape, x, generator)
             sign = torch.randint(0, 2, x.shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
             k1 = h * a(x, t0) + g0 * (dw - sh * sign)
             k2 = h * a(x + k1, t1) + g1 * (dw + sh * sign)

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 import opkit
 from opkit.io import atomic_directory
 from solvers._state import load_state, read_safetensors, save_state
+from solvers.common import randn
 from solvers.data import as_image_list, random_crops
 from solvers.score_models import RAW_WEIGHTS_NAME, WEIGHTS_NAME, ScoreModel
 from solvers.sdes import DriftSDE, get_sde
@@ -126,7 +127,7 @@ class PairMaker:
         else:
             raise ValueError(f"unsupported operator type {type(op).__name__}")
         if self.sigma_y > 0:
-            y = y + self.sigma_y * torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+            y = y + self.sigma_y * randn(y.shape, y, generator)
         return y.to(dtype=x0.dtype)
 
     def __call__(
