@@ -20,6 +20,7 @@ __all__ = [
     "check_positive_int",
     "check_unit",
     "in_range",
+    "non_negative",
     "one_of",
     "positive",
     "positive_int",
@@ -62,6 +63,21 @@ def positive(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         ok = False
     if not ok or isinstance(value, bool):
         raise ValueError(f"{attribute.name} must be a positive finite number, got {value!r}")
+
+
+def non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: ``value`` is a finite real number ``>= 0``.
+
+    Parameters
+    ----------
+    _inst : object
+        The instance being validated (unused).
+    attribute : attrs.Attribute
+        The attribute, whose name the error message carries.
+    value : object
+        The value to check.
+    """
+    check_non_negative(attribute.name, value)
 
 
 def in_range(lo: float, hi: float, *, integer: bool = False) -> Validator:

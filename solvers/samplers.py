@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from opkit.params import check_positive_int
 from solvers._finite import FiniteWatch
 from solvers.common import randn
 from solvers.sdes import DriftSDE
@@ -53,9 +54,7 @@ class SamplerInfo:
 
 
 def _check_steps(steps: int) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    return steps
+    return check_positive_int("steps", steps)
 
 
 def _time_grid(sde: DriftSDE, steps: int) -> list[float]:
