@@ -21,15 +21,15 @@ or from a plugin, is a callable following :class:`Solver`::
 
 The same faults raise the same errors in every solver:
 
-=======================================================  ==============
-fault                                                    error
-=======================================================  ==============
+========================================================  ==============
+fault                                                     error
+========================================================  ==============
 an operator of a kind the solver does not accept          ``TypeError``
 a model that does not follow the solver's model protocol  ``TypeError``
 bad ``steps``, ``num_samples`` or option values           ``ValueError``
 a measurement that does not fit ``op`` or is not finite   ``ValueError``
 a model that returns NaN or infinity                      ``ValueError``
-=======================================================  ==============
+========================================================  ==============
 """
 
 from __future__ import annotations

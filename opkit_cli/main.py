@@ -725,6 +725,22 @@ def solver_entry(name: str) -> opkit.SolverEntry:
         fail(exc.args[0])
 
 
+def solver_name(text: str) -> str:
+    """argparse type of ``--solver``: a registered solver name (see ``opkit solvers``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", opkit.OpkitPluginWarning)  # `opkit solvers` lists them
+        names = opkit.default_registry().solvers_available()
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"unknown solver {text!r}; available: {', '.join(names)}")
+    return text
+
+
+def check_solver_flags(args: argparse.Namespace) -> None:
+    """Refuse ``--sigma-y`` for a solver without the option, before any work."""
+    if args.sigma_y > 0 and "sigma_y" not in solver_entry(args.solver).options():
+        fail(f"--sigma-y does not apply to --solver {args.solver}")
+
+
 class Restorer:
     """The chosen solver with its model, loaded once: ``restorer(op, y, y_image, params)``.
 
@@ -753,7 +769,10 @@ class Restorer:
         label = getattr(args, "class_label", None)
         self.model_kwargs = {"class_labels": torch.tensor([label])} if label is not None else None
         if self.entry.model != "prior" and (label is not None or args.model_config or args.download):
-            fail("--model-config, --download and --class-label apply to solvers with a diffusion prior")
+            fail(
+                "--model-config, --download and --class-label apply to --solver ddrm and the other "
+                f"solvers with a diffusion prior, not {args.solver}"
+            )
         try:
             if self.entry.model == "prior":
                 self.model: Any = load_model(args)
@@ -870,6 +889,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     check_params(args.op, params)
     if args.truth and not args.compare:
         fail("--truth is only used with --compare")
+    check_solver_flags(args)
     image_out = image_suffixes()
     check_outputs(
         [("-o", args.output, image_out), ("--compare", args.compare, image_out)],
@@ -1022,6 +1042,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.sigma_y > 0 and isinstance(op0, opkit.EncodeDecodeOperator):
         fail(f"--sigma-y does not apply to --op {args.op}: its measurement is a noiseless code")
     check_steps(args, op0)
+    check_solver_flags(args)
     g = torch.Generator().manual_seed(args.seed)
     restore = Restorer(args, g, progress=False)
 
@@ -1320,7 +1341,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("image", help="degraded image (for --op jpeg, a .jpg file is read with its own tables)")
     s.add_argument("--op", required=True, help="the operator that degraded it")
     s.add_argument("--param", action="append", metavar="K=V", help="operator parameter (repeatable)")
-    s.add_argument("--solver", default="ddrm", help=SOLVER_HELP)
+    s.add_argument("--solver", type=solver_name, default="ddrm", help=SOLVER_HELP)
     s.add_argument("--model", default="default", help=MODEL_HELP)
     add_model_arguments(s)
     s.add_argument("--class-label", type=int, help="class of a class-conditional prior (DDRM-CC)")
@@ -1347,7 +1368,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--qualities", type=quality_list, help="comma-separated JPEG qualities to sweep, e.g. 5,10,30"
     )
-    s.add_argument("--solver", default="ddrm", help=SOLVER_HELP)
+    s.add_argument("--solver", type=solver_name, default="ddrm", help=SOLVER_HELP)
     s.add_argument("--model", default="default", help=MODEL_HELP)
     add_model_arguments(s)
     s.add_argument("--steps", type=positive_int, default=None)

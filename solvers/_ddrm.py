@@ -54,7 +54,8 @@ from torch import Tensor
 import opkit
 from opkit.params import check_non_negative, check_unit
 from solvers._finite import FiniteWatch, check_finite, working_dtype
-from solvers.common import Progress, SolveInfo, check_common, normal_, repeat_rows
+from solvers.common import Progress, SolveInfo, check_common, repeat_rows
+from solvers.common import normal_ as _normal_
 from solvers.priors import _check_alphas_cumprod, uniform_timesteps
 
 __all__ = ["DDRM_DEFAULTS", "ddrm"]
@@ -353,7 +354,7 @@ class _Run:
         # Start (eq. 7) at σ_T.
         sig_t = self._sigma(0)
         # contiguous buffers: normal_ and elementwise kernels are much slower on strided ones
-        noise = normal_(torch.empty(ybar.shape, dtype=y.dtype, device=y.device), self.generator)
+        noise = _normal_(torch.empty(ybar.shape, dtype=y.dtype, device=y.device), self.generator)
         case2 = pos & (sig_t >= noise_lvl)
         case3 = pos & ~case2
         a_z = torch.where(pos, (sig_t**2 - noise_lvl.square()).clamp_min(0).sqrt(), torch.full_like(s, sig_t))
@@ -404,7 +405,7 @@ class _Run:
                 if has_null:
                     new.addcmul_(xbar, null_f * c)
                 if sig_n > 0:
-                    new.addcmul_(normal_(noise, self.generator), a_z)
+                    new.addcmul_(_normal_(noise, self.generator), a_z)
                 xbar = new
                 bar.tick()
         finally:
@@ -434,7 +435,7 @@ class _Run:
         kwargs = self._kwargs(batch)
 
         a0 = self.abar[0]
-        noise = normal_(torch.empty(dec_y.shape, dtype=dec_y.dtype, device=dec_y.device), self.generator)
+        noise = _normal_(torch.empty(dec_y.shape, dtype=dec_y.dtype, device=dec_y.device), self.generator)
         x_in = torch.add(2.0 * dec_y - 1.0, noise, alpha=math.sqrt((1 - a0) / a0)).mul_(math.sqrt(a0))
         buf_f, buf_f01 = torch.empty_like(noise), torch.empty_like(noise)
         bar = self._bar(f"DDRM-JPEG ({op._label()})")
@@ -457,7 +458,7 @@ class _Run:
                 # η_b x' + (1 − η_b) f with x' = f − 2 Dec(Enc(f01)) + 2 Dec(y)  (model range)
                 mix = f.add_(dec_y, alpha=2.0 * eta_b).add_(redec, alpha=-2.0 * eta_b)
                 if a_n < 1.0:
-                    normal_(noise, self.generator)
+                    _normal_(noise, self.generator)
                     if eta < 1.0:
                         noise.mul_(eta).add_(eps, alpha=1.0 - eta)
                     x_in = torch.mul(mix, math.sqrt(a_n), out=x_in).add_(noise, alpha=math.sqrt(1 - a_n))
