@@ -185,3 +185,28 @@ def test_generator_on_another_device() -> None:
         g = torch.Generator(device="cuda").manual_seed(0)
         out = entry.solver(op, op(x), entry.oracle(x), steps=3, generator=g, progress=False)  # type: ignore[misc]
         assert out.device == x.device
+
+
+# ---------------------------------------------------------------------------------------------
+# the shared parameter checks (opkit.params)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "4", None])
+def test_check_positive_int_refuses_with_the_name(bad: object) -> None:
+    from opkit.params import check_positive_int
+
+    with pytest.raises(ValueError, match=r"^steps must be a positive integer, got "):
+        check_positive_int("steps", bad)
+    assert check_positive_int("steps", 3) == 3
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), True, "x", None])
+def test_check_non_negative_and_unit(bad: object) -> None:
+    from opkit.params import check_non_negative, check_unit
+
+    with pytest.raises(ValueError, match=r"^sigma_y must be a finite number >= 0"):
+        check_non_negative("sigma_y", bad)
+    with pytest.raises(ValueError, match=r"^eta must be a number in \[0, 1\]"):
+        check_unit("eta", bad)
+    assert check_non_negative("sigma_y", 0) == 0.0 and check_unit("eta", 1) == 1.0
+    with pytest.raises(ValueError, match="eta must be a number in"):
+        check_unit("eta", 1.5)
