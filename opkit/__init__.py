@@ -9,7 +9,7 @@ Operators come from plugins registered under the ``opkit`` entry-point group.
 True
 """
 
-from opkit import testing
+from opkit import solver, testing
 from opkit.operators import (
     ComposedOperator,
     EncodeDecodeOperator,
@@ -20,21 +20,28 @@ from opkit.operators import (
 )
 from opkit.registry import (
     DuplicateOperatorError,
+    DuplicateSolverError,
     OperatorEntry,
     OpkitPluginWarning,
     Registry,
+    SolverEntry,
     available,
     create,
     default_registry,
+    get_solver,
     hookimpl,
+    read_measurement,
     reload,
+    solvers_available,
 )
+from opkit.solver import Solver, operator_kind
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ComposedOperator",
     "DuplicateOperatorError",
+    "DuplicateSolverError",
     "EncodeDecodeOperator",
     "LinearOperator",
     "Operator",
@@ -42,12 +49,19 @@ __all__ = [
     "OpkitPluginWarning",
     "Registry",
     "SVDOperator",
+    "Solver",
+    "SolverEntry",
     "__version__",
     "available",
     "check_shape",
     "create",
     "default_registry",
+    "get_solver",
     "hookimpl",
+    "operator_kind",
+    "read_measurement",
     "reload",
+    "solver",
+    "solvers_available",
     "testing",
 ]

@@ -41,20 +41,28 @@ __all__ = [
     "DISABLE_ENV",
     "ENTRY_POINT_GROUP",
     "DuplicateOperatorError",
+    "DuplicateSolverError",
     "OperatorEntry",
     "OpkitPluginWarning",
     "Registry",
+    "SolverEntry",
     "available",
     "create",
     "default_registry",
+    "get_solver",
     "hookimpl",
     "hookspec",
+    "read_measurement",
     "reload",
+    "solvers_available",
 ]
 
 ENTRY_POINT_GROUP = "opkit"
 DISABLE_ENV = "OPKIT_DISABLE_PLUGINS"
-BUILTIN_PACKAGE = "opkit_plugins"
+#: Packages of this distribution whose entry points are built-ins (they load first).
+BUILTIN_PACKAGES = ("opkit_plugins", "solvers")
+BUILTIN_PACKAGE = BUILTIN_PACKAGES[0]
+HOOKS = ("opkit_register_operators", "opkit_register_solvers", "opkit_read_measurement")
 
 hookspec = pluggy.HookspecMarker("opkit")
 hookimpl = pluggy.HookimplMarker("opkit")
@@ -65,6 +73,16 @@ class _HookSpecs:
     def opkit_register_operators(self, registry: Registry) -> None:  # pragma: no cover - spec
         """Register operators with ``registry.add(name, factory, strategy=...)``."""
 
+    @hookspec
+    def opkit_register_solvers(self, registry: Registry) -> None:  # pragma: no cover - spec
+        """Register solvers with ``registry.add_solver(name, solver, accepts=..., model=...)``."""
+
+    @hookspec(firstresult=True)
+    def opkit_read_measurement(
+        self, path: str, max_pixels: int | None
+    ) -> tuple[Operator[Any], Any] | None:  # pragma: no cover - spec
+        """``(operator, measurement)`` read from the file ``path``, or ``None`` if not this format."""
+
 
 class OpkitPluginWarning(UserWarning):
     """A plugin could not be loaded or registered and was skipped."""
@@ -72,6 +90,10 @@ class OpkitPluginWarning(UserWarning):
 
 class DuplicateOperatorError(ValueError):
     """An operator name was registered twice; the message names both plugins."""
+
+
+class DuplicateSolverError(ValueError):
+    """A solver name was registered twice; the message names both plugins."""
 
 
 @attrs.frozen
@@ -118,6 +140,65 @@ class OperatorEntry:
         }
 
 
+@attrs.frozen
+class SolverEntry:
+    """One registered solver.
+
+    Attributes
+    ----------
+    name : str
+        The registered name, e.g. ``"ddrm"``.
+    solver : callable
+        The solver, following :class:`opkit.solver.Solver`.
+    accepts : tuple of str
+        Operator kinds it takes, from :data:`opkit.solver.KINDS`.
+    model : str
+        The model it needs, from :data:`opkit.solver.MODEL_KINDS` (``"prior"``: an ε-prediction
+        diffusion prior; ``"driftrec"``: a conditional score model; ``"none"``).
+    plugin : str
+        Name of the plugin that registered it.
+    description : str
+        One line for listings (defaults to the solver docstring's first line).
+    oracle : callable or None
+        ``oracle(x)``: a model of kind ``model`` that knows the clean images ``x`` (``(B, C, H, W)``
+        in ``[0, 1]``), for :func:`opkit.testing.check_solver`.
+    recovery_atol : float
+        How close the solver comes to ``x`` with that oracle (0 for exact recovery up to rounding).
+    check_options : dict
+        Options :func:`opkit.testing.check_solver` passes to every call.
+    """
+
+    name: str
+    solver: Callable[..., Any]
+    accepts: tuple[str, ...]
+    model: str
+    plugin: str
+    description: str
+    oracle: Callable[[Any], Any] | None = None
+    recovery_atol: float = 0.0
+    check_options: dict[str, Any] = attrs.field(factory=dict)
+
+    def options(self) -> dict[str, Any]:
+        """Keyword options of the solver beyond the common contract, with their defaults.
+
+        Returns
+        -------
+        dict
+            ``{name: default}``.
+        """
+        try:
+            sig = inspect.signature(self.solver)
+        except (TypeError, ValueError):  # pragma: no cover - builtins without signatures
+            return {}
+        common = {"op", "y", "model", "steps", "num_samples", "generator", "callback", "progress"}
+        common.add("return_info")
+        return {
+            p.name: p.default
+            for p in sig.parameters.values()
+            if p.name not in common and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        }
+
+
 def _describe(exc: BaseException) -> str:
     """``Type: message`` of an exception, on one line."""
     msg = " ".join(str(exc).split())
@@ -138,6 +219,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._entries: dict[str, OperatorEntry] = {}
+        self._solvers: dict[str, SolverEntry] = {}
+        self._readers: list[tuple[str, Callable[..., Any]]] = []
         self._current_plugin = "<direct>"
         self.skipped: dict[str, str] = {}
         """Plugins that were skipped while loading, with the reason."""
@@ -253,14 +336,148 @@ class Registry:
     def __len__(self) -> int:
         return len(self._entries)
 
+    # -- solvers ------------------------------------------------------------------------------
+    def add_solver(
+        self,
+        name: str,
+        solver: Callable[..., Any],
+        *,
+        accepts: Iterable[str],
+        model: str,
+        description: str | None = None,
+        oracle: Callable[[Any], Any] | None = None,
+        recovery_atol: float = 0.0,
+        check_options: dict[str, Any] | None = None,
+    ) -> None:
+        """Register ``solver`` under ``name``.
+
+        Parameters
+        ----------
+        name : str
+            Solver name: lowercase letters, digits and underscores, starting with a letter.
+        solver : callable
+            Follows :class:`opkit.solver.Solver`.
+        accepts : iterable of str
+            Operator kinds it takes, from :data:`opkit.solver.KINDS`.
+        model : str
+            The model it needs, from :data:`opkit.solver.MODEL_KINDS`.
+        description : str, optional
+            One line for listings; defaults to the first line of the solver's docstring.
+        oracle : callable, optional
+            ``oracle(x)`` builds a model that knows the clean images ``x``, for
+            :func:`opkit.testing.check_solver`.
+        recovery_atol : float
+            Largest error of the solver's result with that oracle (0: exact up to rounding).
+        check_options : dict, optional
+            Options for every call :func:`opkit.testing.check_solver` makes.
+
+        Raises
+        ------
+        DuplicateSolverError
+            If ``name`` is already registered (the message names both plugins).
+        ValueError
+            For a bad name, a solver that is not callable, or unknown kinds.
+        """
+        from opkit.solver import KINDS, MODEL_KINDS
+
+        if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
+            raise ValueError(f"solver name must be a lowercase identifier, got {name!r}")
+        if not callable(solver):
+            raise ValueError(f"solver {name!r} must be callable, got {solver!r}")
+        kinds = tuple(accepts)
+        if not kinds or any(k not in KINDS for k in kinds):
+            raise ValueError(f"accepts of solver {name!r} must be kinds from {KINDS}, got {kinds!r}")
+        if model not in MODEL_KINDS:
+            raise ValueError(f"model of solver {name!r} must be one of {MODEL_KINDS}, got {model!r}")
+        if name in self._solvers:
+            prev = self._solvers[name].plugin
+            raise DuplicateSolverError(
+                f"solver {name!r} from plugin {self._current_plugin!r} is already registered "
+                f"by plugin {prev!r}"
+            )
+        self._solvers[name] = SolverEntry(
+            name=name,
+            solver=solver,
+            accepts=kinds,
+            model=model,
+            plugin=self._current_plugin,
+            description=description if description is not None else _first_doc_line(solver),
+            oracle=oracle,
+            recovery_atol=float(recovery_atol),
+            check_options=dict(check_options or {}),
+        )
+
+    def solvers_available(self) -> list[str]:
+        """Sorted names of the registered solvers."""
+        return sorted(self._solvers)
+
+    def solver_entry(self, name: str) -> SolverEntry:
+        """The :class:`SolverEntry` for ``name``.
+
+        Parameters
+        ----------
+        name : str
+            A registered solver name.
+
+        Returns
+        -------
+        SolverEntry
+            Its registration record.
+
+        Raises
+        ------
+        KeyError
+            If ``name`` is unknown; the message lists the available solvers.
+        """
+        try:
+            return self._solvers[name]
+        except KeyError:
+            avail = ", ".join(self.solvers_available()) or "(none)"
+            raise KeyError(f"unknown solver {name!r}; available: {avail}") from None
+
+    def solver_entries(self) -> list[SolverEntry]:
+        """All solver entries, sorted by name."""
+        return [self._solvers[n] for n in self.solvers_available()]
+
+    # -- file formats -------------------------------------------------------------------------
+    def read_measurement(
+        self, path: str | os.PathLike[str], max_pixels: int | None = None
+    ) -> tuple[Operator[Any], Any] | None:
+        """The operator and measurement a file format plugin reads from ``path``.
+
+        Plugins' ``opkit_read_measurement(path, max_pixels)`` hooks are asked in load order
+        (built-ins first); the first that returns a result wins.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file.
+        max_pixels : int, optional
+            Refuse larger images (the readers raise ``ImageTooLargeError``).
+
+        Returns
+        -------
+        (Operator, measurement) or None
+            ``None`` when no plugin reads this file (read it as a plain image then).
+        """
+        for _plugin, reader in self._readers:
+            got = reader(path=str(path), max_pixels=max_pixels)
+            if got is not None:
+                op, y = got
+                return op, y
+        return None
+
     # -- plugin loading -----------------------------------------------------------------------
     def register_plugin(self, plugin: object, name: str) -> bool:
-        """Run one plugin's ``opkit_register_operators`` hook, all or nothing.
+        """Run one plugin's hooks (operators, solvers, file readers), all or nothing.
+
+        A plugin implements at least one of ``opkit_register_operators``,
+        ``opkit_register_solvers`` and ``opkit_read_measurement``.
 
         Parameters
         ----------
         plugin : module or object
-            Holds an ``opkit_register_operators`` hook implementation.
+            Holds the hook implementations.
         name : str
             The plugin's name, used in messages.
 
@@ -271,19 +488,23 @@ class Registry:
         """
         pm = pluggy.PluginManager("opkit")
         pm.add_hookspecs(_HookSpecs)
-        before = dict(self._entries)
+        before = dict(self._entries), dict(self._solvers), list(self._readers)
         self._current_plugin = name
         try:
             pm.register(plugin, name=name)
-            impls = pm.hook.opkit_register_operators.get_hookimpls()
-            if not impls:
-                raise ValueError("it defines no opkit_register_operators hook")
-            pm.hook.opkit_register_operators(registry=self)
+            impls = {h: getattr(pm.hook, h).get_hookimpls() for h in HOOKS}
+            if not any(impls.values()):
+                raise ValueError(f"it defines none of the hooks {', '.join(HOOKS)}")
+            if impls["opkit_register_operators"]:
+                pm.hook.opkit_register_operators(registry=self)
+            if impls["opkit_register_solvers"]:
+                pm.hook.opkit_register_solvers(registry=self)
+            self._readers.extend((name, impl.function) for impl in impls["opkit_read_measurement"])
         except KeyboardInterrupt:
-            self._entries = before
+            self._entries, self._solvers, self._readers = before
             raise
         except BaseException as exc:  # SystemExit and the like too: one plugin never ends the program
-            self._entries = before
+            self._entries, self._solvers, self._readers = before
             self._skip(name, f"failed to register: {_describe(exc)}")
             return False
         finally:
@@ -312,7 +533,7 @@ class Registry:
         blocked = {d for d in disabled if d}
         eps = sorted(
             metadata.entry_points(group=group),
-            key=lambda ep: (not ep.value.startswith(BUILTIN_PACKAGE), ep.name, ep.value),
+            key=lambda ep: (not ep.value.startswith(BUILTIN_PACKAGES), ep.name, ep.value),
         )
         seen: set[str] = set()
         for ep in eps:
@@ -407,3 +628,55 @@ def create(name: str, *, shape: Iterable[int], **params: Any) -> Operator[Any]:
     (3, 8, 8)
     """
     return default_registry().create(name, shape=shape, **params)
+
+
+def solvers_available() -> list[str]:
+    """Sorted names of all registered solvers.
+
+    Returns
+    -------
+    list of str
+        E.g. ``['ddrm', 'driftrec', 'pigdm']``.
+    """
+    return default_registry().solvers_available()
+
+
+def get_solver(name: str) -> Any:
+    """The registered solver ``name`` (a callable following :class:`opkit.solver.Solver`).
+
+    Parameters
+    ----------
+    name : str
+        Registered name, see :func:`solvers_available`.
+
+    Returns
+    -------
+    callable
+        The solver.
+
+    Raises
+    ------
+    KeyError
+        For an unknown name; the message lists the available solvers.
+    """
+    return default_registry().solver_entry(name).solver
+
+
+def read_measurement(
+    path: str | os.PathLike[str], max_pixels: int | None = None
+) -> tuple[Operator[Any], Any] | None:
+    """``(operator, measurement)`` from a file a format plugin owns (e.g. a JPEG file), or ``None``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    max_pixels : int, optional
+        Refuse larger images.
+
+    Returns
+    -------
+    (Operator, measurement) or None
+        ``None`` when no plugin reads this file.
+    """
+    return default_registry().read_measurement(path, max_pixels)

@@ -24,7 +24,7 @@ from opkit_cli.folders import image_seed, start_ranks
 from opkit_cli.io import IMAGE_SUFFIXES, _is_jpeg, check_outputs, jpeg_bytes, read_input
 from opkit_cli.operators import check_params, create_operator, operator_entry
 from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, parse_params
-from opkit_cli.restore import Restorer, _protected_model, check_steps
+from opkit_cli.restore import Restorer, _protected_model, check_solver_flags, check_steps
 
 
 def _crop_to_multiple(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -253,6 +253,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.sigma_y > 0 and isinstance(op0, opkit.EncodeDecodeOperator):
         fail(f"--sigma-y does not apply to --op {args.op}: its measurement is a noiseless code")
     check_steps(args, op0)
+    check_solver_flags(args)
     ranks = start_ranks(args)
     try:
         if parts is not None:

@@ -40,6 +40,7 @@ from opkit_cli.operators import (
     check_params,
     cmd_degrade,
     cmd_ops,
+    cmd_solvers,
     create_operator,
     infer_image_shape,
     operator_entry,
@@ -51,6 +52,7 @@ from opkit_cli.parsing import (
     EXIT_OK,
     EXIT_USAGE,
     MODEL_HELP,
+    SOLVER_HELP,
     _add_max_pixels,
     _Parser,
     add_model_arguments,
@@ -71,10 +73,13 @@ from opkit_cli.parsing import (
 from opkit_cli.restore import (
     LUMA,
     Restorer,
+    check_solver_flags,
     check_steps,
     cmd_restore,
     ddrm_settings,
     lift_to_rgb,
+    solver_entry,
+    solver_name,
     to_grey,
 )
 from opkit_cli.train import (
@@ -96,6 +101,7 @@ __all__ = [
     "LUMA",
     "MODEL_HELP",
     "SAMPLES",
+    "SOLVER_HELP",
     "TRAINING_RUN_MARKERS",
     "Restorer",
     "add_model_arguments",
@@ -103,6 +109,7 @@ __all__ = [
     "bundled_weights",
     "check_outputs",
     "check_params",
+    "check_solver_flags",
     "check_steps",
     "check_training_output",
     "cmd_convert",
@@ -110,6 +117,7 @@ __all__ = [
     "cmd_eval",
     "cmd_ops",
     "cmd_restore",
+    "cmd_solvers",
     "cmd_train",
     "create_operator",
     "ddrm_settings",
@@ -134,6 +142,8 @@ __all__ = [
     "quality_range",
     "read_input",
     "solve_parent",
+    "solver_entry",
+    "solver_name",
     "to_grey",
     "training_run_kind",
     "unit_float",
@@ -146,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("ops", help="list registered operators and their parameters")
     s.set_defaults(func=cmd_ops)
+    s = sub.add_parser("solvers", help="list registered solvers, the operators and models they take")
+    s.set_defaults(func=cmd_solvers)
     s = sub.add_parser("degrade", help="apply an operator to an image")
     s.add_argument("image", help="input image path, or sample:astronaut|chelsea|coffee|camera|rocket")
     s.add_argument("--op", required=True, help="operator name (see `opkit ops`)")
@@ -159,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_max_pixels(s)
     s.set_defaults(func=cmd_degrade)
     solve = solve_parent()
-    s = sub.add_parser("restore", parents=[solve], help="restore a degraded image (DDRM or DriftRec)")
+    s = sub.add_parser("restore", parents=[solve], help="restore a degraded image with any registered solver")
     s.add_argument(
         "image",
         nargs="+",

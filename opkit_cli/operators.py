@@ -125,6 +125,25 @@ def cmd_ops(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_solvers(args: argparse.Namespace) -> int:
+    """List the registered solvers: operator kinds, model, options and plugin."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", opkit.OpkitPluginWarning)  # listed below instead
+        reg = opkit.default_registry()
+    for entry in reg.solver_entries():
+        opts = ", ".join(
+            name if default is inspect.Parameter.empty else f"{name}={default!r}"
+            for name, default in entry.options().items()
+        )
+        print(f"{entry.name:<14} {entry.description}")
+        kinds = ", ".join(entry.accepts)
+        print(f"{'':<14} operators: {kinds}   model: {entry.model}   [plugin: {entry.plugin}]")
+        print(f"{'':<14} options: {opts or '(none)'}")
+    for name, why in reg.skipped.items():
+        print(f"(skipped plugin {name}: {one_line(why)})", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_degrade(args: argparse.Namespace) -> int:
     """Apply an operator (and optional Gaussian noise) to an image and write the result."""
     params = parse_params(args.param)

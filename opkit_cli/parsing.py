@@ -219,6 +219,9 @@ MODEL_HELP = (
 )
 
 
+SOLVER_HELP = "a registered solver (see `opkit solvers`): ddrm, pigdm, driftrec or a plugin's (default ddrm)"
+
+
 def add_model_arguments(s: argparse.ArgumentParser, *, auto_device: bool = False) -> None:
     """``--model-config``, ``--download``, ``--device`` and ``--dtype`` (see :func:`load_model`).
 
@@ -256,7 +259,9 @@ def solve_parent() -> _Parser:
     s = _Parser(add_help=False)
     s.add_argument("--op", required=True, help="the operator (see `opkit ops`)")
     s.add_argument("--param", action="append", metavar="K=V", help="operator parameter (repeatable)")
-    s.add_argument("--solver", choices=("ddrm", "driftrec"), default="ddrm")
+    from opkit_cli.restore import solver_name  # the registry is read when --solver is parsed
+
+    s.add_argument("--solver", type=solver_name, default="ddrm", help=SOLVER_HELP)
     s.add_argument("--model", default="default", help=MODEL_HELP)
     add_model_arguments(s, auto_device=True)
     s.add_argument("--steps", type=positive_int, default=None, help="solver steps (default: the model's)")

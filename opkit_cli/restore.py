@@ -5,9 +5,11 @@ greyscale bridge to colour models.
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from opkit_cli.folders import (
     resolve_device,
     start_ranks,
 )
-from opkit_cli.io import JPEG_SUFFIXES, bundled_weights, check_outputs, read_input
+from opkit_cli.io import JPEG_SUFFIXES, _is_sample, bundled_weights, check_outputs, read_input
 from opkit_cli.models import load_model
 from opkit_cli.operators import check_params, create_operator, infer_image_shape
 from opkit_cli.parsing import EXIT_ERROR, EXIT_OK, fail, max_pixels_of, one_line, parse_params
@@ -47,21 +49,21 @@ def measurement_of(
 ) -> tuple[Any, Any, torch.Tensor]:
     """Operator, measurement and a displayable degraded image of the file ``image``.
 
-    A ``.jpg`` file with ``--op jpeg`` and no ``--param`` is read with its own tables
-    (:func:`opkit_plugins.jpeg.from_file`); any other file is the measurement image, whose
-    operator shape :func:`~opkit_cli.operators.infer_image_shape` finds.
+    A file format plugin may own the file (:func:`opkit.read_measurement`: the jpeg plugin reads a
+    ``.jpg`` with its own tables) when no ``--param`` is given and its operator is ``--op``; any
+    other file is the measurement image, whose operator shape
+    :func:`~opkit_cli.operators.infer_image_shape` finds.
     """
-    path = Path(image)
-    if args.op == "jpeg" and path.suffix.lower() in JPEG_SUFFIXES and not params:
-        from opkit_plugins.jpeg import from_file  # the composition root may import plugins
-
+    if not params and not _is_sample(image):
         try:
-            op, y = from_file(path, max_pixels=max_pixels_of(args))
+            got = opkit.read_measurement(image, max_pixels_of(args))
         except ImageTooLargeError as exc:
             fail(f"{exc}; raise the limit with --max-pixels")
         except (FileNotFoundError, ValueError) as exc:
             fail(exc)
-        return op, y, op.decode(y, mode="libjpeg")
+        if got is not None and got[0].name == args.op:
+            op, y = got
+            return op, y, read_input(image, max_pixels_of(args))  # the file as a viewer shows it
     img = read_input(image, max_pixels_of(args))
     shape = infer_image_shape(args.op, tuple(img.shape[1:]), params)
     created = create_operator(args.op, shape, params)
@@ -191,12 +193,38 @@ def _model_channels(model: Any) -> int | None:
     return None
 
 
+def solver_entry(name: str) -> opkit.SolverEntry:
+    """The registry entry of the solver ``name``, or a one-line error listing the solvers."""
+    try:
+        return opkit.default_registry().solver_entry(name)
+    except KeyError as exc:
+        fail(exc.args[0])
+
+
+def solver_name(text: str) -> str:
+    """argparse type of ``--solver``: a registered solver name (see ``opkit solvers``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", opkit.OpkitPluginWarning)  # `opkit solvers` lists them
+        names = opkit.default_registry().solvers_available()
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"unknown solver {text!r}; available: {', '.join(names)}")
+    return text
+
+
+def check_solver_flags(args: argparse.Namespace) -> None:
+    """Refuse ``--sigma-y`` for a solver without the option, before any work."""
+    if args.sigma_y > 0 and "sigma_y" not in solver_entry(args.solver).options():
+        fail(f"--sigma-y does not apply to --solver {args.solver}")
+
+
 class Restorer:
     """The chosen solver with its model, loaded once: ``restorer(op, y, y_image, params)``.
 
-    DDRM uses the operator and its measurement; DriftRec is blind and uses the degraded image
-    (``y_image`` when it has the operator's image shape, else ``Decode(y)`` or ``H†y``). A
-    greyscale problem and a three-channel model are bridged by :func:`lift_to_rgb`.
+    Any registered solver (``opkit solvers``) is called through the one solver contract,
+    ``solver(op, y, model, steps=..., num_samples=..., generator=..., progress=...)``, with the
+    options it declares (``sigma_y``, ``eta``, ...) from the flags. The model is loaded by the
+    kind the solver declares: a diffusion prior (:func:`load_model`), a DriftRec score model, or
+    none. A greyscale problem and a three-channel model are bridged by :func:`lift_to_rgb`.
 
     Parameters
     ----------
@@ -205,27 +233,62 @@ class Restorer:
     generator : torch.Generator
         Randomness of the solver.
     progress : bool
-        Show DDRM's progress bar.
+        Show the solver's progress bar.
     """
 
     def __init__(self, args: argparse.Namespace, generator: torch.Generator, *, progress: bool) -> None:
         import solvers
 
         self.args, self.generator, self.progress = args, generator, progress
+        self.entry = solver_entry(args.solver)
+        self.options = self.entry.options()
         label = getattr(args, "class_label", None)
         self.model_kwargs = {"class_labels": torch.tensor([label])} if label is not None else None
-        if args.solver != "ddrm" and (label is not None or args.model_config or args.download):
-            fail("--model-config, --download and --class-label apply to --solver ddrm")
+        if self.entry.model != "prior" and (label is not None or args.model_config or args.download):
+            fail(
+                "--model-config, --download and --class-label apply to --solver ddrm and the other "
+                f"solvers with a diffusion prior, not {args.solver}"
+            )
         try:
-            if args.solver == "ddrm":
+            if self.entry.model == "prior":
                 self.model: Any = load_model(args)
-            else:
+            elif self.entry.model == "driftrec":
                 self.model = solvers.load_driftrec(args.model)
+            else:
+                self.model = None
         except (FileNotFoundError, ValueError, NotImplementedError, ImportError) as exc:
             fail(exc)
         except Exception as exc:  # a damaged model folder raises anything
             fail(f"cannot load the model {args.model}: {one_line(exc)}")
         self.channels = _model_channels(self.model)
+
+    def keywords(self, op: Any) -> dict[str, Any]:
+        """The solver's keywords: the model's tuned DDRM settings (``ddrm`` only), then the flags."""
+        args, opts = self.args, self.options
+        kw: dict[str, Any] = ddrm_settings(args, self.model) if args.solver == "ddrm" else {}
+        if args.steps is not None:
+            kw["steps"] = args.steps
+        if args.samples is not None:
+            kw["num_samples"] = args.samples
+        for key, flag in (("eta", "--eta"), ("eta_b", "--eta-b"), ("t_start", "--t-start")):
+            value = getattr(args, key, None)
+            if value is not None and key not in opts:
+                fail(f"{flag} does not apply to --solver {args.solver}")
+            if value is not None:
+                kw[key] = value
+        if "sigma_y" in opts:
+            kw["sigma_y"] = args.sigma_y
+        elif args.sigma_y > 0:
+            fail(f"--sigma-y does not apply to --solver {args.solver}")
+        return kw
+
+    def steps(self, op: Any) -> int:
+        """The number of steps the solver will run (for the progress bar; 0 when unknown)."""
+        steps = self.keywords(op).get("steps")
+        if steps is None:
+            default = inspect.signature(self.entry.solver).parameters.get("steps")
+            steps = default.default if default is not None else None
+        return steps if isinstance(steps, int) else 0
 
     def __call__(
         self,
@@ -240,57 +303,52 @@ class Restorer:
         """Restore ``y`` (see the class docstring); errors end the command with one line.
 
         ``generator`` (default: the one given to the constructor) may be one generator per
-        measurement of the batch (DDRM); ``callback`` is DDRM's per-step callback.
+        measurement of the batch; ``callback`` is the solver's per-step callback
+        ``(step, t, x_t, x0_pred)``.
         """
-        import solvers
+        from opkit.solver import accepts
 
-        args = self.args
+        args, entry = self.args, self.entry
+        kind = opkit.operator_kind(op)
+        if not accepts(kind, entry.accepts):
+            fail(
+                f"--solver {entry.name} does not take --op {args.op} ({kind or type(op).__name__}); "
+                f"it takes {', '.join(entry.accepts)} operators"
+            )
         gen = self.generator if generator is None else generator
         device = getattr(args, "device", None)
         if device is not None and isinstance(y, torch.Tensor) and y.device != torch.device(device):
             y = y.to(device)  # the solver's algebra runs where the network runs
-        model_kwargs = self.model_kwargs
+        settings = self.keywords(op)
         batch = y.shape[0] if isinstance(y, torch.Tensor) else 1
-        if model_kwargs is not None and batch > 1:
-            model_kwargs = {k: v.expand(batch) for k, v in model_kwargs.items()}
-        settings = ddrm_settings(args, self.model) if args.solver == "ddrm" else {}
+        if self.model_kwargs is not None and "model_kwargs" in self.options:
+            settings["model_kwargs"] = {k: v.expand(batch) for k, v in self.model_kwargs.items()}
+        if callback is not None:  # a keyword of the solver contract, like generator
+            settings["callback"] = callback
         check_steps(args, op, self.model, settings)
         grey = op.shape[0] == 1 and self.channels == 3
         if self.channels is not None and not grey and self.channels != op.shape[0]:
             fail(f"the model works on {self.channels}-channel images; this one has {op.shape[0]}")
         try:
-            if args.solver == "ddrm":
-                if grey:
-                    op, y = lift_to_rgb(args.op, params or {}, op, y)
-                out = solvers.ddrm(
-                    op,
-                    y,
-                    self.model,
-                    **settings,
-                    sigma_y=args.sigma_y,
-                    generator=gen,
-                    progress=self.progress,
-                    model_kwargs=model_kwargs,
-                    callback=callback,
-                )
+            if grey:
+                op, y = lift_to_rgb(args.op, params or {}, op, y)
+            if isinstance(gen, Sequence) and args.solver != "ddrm":
+                # one generator per measurement: solvers other than DDRM restore them one by one
+                parts = [
+                    entry.solver(
+                        op, y[i : i + 1], self.model, **settings, generator=g, progress=self.progress
+                    )
+                    for i, g in enumerate(gen)
+                ]
+                out: Any = torch.cat(parts) if all(isinstance(t, torch.Tensor) for t in parts) else parts
             else:
-                if y_image is None or tuple(y_image.shape[1:]) != op.shape:
-                    y_image = op.decode(y) if isinstance(op, opkit.EncodeDecodeOperator) else op.pinv(y)
-                if grey:
-                    y_image = y_image.expand(y_image.shape[0], 3, *y_image.shape[2:])
-                out = solvers.driftrec(
-                    y_image,
-                    self.model,
-                    sde="model",
-                    steps=args.steps or 100,
-                    num_samples=args.samples or 1,
-                    generator=gen if isinstance(gen, torch.Generator) or gen is None else gen[0],
-                )
+                out = entry.solver(op, y, self.model, **settings, generator=gen, progress=self.progress)
         except (ValueError, NotImplementedError) as exc:
             fail(exc)
         except RuntimeError as exc:
             fail(f"{args.solver} failed: {one_line(exc)}")
-        assert isinstance(out, torch.Tensor)
+        if not isinstance(out, torch.Tensor):
+            fail(f"--solver {args.solver} returned {type(out).__name__}, not an image tensor")
         out = out.cpu()
         return to_grey(out) if grey else out
 
@@ -338,11 +396,10 @@ def _protected_model(args: argparse.Namespace) -> list[Path]:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    """Restore a degraded image with DDRM or DriftRec, or many (:func:`restore_many`)."""
+    """Restore a degraded image with any registered solver, or many (:func:`restore_many`)."""
     params = parse_params(args.param)
     check_params(args.op, params)
-    if args.solver == "driftrec" and args.sigma_y > 0:
-        fail("--sigma-y applies to --solver ddrm only")
+    check_solver_flags(args)
     images = [args.image] if isinstance(args.image, str) else list(args.image)
     if is_many(images) or getattr(args, "shard", None) is not None:
         args.image = images
@@ -468,8 +525,7 @@ def _restore_group(
     ys = [y for _, _, y in group]
     y = torch.cat(ys) if len(ys) > 1 else ys[0]
     gens = [torch.Generator().manual_seed(image_seed(args.seed, f.name)) for f, _, _ in group]
-    steps = ddrm_settings(args, restorer.model).get("steps", 20) if args.solver == "ddrm" else 0
-    bars.start(int(steps))
+    bars.start(restorer.steps(op))
     return restorer(op, y, None, params, generator=gens if len(gens) > 1 else gens[0], callback=bars.step)
 
 

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 import opkit
-from opkit.params import one_of
+from opkit.params import non_negative, one_of
 from opkit.testing.strategies import shapes
 from opkit_plugins._separable import (
     Factor,
@@ -66,15 +66,6 @@ def _opt_positive(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> No
         ok = False
     if not ok:
         raise ValueError(f"{attribute.name} must be a positive finite number, got {value!r}")
-
-
-def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    try:
-        ok = not isinstance(value, bool) and math.isfinite(float(value)) and float(value) >= 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
 
 
 def _to_taps(value: Any) -> tuple[float, ...] | None:
@@ -142,7 +133,7 @@ class BlurParams:
     sigma_v: float | None = attrs.field(default=None, validator=_opt_positive)
     row: tuple[float, ...] | None = attrs.field(default=None, converter=_to_taps, validator=_taps)
     col: tuple[float, ...] | None = attrs.field(default=None, converter=_to_taps, validator=_taps)
-    threshold: float = attrs.field(default=DEFAULT_THRESHOLD, validator=_non_negative)
+    threshold: float = attrs.field(default=DEFAULT_THRESHOLD, validator=non_negative)
     boundary: str = attrs.field(default="zero", validator=one_of("zero", "reflect"))
 
     def __attrs_post_init__(self) -> None:

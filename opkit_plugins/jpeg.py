@@ -665,3 +665,30 @@ def _strategy() -> st.SearchStrategy[dict[str, Any]]:
 def opkit_register_operators(registry: Any) -> None:
     """Register ``jpeg``."""
     registry.add("jpeg", _factory, strategy=_strategy())
+
+
+#: File suffixes the ``jpeg`` plugin reads as measurements.
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+
+
+@opkit.hookimpl
+def opkit_read_measurement(path: str, max_pixels: int | None) -> tuple[JPEG, JpegCoefficients] | None:
+    """Read a ``.jpg`` file as its own measurement: the ``jpeg`` operator with the file's tables.
+
+    Parameters
+    ----------
+    path : str
+        The file; other suffixes are left to other readers (``None``).
+    max_pixels : int or None
+        Refuse larger images.
+
+    Returns
+    -------
+    (JPEG, JpegCoefficients) or None
+        See :func:`from_file`.
+    """
+    if os.path.splitext(path)[1].lower() not in JPEG_SUFFIXES:
+        return None
+    op, y = from_file(path, max_pixels=max_pixels)
+    op.name = "jpeg"
+    return op, y

@@ -14,7 +14,6 @@ its SVD is the Kronecker product of the two 1-D SVDs (shared with ``blur``, see
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import attrs
@@ -25,7 +24,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 import opkit
-from opkit.params import one_of, positive_int
+from opkit.params import check_positive_int, non_negative, one_of, positive_int
 from opkit.testing.strategies import shapes
 from opkit_plugins._separable import (
     SeparableSVDOperator,
@@ -46,15 +45,6 @@ __all__ = [
     "keys_cubic",
     "sr_bicubic_reference",
 ]
-
-
-def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    try:
-        ok = not isinstance(value, bool) and math.isfinite(float(value)) and float(value) >= 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
 
 
 def _check_divisible(shape: tuple[int, int, int], factor: int) -> None:
@@ -252,7 +242,7 @@ class BicubicParams:
     """
 
     factor: int = attrs.field(default=4, validator=positive_int)
-    threshold: float = attrs.field(default=0.0, validator=_non_negative)
+    threshold: float = attrs.field(default=0.0, validator=non_negative)
     boundary: str = attrs.field(default="zero", validator=one_of("zero", "symmetric"))
 
 
@@ -331,8 +321,7 @@ def bicubic_kernel(factor: int, a: float = -0.5) -> Tensor:
     torch.Tensor
         The ``4f`` taps.
     """
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor <= 0:
-        raise ValueError(f"factor must be a positive integer, got {factor!r}")
+    check_positive_int("factor", factor)
     t = torch.arange(4 * factor, dtype=torch.float64)
     x = (t - bicubic_padding(factor) + 0.5 - factor / 2) / factor
     k = keys_cubic(x, a) / factor

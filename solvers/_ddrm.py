@@ -45,8 +45,6 @@ started at :math:`t = 300` from :math:`\sqrt{\bar\alpha_t}\operatorname{Decode}(
 from __future__ import annotations
 
 import math
-import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -54,7 +52,10 @@ import torch
 from torch import Tensor
 
 import opkit
+from opkit.params import check_non_negative, check_unit
 from solvers._finite import FiniteWatch, check_finite, working_dtype
+from solvers.common import Progress, SolveInfo, check_common, repeat_rows
+from solvers.common import normal_ as _normal_
 from solvers.priors import _check_alphas_cumprod, uniform_timesteps
 
 __all__ = ["DDRM_DEFAULTS", "ddrm"]
@@ -82,10 +83,11 @@ def ddrm(
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
     callback: Callback | None = None,
     progress: bool | None = None,
+    return_info: bool = False,
     return_samples: bool = False,
     clip_x0: bool = True,
     model_kwargs: Mapping[str, Any] | None = None,
-) -> Tensor | tuple[Tensor, Tensor]:
+) -> Tensor | tuple[Tensor, Any]:
     r"""Restore images from measurements ``y = H(x)`` with a diffusion prior (DDRM).
 
     Dispatches on the operator's type: an :class:`opkit.SVDOperator` runs the spectral DDRM
@@ -146,8 +148,11 @@ def ddrm(
     progress : bool, optional
         Show a tqdm progress bar with the time per step; by default only when stderr is a
         terminal.
+    return_info : bool
+        Also return a :class:`~solvers.common.SolveInfo` (model evaluations, steps, and the
+        individual samples in its ``samples``).
     return_samples : bool
-        Also return the individual samples.
+        Also return the individual samples (the older form of ``return_info``).
     clip_x0 : bool
         Clip the denoised prediction to the data range ``[-1, 1]`` (DDPM practice).
     model_kwargs : mapping, optional
@@ -156,8 +161,9 @@ def ddrm(
 
     Returns
     -------
-    torch.Tensor or tuple of torch.Tensor
-        The restored images ``(B, C, H, W)`` in ``[0, 1]`` (the mean of the samples), and with
+    torch.Tensor or tuple
+        The restored images ``(B, C, H, W)`` in ``[0, 1]`` (the mean of the samples); with
+        ``return_info`` also the :class:`~solvers.common.SolveInfo`, else with
         ``return_samples`` also the samples ``(B, num_samples, C, H, W)``.
 
     Raises
@@ -199,14 +205,11 @@ def ddrm(
             "not supported"
         )
     d_eta, d_eta_b, d_start = DDRM_DEFAULTS[kind]
-    eta = d_eta if eta is None else _unit("eta", eta)
-    eta_b = d_eta_b if eta_b is None else _unit("eta_b", eta_b)
-    sigma_y = _nonneg("sigma_y", sigma_y)
+    eta = d_eta if eta is None else check_unit("eta", eta)
+    eta_b = d_eta_b if eta_b is None else check_unit("eta_b", eta_b)
+    sigma_y = check_non_negative("sigma_y", sigma_y)
     alphas = _check_model(model)
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_common(steps, num_samples)
     if t_start is None:
         t_start = d_start
     timesteps = uniform_timesteps(alphas.numel(), steps, t_start)  # validates steps and t_start
@@ -238,35 +241,18 @@ def ddrm(
     if num_samples > 1:
         mean = samples.mean(dim=1)
     else:
-        mean = samples[:, 0].clone() if return_samples else samples[:, 0]
+        mean = samples[:, 0].clone() if (return_samples or return_info) else samples[:, 0]
     if mean.dtype != run.out_dtype:  # half-precision measurements: computed in float32
         mean, samples = mean.to(run.out_dtype), samples.to(run.out_dtype)
+    if return_info:
+        n = len(timesteps)
+        return mean, SolveInfo(nfe=n, steps=n, samples=samples, extra={"timesteps": timesteps})
     return (mean, samples) if return_samples else mean
 
 
 # --------------------------------------------------------------------------------------------
 # validation helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _unit(name: str, v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        f = float("nan")
-    if isinstance(v, bool) or not 0.0 <= f <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
-    return f
-
-
-def _nonneg(name: str, v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        f = float("nan")
-    if isinstance(v, bool) or not (0.0 <= f < math.inf):
-        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    return f
 
 
 def _check_model(model: Any) -> Tensor:
@@ -295,47 +281,6 @@ def _inner_expand(c: Tensor, shape: torch.Size, inner: int = 256) -> Tensor:
         dims[d] = shape[d]
         block *= shape[d]
     return c.reshape([1] * (len(shape) - c.ndim) + list(c.shape)).expand(dims).contiguous()
-
-
-def _normal_(buf: Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> Tensor:
-    """Fill ``buf`` with standard normal noise from ``generator`` (which may live elsewhere).
-
-    A sequence of ``B`` generators fills the rows of measurement ``b`` (its ``num_samples``
-    samples) from generator ``b`` alone, exactly as ``b`` restored by itself would be.
-    """
-    if isinstance(generator, Sequence):
-        per, rest = divmod(buf.shape[0], len(generator))
-        if rest or not per:
-            raise ValueError(f"got {len(generator)} generators for a batch of {buf.shape[0]} rows")
-        for b, g in enumerate(generator):
-            _normal_(buf[b * per : (b + 1) * per], g)
-        return buf
-    if generator is None or generator.device == buf.device:
-        return buf.normal_(generator=generator)
-    return buf.copy_(torch.randn(buf.shape, generator=generator, device=generator.device, dtype=buf.dtype))
-
-
-def _repeat(v: Any, k: int, batch: int) -> Any:
-    if k > 1 and isinstance(v, Tensor) and v.ndim >= 1 and v.shape[0] == batch:
-        return v.repeat_interleave(k, dim=0)
-    return v
-
-
-def _tick(bar: Any, tic: float) -> None:
-    """Advance the progress bar and show the time of the step just done."""
-    bar.set_postfix_str(f"{(time.perf_counter() - tic) * 1e3:.1f} ms/step", refresh=False)
-    bar.update()
-
-
-def _close(bar: Any) -> None:
-    """Show the mean time per step and close the bar."""
-    if bar is None:
-        return
-    elapsed = bar.format_dict.get("elapsed", 0.0)
-    if bar.n:
-        bar.set_postfix_str(f"{elapsed / bar.n * 1e3:.1f} ms/step on average", refresh=False)
-    bar.refresh()
-    bar.close()
 
 
 class _Run:
@@ -371,13 +316,8 @@ class _Run:
         self.watch = FiniteWatch("the model", lambda i: f"step {i + 1} of {n} (timestep {timesteps[i]})")
 
     # -- shared pieces ------------------------------------------------------------------------
-    def _bar(self, desc: str) -> Any:
-        show = self.progress if self.progress is not None else sys.stderr.isatty()
-        if not show:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=len(self.timesteps), desc=desc, unit="step", leave=True)
+    def _bar(self, desc: str) -> Progress:
+        return Progress(len(self.timesteps), desc, self.progress)
 
     def _eps(self, i: int, x_in: Tensor, t: int, kwargs: dict[str, Any]) -> Tensor:
         """The model's ε for step ``i`` (timestep ``t``), checked for shape and finiteness."""
@@ -396,7 +336,7 @@ class _Run:
         return eps
 
     def _kwargs(self, batch: int) -> dict[str, Any]:
-        return {k: _repeat(v, self.k, batch) for k, v in self.model_kwargs.items()}
+        return {k: repeat_rows(v, self.k, batch) for k, v in self.model_kwargs.items()}
 
     def _sigma(self, i: int) -> float:
         """VE noise level (model range) of the i-th timestep; 0 after the last one."""
@@ -458,7 +398,7 @@ class _Run:
         bar = self._bar(f"DDRM ({op._label()})")
         try:
             for i, t in enumerate(self.timesteps):
-                tic = time.perf_counter()
+                bar.start()
                 sqrt_a = math.sqrt(self.abar[i])
                 sig_t, sig_n = self._sigma(i), self._sigma(i + 1)
                 x = op.V(xbar)  # VE iterate, model range
@@ -492,10 +432,9 @@ class _Run:
                 if sig_n > 0:
                     new.addcmul_(_normal_(noise, self.generator), a_z)
                 xbar = new
-                if bar is not None:
-                    _tick(bar, tic)
+                bar.tick()
         finally:
-            _close(bar)
+            bar.close()
         self.watch.check()
         out = op.V(xbar)
         return out.add_(1.0).mul_(0.5).clamp_(0.0, 1.0)
@@ -528,7 +467,7 @@ class _Run:
         mix = dec_y
         try:
             for i, t in enumerate(self.timesteps):
-                tic = time.perf_counter()
+                bar.start()
                 a = self.abar[i]
                 a_n = self.abar[i + 1] if i + 1 < len(self.abar) else 1.0
                 eps = self._eps(i, x_in, t, kwargs)
@@ -548,9 +487,8 @@ class _Run:
                     if eta < 1.0:
                         noise.mul_(eta).add_(eps, alpha=1.0 - eta)
                     x_in = torch.mul(mix, math.sqrt(a_n), out=x_in).add_(noise, alpha=math.sqrt(1 - a_n))
-                if bar is not None:
-                    _tick(bar, tic)
+                bar.tick()
         finally:
-            _close(bar)
+            bar.close()
         self.watch.check()
         return mix.add_(1.0).mul_(0.5).clamp_(0.0, 1.0)

@@ -12,13 +12,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any
 
 import torch
 from einops import reduce, repeat
 from torch import Tensor
 
+import opkit
+from opkit.solver import KINDS
 from solvers._finite import check_finite, working_dtype
+from solvers.common import Progress, callback_arity, check_common, check_operator_kind
 from solvers.samplers import SAMPLERS, SamplerInfo, euler_heun, euler_maruyama, probability_flow
 from solvers.score_models import ScoreModel
 from solvers.sdes import DriftSDE, get_sde
@@ -49,8 +52,10 @@ def color_correct(x: Tensor, y: Tensor) -> Tensor:
     return x - x.mean(dim=(-2, -1), keepdim=True) + y.mean(dim=(-2, -1), keepdim=True)
 
 
-def _resolve_sde(sde: str | DriftSDE, model: Any) -> DriftSDE:
+def _resolve_sde(sde: str | DriftSDE | None, model: Any) -> DriftSDE:
     model_sde = getattr(model, "sde", None)
+    if sde is None:
+        return model_sde if isinstance(model_sde, DriftSDE) else get_sde("ouve")
     if isinstance(sde, str) and sde.lower() == "model":
         if not isinstance(model_sde, DriftSDE):
             raise ValueError("sde='model' needs a model with an `sde` attribute")
@@ -64,57 +69,75 @@ def _resolve_sde(sde: str | DriftSDE, model: Any) -> DriftSDE:
     return resolved
 
 
-@overload
+class _ScoreCache:
+    """The score model, counted, remembering its last evaluation.
+
+    The contract's callback wants the clean-image estimate at the state a step reached; that
+    needs the score there, which the next step evaluates anyway: asking for it twice costs one
+    evaluation.
+    """
+
+    def __init__(self, model: ScoreFn) -> None:
+        self.model, self.calls = model, 0
+        self._key: tuple[Tensor, float] | None = None
+        self._val: Tensor | None = None
+
+    def __call__(self, x: Tensor, y: Tensor, t: Tensor) -> Tensor:
+        t0 = float(t.reshape(-1)[0])
+        if self._key is not None and self._key[0] is x and self._key[1] == t0 and self._val is not None:
+            return self._val
+        out = self.model(x, y, t)
+        self.calls += 1
+        self._key, self._val = (x, t0), out
+        return out
+
+
+def _degraded_image(op: opkit.Operator[Any], y: Any) -> Tensor:
+    """The image DriftRec starts from: ``Decode(y)`` for an encode/decode pair; for a linear
+    operator ``y`` itself if it is an image of ``op``'s shape (denoising, inpainting, blur), else
+    ``H†y`` (e.g. super-resolution)."""
+    coded = isinstance(op, opkit.EncodeDecodeOperator)
+    if not coded and isinstance(y, Tensor) and y.ndim == 4 and tuple(y.shape[1:]) == tuple(op.shape):
+        return y
+    try:
+        op.check_measurement(y)
+    except (TypeError, AttributeError) as exc:
+        raise ValueError(f"y does not fit {op._label()}: {exc}") from None
+    image = op.decode(y) if coded else op.pinv(y)
+    if not isinstance(image, Tensor) or tuple(image.shape[1:]) != tuple(op.shape):
+        raise ValueError(f"y does not fit {op._label()}: it gives an image of shape {_shape(image)}")
+    return image
+
+
+def _shape(v: Any) -> Any:
+    return tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+
+
 def driftrec(
-    y: Tensor,
-    model: ScoreFn,
+    op: Any = None,
+    y: Any = None,
+    model: Any = None,
     *,
-    sde: str | DriftSDE = ...,
-    sampler: str = ...,
-    steps: int = ...,
-    num_samples: int = ...,
-    color_correction: bool = ...,
-    generator: torch.Generator | None = ...,
-    callback: Callable[[int, float, Tensor], None] | None = ...,
-    tol: float = ...,
-    rtol: float | None = ...,
-    atol: float | None = ...,
-    return_info: Literal[False] = ...,
-) -> Tensor: ...
-@overload
-def driftrec(
-    y: Tensor,
-    model: ScoreFn,
-    *,
-    sde: str | DriftSDE = ...,
-    sampler: str = ...,
-    steps: int = ...,
-    num_samples: int = ...,
-    color_correction: bool = ...,
-    generator: torch.Generator | None = ...,
-    callback: Callable[[int, float, Tensor], None] | None = ...,
-    tol: float = ...,
-    rtol: float | None = ...,
-    atol: float | None = ...,
-    return_info: Literal[True],
-) -> tuple[Tensor, SamplerInfo]: ...
-def driftrec(
-    y: Tensor,
-    model: ScoreFn,
-    *,
-    sde: str | DriftSDE = "ouve",
-    sampler: str = "euler_maruyama",
     steps: int = 100,
     num_samples: int = 1,
-    color_correction: bool = True,
     generator: torch.Generator | None = None,
-    callback: Callable[[int, float, Tensor], None] | None = None,
+    callback: Callable[..., Any] | None = None,
+    progress: bool | None = None,
+    return_info: bool = False,
+    sde: str | DriftSDE | None = None,
+    sampler: str = "euler_maruyama",
+    color_correction: bool = True,
     tol: float = 1e-3,
     rtol: float | None = None,
     atol: float | None = None,
-    return_info: bool = False,
 ) -> Tensor | tuple[Tensor, SamplerInfo]:
-    r"""Blind restoration of corrupted images ``y`` with a DriftRec score model.
+    r"""Blind restoration of corrupted images with a DriftRec score model.
+
+    Called like every solver, ``driftrec(op, y, model)`` (:class:`opkit.solver.Solver`), or in
+    the older blind form ``driftrec(y, model)`` with the degraded images themselves. With an
+    operator, the degraded image is ``y`` when it is an image of ``op``'s shape, else
+    ``Decode(y)`` for an encode/decode pair and ``H†y`` for a linear operator; the operator is
+    used for nothing else (the method is blind).
 
     Draws :math:`x_1 = y + \sigma_1 z` and integrates the reverse process to :math:`t_\varepsilon`
     with the chosen sampler; the SDE samplers' last step is noise-free, so the output is the mean
@@ -129,33 +152,41 @@ def driftrec(
 
     Parameters
     ----------
-    y : torch.Tensor
-        Corrupted images ``(B, C, H, W)`` in ``[0, 1]``, finite; the output follows its device and
-        dtype (float16 and bfloat16 are computed in float32).
+    op : opkit.Operator or torch.Tensor
+        The degradation; or, in the blind form, the corrupted images ``y``.
+    y : measurement or callable
+        Its measurement (in the blind form: the model).
     model : callable
         ``model(x_t, y, t)`` returning the score, ``t`` a float tensor ``(B,)``.
-    sde : str or DriftSDE
-        ``"ouve"``, ``"tsdve"``, ``"cosve"``, an SDE object, or ``"model"`` for the model's own
-        ``sde`` attribute. A model that carries an SDE refuses a different one.
-    sampler : str
-        ``"euler_maruyama"`` (``steps`` NFE), ``"euler_heun"`` (``2 × steps`` NFE) or ``"ode"``
-        (adaptive RK45 probability flow; NFE depends on the tolerance).
     steps : int
         Steps of the SDE samplers (paper: 100); ignored by ``"ode"``.
     num_samples : int
         Samples per image, drawn as one batch and averaged.
+    generator : torch.Generator, optional
+        Source of all randomness; may live on another device than ``y``.
+    callback : callable, optional
+        ``callback(step, t, x_t, x0_pred)`` after every step: the time reached, the state there
+        (the whole repeated batch) and the clean-image estimate from the score there,
+        :math:`\hat x_0 = (x_t + \sigma_t^2 s - (1 - e^{-\Phi(t)}) y) / e^{-\Phi(t)}` (Tweedie's
+        formula for the perturbation kernel). A callback of three arguments gets the older
+        ``callback(i, t, x)``.
+    progress : bool, optional
+        Show a tqdm progress bar; by default only when stderr is a terminal.
+    return_info : bool
+        Also return the :class:`~solvers.samplers.SamplerInfo` (NFE, steps, rejected steps).
+    sde : str or DriftSDE, optional
+        ``"ouve"``, ``"tsdve"``, ``"cosve"``, an SDE object, or ``"model"`` for the model's own
+        ``sde`` attribute. A model that carries an SDE refuses a different one. By default the
+        model's own SDE, or OUVE for a model without one.
+    sampler : str
+        ``"euler_maruyama"`` (``steps`` NFE), ``"euler_heun"`` (``2 × steps`` NFE) or ``"ode"``
+        (adaptive RK45 probability flow; NFE depends on the tolerance).
     color_correction : bool
         Shift each channel's mean to ``y``'s (paper, section V).
-    generator : torch.Generator, optional
-        Source of all randomness (on ``y``'s device).
-    callback : callable, optional
-        ``callback(i, t, x)`` after every step, ``x`` being the whole (repeated) batch.
     tol : float
         ODE tolerance used for both ``rtol`` and ``atol`` unless they are given.
     rtol, atol : float, optional
         ODE tolerances.
-    return_info : bool
-        Also return the :class:`~solvers.samplers.SamplerInfo` (NFE, steps, rejected steps).
 
     Returns
     -------
@@ -164,39 +195,67 @@ def driftrec(
 
     Raises
     ------
+    TypeError
+        For an ``op`` that is not an operator, or a model that is not callable.
     ValueError
         For bad arguments, a ``y`` with NaN or infinity, or a model that returns NaN or infinity
         (the message names the evaluation).
     """
+    if isinstance(op, Tensor):  # the blind form driftrec(y, model)
+        if model is not None:
+            raise TypeError("driftrec(y, model) takes two arguments; with three, the first is the operator")
+        op, y, model = None, op, y
+    if op is None:  # driftrec(y, model) or driftrec(y=..., model=...)
+        image = y
+    else:
+        check_operator_kind("driftrec", op, KINDS)
+        image = _degraded_image(op, y)
+    y = image
     if not isinstance(y, Tensor) or y.ndim != 4 or not y.is_floating_point():
         raise ValueError(f"y must be a floating (B, C, H, W) tensor, got {getattr(y, 'shape', type(y))}")
     check_finite("y", y)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_common(steps, num_samples)
     if not callable(model):
-        raise ValueError("model must be callable as model(x_t, y, t)")
+        raise TypeError(f"model must be callable as model(x_t, y, t), got {type(model).__name__}")
     the_sde = _resolve_sde(sde, model)
     if not the_sde.std(the_sde.t_eps) > 0:
         raise ValueError("the SDE's t_eps must give sigma(t_eps) > 0 for sampling")
     out_dtype = y.dtype
     y = y.to(working_dtype(y.dtype))  # half precision: compute in float32
     yy = repeat(y, "b c h w -> (b m) c h w", m=num_samples) if num_samples > 1 else y
-    with torch.no_grad():
+    score = _ScoreCache(model)
+    bar = Progress(steps if sampler != "ode" else 0, "DriftRec", progress)
+    if bar.bar is not None and sampler == "ode":
+        bar.bar.total = None
+    new_style = callback is not None and callback_arity(callback) >= 4
+
+    def on_step(i: int, t: float, x: Tensor) -> None:
+        if callback is not None:
+            if new_style:
+                tt = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+                s = score(x, yy, tt)
+                w = the_sde.mean_weight(t)
+                x0 = (x + the_sde.std(t) ** 2 * s - (1.0 - w) * yy) / w
+                callback(i, t, x, x0)
+            else:
+                callback(i, t, x)
+        bar.tick()
+
+    with torch.no_grad(), bar:
         x = the_sde.prior_sample(yy, generator)
         if sampler == "ode":
             r = tol if rtol is None else rtol
             a = tol if atol is None else atol
-            out, info = probability_flow(model, the_sde, yy, x, rtol=r, atol=a, callback=callback)
+            out, info = probability_flow(score, the_sde, yy, x, rtol=r, atol=a, callback=on_step)
         elif sampler == "euler_heun":
-            out, info = euler_heun(model, the_sde, yy, x, steps=steps, generator=generator, callback=callback)
+            out, info = euler_heun(score, the_sde, yy, x, steps=steps, generator=generator, callback=on_step)
         else:
             out, info = euler_maruyama(
-                model, the_sde, yy, x, steps=steps, generator=generator, callback=callback
+                score, the_sde, yy, x, steps=steps, generator=generator, callback=on_step
             )
+        info.nfe = score.calls
         if num_samples > 1:
             out = reduce(out, "(b m) c h w -> b c h w", "mean", m=num_samples)
         if color_correction:

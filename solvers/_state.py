@@ -1,7 +1,8 @@
 """Training state (optimizer, random generators, counters) saved with safetensors and JSON.
 
-Shared by :mod:`solvers.training` and :mod:`solvers.prior_training`: nothing is pickled, and a
-resumed run continues bit for bit. :func:`read_json` and :func:`read_safetensors` read the files
+Shared by :mod:`solvers.training` and :mod:`solvers.prior_training`: the file names, the EMA
+update, and the state files (nothing is pickled, and a resumed run continues bit for bit).
+:func:`read_json` and :func:`read_safetensors` read the files
 of a model folder and turn a damaged file into a ``ValueError`` that names it.
 """
 
@@ -14,6 +15,19 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+#: Files of a resumable training run, beside the model's weights.
+STATE_NAME = "training_state.safetensors"
+STATE_JSON = "training_state.json"
+#: The weights file of a diffusers model directory.
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+
+
+def ema_update(ema_params: Any, params: Any, decay: float) -> None:
+    """``e ← decay · e + (1 − decay) · p`` for every pair of parameters, in place, without grad."""
+    with torch.no_grad():
+        for e, p in zip(ema_params, params, strict=True):
+            e.lerp_(p, 1.0 - decay)
 
 
 def read_json(path: Path) -> dict[str, Any]:

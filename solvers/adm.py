@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as nnf
 from torch import Tensor, nn
 
+from opkit.params import check_positive_int, positive_int
+
 __all__ = ["ADMConfig", "ADMUNet", "adm_alphas_cumprod"]
 
 #: Channel multipliers guided-diffusion picks from ``image_size`` when ``channel_mult`` is empty.
@@ -87,11 +89,6 @@ def _mult_tuple(value: Any) -> tuple[float, ...]:
     if any(m <= 0 for m in out):
         raise ValueError(f"channel_mult must hold positive numbers, got {value!r}")
     return tuple(int(m) if m == int(m) else m for m in out)
-
-
-def _positive(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
 
 
 def _heads(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -173,26 +170,26 @@ class ADMConfig:
     ((1, 1, 2, 2, 4, 4), (8, 16, 32))
     """
 
-    image_size: int = attrs.field(default=64, validator=_positive)
-    num_channels: int = attrs.field(default=128, validator=_positive)
-    num_res_blocks: int = attrs.field(default=2, validator=_positive)
+    image_size: int = attrs.field(default=64, validator=positive_int)
+    num_channels: int = attrs.field(default=128, validator=positive_int)
+    num_res_blocks: int = attrs.field(default=2, validator=positive_int)
     channel_mult: tuple[float, ...] = attrs.field(default=(), converter=_mult_tuple)
     learn_sigma: bool = attrs.field(default=False, validator=_flag)
     class_cond: bool = attrs.field(default=False, validator=_flag)
     attention_resolutions: tuple[int, ...] = attrs.field(default=(16, 8), converter=_attention_tuple)
-    num_heads: int = attrs.field(default=4, validator=_positive)
+    num_heads: int = attrs.field(default=4, validator=positive_int)
     num_head_channels: int = attrs.field(default=-1, validator=_heads)
     num_heads_upsample: int = attrs.field(default=-1, validator=_heads)
     use_scale_shift_norm: bool = attrs.field(default=True, validator=_flag)
     resblock_updown: bool = attrs.field(default=False, validator=_flag)
     use_new_attention_order: bool = attrs.field(default=False, validator=_flag)
     dropout: float = attrs.field(default=0.0, converter=float)
-    diffusion_steps: int = attrs.field(default=1000, validator=_positive)
+    diffusion_steps: int = attrs.field(default=1000, validator=positive_int)
     noise_schedule: str = attrs.field(default="linear")
     predict_xstart: bool = attrs.field(default=False, validator=_flag)
     rescale_timesteps: bool = attrs.field(default=False, validator=_flag)
-    in_channels: int = attrs.field(default=3, validator=_positive)
-    num_classes: int = attrs.field(default=1000, validator=_positive)
+    in_channels: int = attrs.field(default=3, validator=positive_int)
+    num_classes: int = attrs.field(default=1000, validator=positive_int)
 
     def __attrs_post_init__(self) -> None:
         if self.noise_schedule not in ("linear", "cosine"):
@@ -315,8 +312,7 @@ def adm_alphas_cumprod(noise_schedule: str = "linear", diffusion_steps: int = 10
     >>> a.shape, bool((a[1:] < a[:-1]).all())
     (torch.Size([1000]), True)
     """
-    if isinstance(diffusion_steps, bool) or not isinstance(diffusion_steps, int) or diffusion_steps < 1:
-        raise ValueError(f"diffusion_steps must be a positive integer, got {diffusion_steps!r}")
+    check_positive_int("diffusion_steps", diffusion_steps)
     if noise_schedule == "linear":
         scale = 1000 / diffusion_steps
         betas = torch.linspace(scale * 1e-4, scale * 0.02, diffusion_steps, dtype=torch.float64)

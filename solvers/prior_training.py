@@ -31,9 +31,10 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from solvers._state import load_state, save_state
+from solvers._state import STATE_JSON, STATE_NAME, WEIGHTS_NAME, ema_update, load_state, save_state
+from solvers.common import randn
 from solvers.data import dead_leaves, random_crops
-from solvers.priors import linear_alphas_cumprod
+from solvers.priors import BETA_END, BETA_START, linear_alphas_cumprod
 
 __all__ = ["PRIOR_PRESETS", "build_prior_unet", "prior_loss", "sample_timesteps", "train_prior"]
 
@@ -65,8 +66,7 @@ PRIOR_PRESETS: dict[str, dict[str, Any]] = {
 #: Rec. 601 luma weights (JPEG's Y), for the grey crops.
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
-_STATE = "training_state.safetensors"
-_STATE_JSON = "training_state.json"
+_STATE, _STATE_JSON = STATE_NAME, STATE_JSON
 _RAW = "raw_unet.safetensors"
 
 
@@ -174,7 +174,7 @@ def prior_loss(
     b = x0.shape[0]
     m = 2.0 * x0 - 1.0
     t = sample_timesteps(b, alphas_cumprod.numel(), generator, focus)
-    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    eps = randn(x0.shape, x0, generator)
     a = alphas_cumprod[t].to(x0.dtype).view(b, 1, 1, 1)
     x_t = a.sqrt() * m + (1 - a).sqrt() * eps
     pred = net(x_t, t, return_dict=False)[0]
@@ -196,7 +196,7 @@ def _save(
     out.mkdir(parents=True, exist_ok=True)
     ema.save_pretrained(str(out / "unet"), safe_serialization=True)
     DDPMScheduler(
-        num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear"
+        num_train_timesteps=1000, beta_start=BETA_START, beta_end=BETA_END, beta_schedule="linear"
     ).save_pretrained(str(out / "scheduler"))
     save_file({k: v.detach().cpu().contiguous() for k, v in raw.state_dict().items()}, str(out / _RAW))
     save_state(out / _STATE, out / _STATE_JSON, opt, gens, {"step": step, "losses": losses, **extra})
@@ -206,7 +206,7 @@ def _load(
     out: Path, raw: Any, ema: Any, opt: torch.optim.Optimizer, gens: dict[str, torch.Generator]
 ) -> tuple[int, list[float], dict[str, Any]]:
     raw.load_state_dict(load_file(str(out / _RAW)))
-    ema.load_state_dict(load_file(str(out / "unet" / "diffusion_pytorch_model.safetensors")))
+    ema.load_state_dict(load_file(str(out / "unet" / WEIGHTS_NAME)))
     meta = load_state(out / _STATE, out / _STATE_JSON, opt, gens)
     return int(meta["step"]), [float(v) for v in meta["losses"]], meta
 
@@ -344,9 +344,7 @@ def train_prior(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         decay = min(ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, p in zip(ema_params, params, strict=True):
-                e.lerp_(p, 1.0 - decay)
+        ema_update(ema_params, params, decay)
         losses.append(float(loss.detach()))
         bar.update(1)
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")

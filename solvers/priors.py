@@ -48,6 +48,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from opkit.params import check_positive_int
+from solvers._state import WEIGHTS_NAME
 from solvers.adm import ADMConfig, ADMUNet, adm_alphas_cumprod
 from solvers.checkpoints import (
     PICKLE_SUFFIXES,
@@ -95,8 +97,12 @@ class DiffusionPrior(Protocol):
 # --------------------------------------------------------------------------------------------
 
 
+#: The linear β schedule of DDPM that DDRM assumes: β from 1e-4 to 0.02 over 1000 steps.
+BETA_START, BETA_END = 1e-4, 0.02
+
+
 def linear_alphas_cumprod(
-    num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+    num_timesteps: int = 1000, beta_start: float = BETA_START, beta_end: float = BETA_END
 ) -> Tensor:
     r"""Cumulative products of the linear β schedule of DDPM (the DDRM papers' default).
 
@@ -128,8 +134,7 @@ def linear_alphas_cumprod(
     >>> a.shape, round(float(a[0]), 6)
     (torch.Size([1000]), 0.9999)
     """
-    if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int) or num_timesteps < 1:
-        raise ValueError(f"num_timesteps must be a positive integer, got {num_timesteps!r}")
+    check_positive_int("num_timesteps", num_timesteps)
     if not (0.0 < beta_start <= beta_end < 1.0):
         raise ValueError(
             f"need 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, beta_end={beta_end}"
@@ -176,9 +181,8 @@ def uniform_timesteps(num_timesteps: int, steps: int, t_start: int | None = None
     >>> uniform_timesteps(1000, 4, t_start=300)
     [300, 200, 100, 0]
     """
-    for name, v in (("num_timesteps", num_timesteps), ("steps", steps)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    check_positive_int("num_timesteps", num_timesteps)
+    check_positive_int("steps", steps)
     if steps > num_timesteps:
         raise ValueError(f"steps must be at most the prior's {num_timesteps} timesteps, got {steps}")
     if t_start is None:
@@ -299,8 +303,7 @@ class UNetPrior:
         if multiple is None:
             levels = getattr(getattr(net, "config", None), "block_out_channels", None)
             multiple = 2 ** (len(levels) - 1) if levels else 1
-        if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
-            raise ValueError(f"multiple must be a positive integer, got {multiple!r}")
+        check_positive_int("multiple", multiple)
         #: Side lengths are padded to a multiple of this for the network call.
         self.multiple = multiple
         #: The scheduler configuration of a diffusers model, or ``None``.
@@ -409,7 +412,7 @@ class UNetPrior:
 #: Where the project's default prior lives inside the package (diffusers pipeline layout).
 DEFAULT_PRIOR_DIR = Path(__file__).resolve().parent / "weights" / "prior"
 
-_WEIGHTS = "diffusion_pytorch_model.safetensors"
+_WEIGHTS = WEIGHTS_NAME
 _WEIGHTS_INDEX = "diffusion_pytorch_model.safetensors.index.json"
 _WEIGHTS_PICKLE = "diffusion_pytorch_model.bin"
 _ADM_CLASS = "ADMUNet"

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from opkit.params import check_positive_int
 from solvers._finite import FiniteWatch
+from solvers.common import randn
 from solvers.sdes import DriftSDE
 
 __all__ = ["SAMPLERS", "SamplerInfo", "euler_heun", "euler_maruyama", "probability_flow"]
@@ -52,9 +54,7 @@ class SamplerInfo:
 
 
 def _check_steps(steps: int) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    return steps
+    return check_positive_int("steps", steps)
 
 
 def _time_grid(sde: DriftSDE, steps: int) -> list[float]:
@@ -142,7 +142,7 @@ def euler_maruyama(
         rev = sde.drift(x, y, t) - (g * g) * f(x, t)
         x = x - h * rev
         if i < steps - 1:
-            x = x + (g * h**0.5) * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + (g * h**0.5) * randn(x.shape, x, generator)
         if callback is not None:
             callback(i, ts[i + 1], x)
     f.check()
@@ -209,7 +209,7 @@ def euler_heun(
         g0, g1 = sde.diffusion(t0), sde.diffusion(t1)
         if i < steps - 1:
             sh = h**0.5
-            dw = sh * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            dw = sh * randn(x.shape, x, generator)
             sign = torch.randint(0, 2, x.shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
             k1 = h * a(x, t0) + g0 * (dw - sh * sign)
             k2 = h * a(x + k1, t1) + g1 * (dw + sh * sign)

@@ -40,6 +40,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from opkit.io import atomic_directory
+from solvers._state import WEIGHTS_NAME as _WEIGHTS_NAME
 from solvers._state import read_json, read_safetensors
 from solvers.sdes import DriftSDE, get_sde
 
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+WEIGHTS_NAME = _WEIGHTS_NAME
 RAW_WEIGHTS_NAME = "raw_model.safetensors"
 DRIFTREC_CONFIG_NAME = "driftrec.json"
 FORMAT_VERSION = 1

@@ -54,6 +54,8 @@ from scipy.interpolate import CubicSpline
 from scipy.special import dawsn
 from torch import Tensor
 
+from solvers.common import randn
+
 __all__ = ["OUVE", "SDE_NAMES", "TSDVE", "CosVE", "DriftSDE", "SDEParams", "get_sde"]
 
 Time = float | Tensor
@@ -436,7 +438,7 @@ class DriftSDE(abc.ABC):
         (torch.Tensor, torch.Tensor)
             ``x_t`` and the standard normal ``z`` used.
         """
-        z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        z = randn(x0.shape, x0, generator)
         return self.mean(x0, y, t) + _bcast(self.std(t), x0) * z, z
 
     def prior_sample(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -454,7 +456,7 @@ class DriftSDE(abc.ABC):
         torch.Tensor
             The prior sample, like ``y``.
         """
-        z = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+        z = randn(y.shape, y, generator)
         return y + self.std(1.0) * z
 
 

@@ -43,15 +43,14 @@ from tqdm.auto import tqdm
 
 import opkit
 from opkit.io import atomic_directory
-from solvers._state import load_state, read_safetensors, save_state
+from opkit.params import check_positive_int
+from solvers._state import STATE_JSON, STATE_NAME, ema_update, load_state, read_safetensors, save_state
+from solvers.common import randn
 from solvers.data import as_image_list, random_crops
 from solvers.score_models import RAW_WEIGHTS_NAME, WEIGHTS_NAME, ScoreModel
 from solvers.sdes import DriftSDE, get_sde
 
 __all__ = ["PairMaker", "TrainResult", "dsm_loss", "random_crops", "train_driftrec"]
-
-STATE_NAME = "training_state.safetensors"
-STATE_JSON = "training_state.json"
 
 
 class PairMaker:
@@ -126,7 +125,7 @@ class PairMaker:
         else:
             raise ValueError(f"unsupported operator type {type(op).__name__}")
         if self.sigma_y > 0:
-            y = y + self.sigma_y * torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+            y = y + self.sigma_y * randn(y.shape, y, generator)
         return y.to(dtype=x0.dtype)
 
     def __call__(
@@ -311,9 +310,8 @@ def train_driftrec(
     TrainResult
         EMA model, raw model, loss history and step count.
     """
-    for name, v in (("steps", steps), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    check_positive_int("steps", steps)
+    check_positive_int("batch_size", batch_size)
     if not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
     if resume and checkpoint_dir is None:
@@ -350,9 +348,7 @@ def train_driftrec(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            for e, p in zip(ema_params, params, strict=True):
-                e.lerp_(p, 1.0 - ema_decay)
+        ema_update(ema_params, params, ema_decay)
         losses.append(float(loss.detach()))
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")

@@ -805,7 +805,7 @@ def test_sigma_y_where_it_cannot_apply(capsys: Any, work: Path) -> None:
     refused(
         cli(capsys, *base, "--op", "denoise", "--solver", "driftrec"),
         EXIT_ERROR,
-        "--sigma-y applies to --solver ddrm only",
+        "--sigma-y does not apply to --solver driftrec",
     )
     refused(cli(capsys, *base, "--op", "quantize"), EXIT_ERROR, "--sigma-y does not apply to --op quantize")
     refused(

@@ -179,3 +179,41 @@ def test_main_job_prints_only_progress_and_result_lines(tmp_path: Path) -> None:
     assert res.stdout.splitlines() == [f"wrote {tmp_path / 'r.png'} (ddrm, jpeg, (3, 32, 48))"]
     # stderr: nothing, or the progress bar (not a terminal here, so it is off by default)
     assert [ln for ln in res.stderr.splitlines() if ln.strip() and "%|" not in ln] == []
+
+
+def test_opkit_solvers_lists_builtins_and_the_example_plugin(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["solvers"]) == 0
+    out = capsys.readouterr().out
+    for name in ("ddrm", "driftrec", "pigdm"):
+        assert f"\n{name} " in f"\n{out}"
+    assert "operators: svd, linear, encode_decode   model: prior" in out  # pigdm
+    try:
+        import opkit_ddnm  # noqa: F401  (the example third-party package, installed by CI)
+    except ImportError:
+        return
+    assert "[plugin: ddnm]" in out
+
+
+@pytest.mark.parametrize("solver", ["pigdm", "ddnm"])
+def test_restore_with_any_registered_solver(tmp_path: Path, prior_dir: Path, solver: str) -> None:
+    if solver == "ddnm":
+        pytest.importorskip("opkit_ddnm")  # the example third-party package
+    clean = _png(tmp_path / "clean.png", 16, 32)
+    low = tmp_path / "low.png"
+    assert main(["degrade", str(clean), "--op", "sr_block", "--param", "factor=2", "-o", str(low)]) == 0
+    out = tmp_path / "x.png"
+    args = ["restore", str(low), "--op", "sr_block", "--param", "factor=2", "--model", str(prior_dir)]
+    assert main([*args, "--solver", solver, "--steps", "2", "--quiet", "-o", str(out)]) == 0
+    assert load_image(out).shape == (1, 3, 16, 32)
+
+
+def test_restore_refuses_options_a_solver_does_not_take(
+    tmp_path: Path, prior_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    low = _png(tmp_path / "low.png", 8, 16)
+    base = ["restore", str(low), "--model", str(prior_dir), "--quiet", "-o", str(tmp_path / "x.png")]
+    with pytest.raises(SystemExit, match="--eta-b does not apply to --solver pigdm"):
+        main([*base, "--op", "sr_block", "--param", "factor=2", "--solver", "pigdm", "--eta-b", "0.5"])
+    with pytest.raises(SystemExit):  # a usage error, listing the solvers
+        main([*base, "--op", "sr_block", "--param", "factor=2", "--solver", "nope"])
+    assert "unknown solver 'nope'; available: " in capsys.readouterr().err

@@ -234,6 +234,9 @@ def test_driftrec_refuses_an_sde_other_than_the_models() -> None:
     model = solvers.score_models.ScoreModel.from_preset("tiny", "cosve")
     y = torch.rand(1, 3, 8, 8)
     with pytest.raises(ValueError, match="trained for"):
-        solvers.driftrec(y, model, steps=1)
-    out = solvers.driftrec(y, model, sde="model", steps=2)
+        solvers.driftrec(y, model, sde="ouve", steps=1)
+    out = solvers.driftrec(y, model, sde="model", steps=2, generator=torch.Generator().manual_seed(0))
     assert out.shape == y.shape and torch.isfinite(out).all()
+    # by default, the model's own SDE
+    same = solvers.driftrec(y, model, steps=2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, same)

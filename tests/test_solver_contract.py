@@ -1,0 +1,212 @@
+"""The solver contract: registry of solvers, the conformance kit on every registered solver,
+file-format readers, and the compatibility of the older call forms."""
+
+from __future__ import annotations
+
+import warnings
+from importlib import metadata
+
+import pytest
+import torch
+
+import opkit
+import solvers
+from opkit.registry import DuplicateSolverError, OpkitPluginWarning, Registry
+from opkit.testing import check_solver, toy_operators
+from solvers._plugin import PointScore
+from solvers.priors import OraclePrior
+
+
+def _load(monkeypatch: pytest.MonkeyPatch, **named: str) -> Registry:
+    eps = [metadata.EntryPoint(name=k, value=v, group="opkit") for k, v in named.items()]
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None: [e for e in eps if e.group == group])
+    reg = Registry()
+    reg.load_entry_points(disabled=[])
+    return reg
+
+
+def test_builtin_solvers_register_through_the_entry_point() -> None:
+    names = {ep.name: ep.value for ep in metadata.entry_points(group="opkit")}
+    assert names.get("solvers") == "solvers._plugin"
+    assert {"ddrm", "driftrec", "pigdm"} <= set(opkit.solvers_available())
+    reg = opkit.default_registry()
+    assert reg.solver_entry("ddrm").plugin == "solvers"
+    assert reg.solver_entry("ddrm").accepts == ("svd", "encode_decode")
+    assert reg.solver_entry("pigdm").model == "prior"
+    assert reg.solver_entry("driftrec").model == "driftrec"
+    assert opkit.get_solver("pigdm") is solvers.pigdm
+    assert "sigma_y" in reg.solver_entry("pigdm").options()
+
+
+@pytest.mark.parametrize("name", sorted(opkit.solvers_available()))
+def test_every_registered_solver_passes_the_kit(name: str) -> None:
+    report = check_solver(name)
+    entry = opkit.default_registry().solver_entry(name)
+    assert any(c.startswith("recovery") for c in report.checks)
+    for kind, err in report.recovery_error.items():
+        assert err <= entry.recovery_atol + 1e-6, (kind, err)
+
+
+def test_the_kit_catches_a_solver_that_breaks_the_contract() -> None:
+    def mixes_the_batch(op, y, model, **kw):  # type: ignore[no-untyped-def]
+        out = solvers.ddrm(op, y, model, **kw)
+        if isinstance(out, tuple):
+            return out
+        return out.mean(dim=0, keepdim=True).expand_as(out)
+
+    with pytest.raises(AssertionError, match="recovery"):
+        check_solver(mixes_the_batch, accepts=("svd",), oracle=OraclePrior)
+
+    def wrong_errors(op, y, model, **kw):  # type: ignore[no-untyped-def]
+        if kw.get("steps", 1) == 0:
+            raise RuntimeError("no")
+        return solvers.ddrm(op, y, model, **kw)
+
+    with pytest.raises(AssertionError, match="steps=0 raised RuntimeError"):
+        check_solver(wrong_errors, accepts=("svd",), oracle=OraclePrior)
+
+
+def test_the_kit_needs_kinds_and_an_oracle_for_a_bare_callable() -> None:
+    with pytest.raises(ValueError, match="oracle"):
+        check_solver(solvers.ddrm)
+
+
+def test_solver_plugins_duplicates_and_broken_ones_are_skipped_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reg = _load(
+            monkeypatch,
+            a_good="tests.fake_plugins.solver_good",
+            b_dup="tests.fake_plugins.solver_duplicate",
+            c_raises="tests.fake_plugins.solver_raises",
+        )
+    msgs = [str(w.message) for w in caught if issubclass(w.category, OpkitPluginWarning)]
+    assert reg.solvers_available() == ["fake_pigdm"]
+    assert reg.solver_entry("fake_pigdm").plugin == "a_good"
+    assert "fake_round_two" not in reg  # b_dup's operator rolled back with its solver
+    assert any("b_dup" in m and "already registered by plugin 'a_good'" in m for m in msgs)
+    assert any("c_raises" in m and "solver boom" in m for m in msgs)
+    assert set(reg.skipped) == {"b_dup", "c_raises"}
+
+
+def test_add_solver_validates() -> None:
+    reg = Registry()
+    reg.add_solver("mine", solvers.ddrm, accepts=("svd",), model="prior")
+    with pytest.raises(DuplicateSolverError, match="mine"):
+        reg.add_solver("mine", solvers.ddrm, accepts=("svd",), model="prior")
+    with pytest.raises(ValueError, match="kinds"):
+        reg.add_solver("other", solvers.ddrm, accepts=("bogus",), model="prior")
+    with pytest.raises(ValueError, match="model"):
+        reg.add_solver("other", solvers.ddrm, accepts=("svd",), model="bogus")
+    with pytest.raises(ValueError, match="lowercase"):
+        reg.add_solver("Bad", solvers.ddrm, accepts=("svd",), model="prior")
+    with pytest.raises(KeyError, match="available: mine"):
+        reg.solver_entry("nope")
+
+
+def test_file_readers_first_result_wins(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    reg = _load(monkeypatch, a_good="tests.fake_plugins.solver_good", jpeg="opkit_plugins.jpeg")
+    assert reg.read_measurement(tmp_path / "photo.png") is None
+    op, y = reg.read_measurement(tmp_path / "x.fake")  # type: ignore[misc]
+    assert op.shape == (1, 2, 2) and tuple(y.shape) == (1, 1, 2, 2)
+
+
+def test_jpeg_plugin_reads_jpeg_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    arr = (torch.rand(16, 24, 3, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    path = tmp_path / "a.jpg"
+    Image.fromarray(arr.numpy()).save(path, quality=40)
+    got = opkit.read_measurement(path)
+    assert got is not None
+    op, y = got
+    assert op.name == "jpeg" and op.shape == (3, 16, 24)
+    assert op.decode(y).shape == (1, 3, 16, 24)
+
+
+# ---------------------------------------------------------------------------------------------
+# one contract, older forms kept
+# ---------------------------------------------------------------------------------------------
+def test_driftrec_takes_the_operator_and_keeps_the_blind_form() -> None:
+    op = toy_operators()["encode_decode"]
+    x = torch.rand(2, *op.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = op(x)
+    model = PointScore(x)
+    a = solvers.driftrec(op, y, model, steps=6, generator=torch.Generator().manual_seed(3))
+    b = solvers.driftrec(op.decode(y), model, steps=6, generator=torch.Generator().manual_seed(3))
+    c = solvers.driftrec(y=op.decode(y), model=model, steps=6, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and torch.equal(a, c)
+    old: list[tuple[int, float, tuple[int, ...]]] = []
+    solvers.driftrec(
+        op.decode(y), model, steps=4, callback=lambda i, t, xx: old.append((i, t, tuple(xx.shape)))
+    )
+    assert [s[0] for s in old] == [0, 1, 2, 3] and old[0][2] == (2, *op.shape)
+
+
+def test_driftrec_callback_costs_no_extra_evaluations_but_the_last() -> None:
+    op = toy_operators()["svd"]
+    x = torch.rand(1, *op.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    _, plain = solvers.driftrec(op, op(x), PointScore(x), steps=5, return_info=True)
+    _, watched = solvers.driftrec(
+        op, op(x), PointScore(x), steps=5, return_info=True, callback=lambda *a: None
+    )
+    assert plain.nfe == 5 and watched.nfe == 6
+
+
+def test_same_faults_same_errors() -> None:
+    op = toy_operators()["svd"]
+    x = torch.rand(1, *op.shape, dtype=torch.float64)
+    for solver in (solvers.ddrm, solvers.pigdm, solvers.driftrec):
+        with pytest.raises(TypeError):
+            solver(op, op(x), object(), steps=2)
+        with pytest.raises(TypeError):
+            solver("not an operator", op(x), OraclePrior(x), steps=2)
+        with pytest.raises(ValueError, match="steps"):
+            solver(op, op(x), OraclePrior(x), steps=0)
+        with pytest.raises(ValueError, match="num_samples"):
+            solver(op, op(x), OraclePrior(x), num_samples=-1)
+
+
+def test_ddrm_return_info_holds_the_samples() -> None:
+    op = toy_operators()["svd"]
+    x = torch.rand(2, *op.shape, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    out, info = solvers.ddrm(op, op(x), OraclePrior(x), steps=3, num_samples=2, generator=g, return_info=True)
+    assert info.nfe == 3 and info.samples.shape == (2, 2, *op.shape)
+    assert torch.allclose(info.samples.mean(1), out)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device")
+def test_generator_on_another_device() -> None:
+    op = toy_operators()["svd"]
+    x = torch.rand(1, *op.shape, dtype=torch.float64)
+    for name in opkit.solvers_available():
+        entry = opkit.default_registry().solver_entry(name)
+        g = torch.Generator(device="cuda").manual_seed(0)
+        out = entry.solver(op, op(x), entry.oracle(x), steps=3, generator=g, progress=False)  # type: ignore[misc]
+        assert out.device == x.device
+
+
+# ---------------------------------------------------------------------------------------------
+# the shared parameter checks (opkit.params)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "4", None])
+def test_check_positive_int_refuses_with_the_name(bad: object) -> None:
+    from opkit.params import check_positive_int
+
+    with pytest.raises(ValueError, match=r"^steps must be a positive integer, got "):
+        check_positive_int("steps", bad)
+    assert check_positive_int("steps", 3) == 3
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), True, "x", None])
+def test_check_non_negative_and_unit(bad: object) -> None:
+    from opkit.params import check_non_negative, check_unit
+
+    with pytest.raises(ValueError, match=r"^sigma_y must be a finite number >= 0"):
+        check_non_negative("sigma_y", bad)
+    with pytest.raises(ValueError, match=r"^eta must be a number in \[0, 1\]"):
+        check_unit("eta", bad)
+    assert check_non_negative("sigma_y", 0) == 0.0 and check_unit("eta", 1) == 1.0
+    with pytest.raises(ValueError, match="eta must be a number in"):
+        check_unit("eta", 1.5)
