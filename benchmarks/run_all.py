@@ -130,6 +130,8 @@ NOT_RUN = {
     "tune_settings.py": "tunes the DDRM settings shipped with a prior (hours); not a benchmark",
     "bench_pigdm.py": "restoration quality of PiGDM beside DDRM with the bundled prior (docs/solvers/pigdm.rst); "
     "quality, not device speed",
+    "bench_scale.py": "efficiency of 2 CPU processes against 1 on a folder (one thread each); the multi-GPU "
+    "run is the torchrun command of docs/scale.rst",
     "jpeg_parts.py": "the parts of bench_jpeg.py's libjpeg row on the CPU (the library route is CPU only)",
 }
 
