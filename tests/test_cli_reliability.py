@@ -599,6 +599,9 @@ def test_ctrl_c_prints_one_line_removes_partial_files_and_exits_130(work: Path, 
             cwd=work,
             stdout=subprocess.DEVNULL,
             stderr=err,
+            # as in a terminal's foreground job: a job started in the background of a
+            # non-interactive shell (as CI may be) inherits an ignored SIGINT, and Python keeps it so
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.time() + 120
         while "DDRM" not in err_path.read_text() and time.time() < deadline:  # the progress bar runs
