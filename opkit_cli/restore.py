@@ -334,10 +334,11 @@ class Restorer:
                 op, y = lift_to_rgb(args.op, params or {}, op, y)
             if isinstance(gen, Sequence) and args.solver != "ddrm":
                 # one generator per measurement: solvers other than DDRM restore them one by one
+                one = dict(settings)
+                if "model_kwargs" in one:
+                    one["model_kwargs"] = {k: v[:1] for k, v in one["model_kwargs"].items()}
                 parts = [
-                    entry.solver(
-                        op, y[i : i + 1], self.model, **settings, generator=g, progress=self.progress
-                    )
+                    entry.solver(op, y[i : i + 1], self.model, **one, generator=g, progress=self.progress)
                     for i, g in enumerate(gen)
                 ]
                 out: Any = torch.cat(parts) if all(isinstance(t, torch.Tensor) for t in parts) else parts

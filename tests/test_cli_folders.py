@@ -194,6 +194,21 @@ def test_results_do_not_depend_on_batch_order_or_selection(
         assert np.abs(img.astype(int) - runs["b1"][name].astype(int)).max() <= 1, name
 
 
+def test_other_solvers_batch_with_one_generator_per_image(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    """ΠGDM takes no generator list: batched images are restored one by one, each with its seed."""
+    runs = {}
+    for batch in ("1", "4"):
+        extra = ("--batch", batch, "--solver", "pigdm")
+        status, _, err = cli(capsys, *restore(prior_dir, imgs, out=tmp_path / batch, extra=extra))
+        assert status == EXIT_OK, err
+        runs[batch] = pixels(tmp_path / batch)
+    assert runs["1"].keys() == runs["4"].keys() and len(runs["1"]) == 7
+    for name, img in runs["1"].items():
+        assert np.array_equal(img, runs["4"][name]), name
+
+
 def test_shards_add_up_to_the_whole_run(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
 ) -> None:
