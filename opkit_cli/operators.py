@@ -108,39 +108,46 @@ def infer_image_shape(name: str, y_shape: tuple[int, ...], params: dict[str, Any
     fail(f"cannot find an image shape whose {name} measurement is {tuple(y_shape)}; check --param")
 
 
-def cmd_ops(args: argparse.Namespace) -> int:
-    """List the registered operators with their parameters and plugins."""
+def quiet_registry() -> opkit.Registry:
+    """The default registry, loaded without plugin warnings (the listings name skipped plugins)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", opkit.OpkitPluginWarning)  # listed below instead
-        reg = opkit.default_registry()
-    for entry in reg.entries():
-        params = ", ".join(
-            name if default is inspect.Parameter.empty else f"{name}={default!r}"
-            for name, default in entry.parameters().items()
-        )
-        print(f"{entry.name:<14} {entry.description}")
-        print(f"{'':<14} parameters: {params or '(none)'}   [plugin: {entry.plugin}]")
+        warnings.simplefilter("ignore", opkit.OpkitPluginWarning)
+        return opkit.default_registry()
+
+
+def _keywords(defaults: dict[str, Any]) -> str:
+    """``name`` or ``name=default`` for each keyword, comma-separated, or ``(none)``."""
+    text = ", ".join(
+        name if default is inspect.Parameter.empty else f"{name}={default!r}"
+        for name, default in defaults.items()
+    )
+    return text or "(none)"
+
+
+def _print_skipped(reg: opkit.Registry) -> None:
     for name, why in reg.skipped.items():
         print(f"(skipped plugin {name}: {one_line(why)})", file=sys.stderr)
+
+
+def cmd_ops(args: argparse.Namespace) -> int:
+    """List the registered operators with their parameters and plugins."""
+    reg = quiet_registry()
+    for entry in reg.entries():
+        print(f"{entry.name:<14} {entry.description}")
+        print(f"{'':<14} parameters: {_keywords(entry.parameters())}   [plugin: {entry.plugin}]")
+    _print_skipped(reg)
     return EXIT_OK
 
 
 def cmd_solvers(args: argparse.Namespace) -> int:
     """List the registered solvers: operator kinds, model, options and plugin."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", opkit.OpkitPluginWarning)  # listed below instead
-        reg = opkit.default_registry()
+    reg = quiet_registry()
     for entry in reg.solver_entries():
-        opts = ", ".join(
-            name if default is inspect.Parameter.empty else f"{name}={default!r}"
-            for name, default in entry.options().items()
-        )
         print(f"{entry.name:<14} {entry.description}")
         kinds = ", ".join(entry.accepts)
         print(f"{'':<14} operators: {kinds}   model: {entry.model}   [plugin: {entry.plugin}]")
-        print(f"{'':<14} options: {opts or '(none)'}")
-    for name, why in reg.skipped.items():
-        print(f"(skipped plugin {name}: {one_line(why)})", file=sys.stderr)
+        print(f"{'':<14} options: {_keywords(entry.options())}")
+    _print_skipped(reg)
     return EXIT_OK
 
 

@@ -9,7 +9,6 @@ import inspect
 import re
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from opkit_cli.folders import (
 )
 from opkit_cli.io import JPEG_SUFFIXES, _is_sample, bundled_weights, check_outputs, read_input
 from opkit_cli.models import load_model
-from opkit_cli.operators import check_params, create_operator, infer_image_shape
+from opkit_cli.operators import check_params, create_operator, infer_image_shape, quiet_registry
 from opkit_cli.parsing import EXIT_ERROR, EXIT_OK, fail, max_pixels_of, one_line, parse_params
 
 
@@ -203,9 +202,7 @@ def solver_entry(name: str) -> opkit.SolverEntry:
 
 def solver_name(text: str) -> str:
     """argparse type of ``--solver``: a registered solver name (see ``opkit solvers``)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", opkit.OpkitPluginWarning)  # `opkit solvers` lists them
-        names = opkit.default_registry().solvers_available()
+    names = quiet_registry().solvers_available()  # `opkit solvers` lists skipped plugins
     if text not in names:
         raise argparse.ArgumentTypeError(f"unknown solver {text!r}; available: {', '.join(names)}")
     return text
