@@ -9,7 +9,7 @@ with the bundled DriftRec model. ``main`` is the README's main job on the full-s
 ``opkit degrade`` to a real quality-10 JPEG file and ``opkit restore`` of that file, run as
 commands, timed as a user sees it (start-up and model loading included).
 
-Images: centre crops of :data:`solvers.data.EVAL_PHOTOS` (none of them is a training or
+Images: centre crops of :data:`solvers.common.data.EVAL_PHOTOS` (none of them is a training or
 validation image); ``colorize`` skips the greyscale ones (``camera``, ``coins``), which have no
 colours to restore. Prints a markdown table of the means per task and method (the wall time is the
 median per image) and one of every image's gain, so that "on every photo" can be checked.
@@ -35,7 +35,7 @@ from torch import Tensor
 
 import solvers
 from opkit.io import load_image
-from solvers.data import EVAL_PHOTOS, photo
+from solvers.common.data import EVAL_PHOTOS, photo
 
 ALL = (*TASKS, "driftrec10", "main")
 #: PSNR gains reported by the papers over the same baselines, for the "paper" column.

@@ -4,7 +4,7 @@ Tasks of :mod:`_tasks`: ``jpeg10`` (quality-10 JPEG, baseline libjpeg's decode) 
 (4× block averaging with σ_y = 0.05, baseline bicubic). Both solvers use the bundled default
 prior, the same number of steps and samples and the same seed, each with its own paper defaults
 otherwise (DDRM: η = 0.85, η_b = 1 for SR and η = 1, η_b = 0.4 from t = 300 for JPEG; ΠGDM:
-η = 1 over the whole schedule). Images: centre crops of :data:`solvers.data.EVAL_PHOTOS`.
+η = 1 over the whole schedule). Images: centre crops of :data:`solvers.common.data.EVAL_PHOTOS`.
 
 Prints a markdown table (means over the images; wall time is the median per image) and, with
 ``--rst PATH``, writes the same table as reStructuredText for the docs.
@@ -24,7 +24,7 @@ import torch
 from _tasks import BASELINE, centre_crop, make_problem, scores
 
 import solvers
-from solvers.data import EVAL_PHOTOS, photo
+from solvers.common.data import EVAL_PHOTOS, photo
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

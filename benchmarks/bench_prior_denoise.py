@@ -28,7 +28,7 @@ import torch
 
 from opkit.metrics import psnr
 from solvers import load_prior
-from solvers.data import EVAL_PHOTOS, photo
+from solvers.common.data import EVAL_PHOTOS, photo
 
 
 def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from solvers.data import photo
+from solvers.common.data import photo
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from opkit import metrics
 from opkit.io import save_image, to_uint8
-from solvers.data import EVAL_PHOTOS, photo
+from solvers.common.data import EVAL_PHOTOS, photo
 
 #: Metrics of one image per method: ``{"DDRM": {"PSNR": 24.1, "SSIM": 0.71}, ...}``.
 Scores = dict[str, dict[str, float]]
@@ -86,7 +86,7 @@ def held_out_crop(name: str, size: int) -> Tensor:
     Parameters
     ----------
     name : str
-        A name from :data:`solvers.data.EVAL_PHOTOS` (or any scikit-image photograph).
+        A name from :data:`solvers.common.data.EVAL_PHOTOS` (or any scikit-image photograph).
     size : int
         Side of the crop.
 

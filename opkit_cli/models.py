@@ -24,7 +24,7 @@ def load_model(args: argparse.Namespace) -> Any:
 
     Returns
     -------
-    solvers.priors.UNetPrior
+    solvers.ddrm.priors.UNetPrior
         The prior (see :func:`solvers.load_prior`).
     """
     import solvers
@@ -40,7 +40,7 @@ def load_model(args: argparse.Namespace) -> Any:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Write any checkpoint ``load_prior`` accepts as a safetensors model directory with its config."""
-    from solvers.priors import save_prior
+    from solvers.ddrm.priors import save_prior
 
     out = Path(args.output)
     if out.exists() and not args.force and (not out.is_dir() or any(out.iterdir())):

@@ -369,7 +369,7 @@ def check_steps(
     """
     if args.solver != "ddrm":
         return
-    from solvers._ddrm import DDRM_DEFAULTS
+    from solvers.ddrm.solver import DDRM_DEFAULTS
 
     kw = settings or {}
     coded = isinstance(op, opkit.EncodeDecodeOperator)

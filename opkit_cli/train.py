@@ -16,7 +16,7 @@ from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, one_line, parse_para
 
 def _training_images(folder: str | None, crop: int, max_pixels: int | None) -> list[torch.Tensor]:
     """Images of a folder, or scikit-image's training photographs when ``folder`` is ``builtin``."""
-    from solvers.data import TRAIN_PHOTOS, photo
+    from solvers.common.data import TRAIN_PHOTOS, photo
 
     if folder in (None, "builtin"):
         where = "the built-in photographs"
@@ -115,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     images = _training_images(args.data, args.crop, max_pixels_of(args))
     try:
         if args.what == "prior":
-            from solvers.prior_training import train_prior
+            from solvers.ddrm.training import train_prior
 
             res = train_prior(
                 args.output,
@@ -134,7 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{res['seconds']:.0f} s"
             )
             return EXIT_OK
-        from solvers.training import train_driftrec
+        from solvers.driftrec.training import train_driftrec
 
         quality_range = (args.qualities or (1, 100)) if args.op == "jpeg" else args.qualities
         result = train_driftrec(

@@ -1,10 +1,10 @@
 """Train the default DriftRec JPEG model shipped in ``solvers/weights/driftrec`` (resumable).
 
-Data: scikit-image's lossless training photographs (:data:`solvers.data.TRAIN_PHOTOS`) at full
+Data: scikit-image's lossless training photographs (:data:`solvers.common.data.TRAIN_PHOTOS`) at full
 resolution and halved, and the training split of the Debian wallpaper photographs that
 ``scripts/fetch_photos.py`` writes (``--photos``). Pairs: the ``jpeg`` operator with the quality
 drawn uniformly in 1..100 per image (4:2:0). Network: the convolution-only ``compact`` preset of
-:data:`solvers.score_models.PRESETS` with the OUVE SDE. Everything is seeded; rerunning with the same
+:data:`solvers.driftrec.score_models.PRESETS` with the OUVE SDE. Everything is seeded; rerunning with the same
 arguments resumes from the checkpoint in ``--out`` and continues bit for bit.
 
     python scripts/fetch_photos.py --out runs/photos
@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from solvers import load_driftrec
-from solvers.data import folder_photos, training_photos
-from solvers.score_models import ScoreModel
-from solvers.training import train_driftrec
+from solvers.common.data import folder_photos, training_photos
+from solvers.driftrec.score_models import ScoreModel
+from solvers.driftrec.training import train_driftrec
 
 
 def main() -> None:

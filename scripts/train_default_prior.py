@@ -1,10 +1,10 @@
 """Train the default DDRM prior shipped in ``solvers/weights/prior`` (resumable).
 
-Data: scikit-image's lossless training photographs (:data:`solvers.data.TRAIN_PHOTOS`) at full
+Data: scikit-image's lossless training photographs (:data:`solvers.common.data.TRAIN_PHOTOS`) at full
 resolution and halved, the training split of the Debian wallpaper photographs that
 ``scripts/fetch_photos.py`` writes (``--photos``; 32 photographs, 1024 and 512 pixels wide), plus
 dead-leaves images (a quarter of every batch). Network: the ``small`` preset of
-:data:`solvers.prior_training.PRIOR_PRESETS`, or the weights of an earlier prior (``--init-from``).
+:data:`solvers.ddrm.training.PRIOR_PRESETS`, or the weights of an earlier prior (``--init-from``).
 ``--focus T,P`` draws a share ``P`` of the timesteps from ``[0, T]`` (the range that DDRM-JPEG and
 late-start runs use). Everything is seeded; rerunning with the same arguments resumes from the
 checkpoint in ``--out`` and continues bit for bit.
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from solvers.data import folder_photos, training_photos
-from solvers.prior_training import train_prior
+from solvers.common.data import folder_photos, training_photos
+from solvers.ddrm.training import train_prior
 
 
 def main() -> None:

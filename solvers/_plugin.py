@@ -12,11 +12,11 @@ from typing import Any
 from torch import Tensor
 
 import opkit
-from solvers._ddrm import ddrm
-from solvers._driftrec import driftrec
-from solvers._pigdm import PIGDM_ACCEPTS, pigdm
-from solvers.priors import OraclePrior
-from solvers.sdes import DriftSDE, get_sde
+from solvers.ddrm.priors import OraclePrior
+from solvers.ddrm.solver import ddrm
+from solvers.driftrec.sdes import DriftSDE, get_sde
+from solvers.driftrec.solver import driftrec
+from solvers.pigdm.solver import PIGDM_ACCEPTS, pigdm
 
 
 class PointScore:

@@ -56,7 +56,7 @@ def files(folder: Path) -> dict[str, bytes]:
 def prior_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from diffusers import DDPMScheduler
 
-    from solvers.prior_training import build_prior_unet
+    from solvers.ddrm.training import build_prior_unet
 
     d = tmp_path_factory.mktemp("models") / "prior"
     build_prior_unet("tiny", sample_size=16).save_pretrained(str(d / "unet"), safe_serialization=True)
@@ -121,7 +121,7 @@ def test_batches_group_equal_sizes_in_a_fixed_order(imgs: Path) -> None:
 
 def test_ddrm_with_one_generator_per_measurement_equals_each_alone() -> None:
     class Net:
-        alphas_cumprod = solvers.priors.linear_alphas_cumprod()
+        alphas_cumprod = solvers.ddrm.priors.linear_alphas_cumprod()
 
         def __call__(self, x: torch.Tensor, t: Any) -> torch.Tensor:
             return torch.tanh(x) * 0.3

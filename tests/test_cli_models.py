@@ -16,8 +16,8 @@ from PIL import Image
 
 from opkit.io import load_image
 from opkit_cli.main import main
-from solvers import checkpoints
-from solvers.adm import ADMUNet
+from solvers.ddrm import checkpoints
+from solvers.ddrm.adm import ADMUNet
 from tests.adm_reference import perturb
 from tests.test_adm import write_hub_model
 

@@ -88,7 +88,7 @@ def png(path: Path, h: int = 16, w: int = 16, seed: int = 0, channels: int = 3) 
 def prior_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from diffusers import DDPMScheduler
 
-    from solvers.prior_training import build_prior_unet
+    from solvers.ddrm.training import build_prior_unet
 
     d = tmp_path_factory.mktemp("models") / "prior"
     build_prior_unet("tiny", sample_size=16).save_pretrained(str(d / "unet"), safe_serialization=True)
@@ -98,7 +98,7 @@ def prior_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def drift_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from solvers.score_models import ScoreModel
+    from solvers.driftrec.score_models import ScoreModel
 
     d = tmp_path_factory.mktemp("models") / "drift"
     ScoreModel.from_preset("tiny").save_pretrained(d)

@@ -17,7 +17,7 @@ from opkit_cli.main import infer_image_shape, main
 def prior_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from diffusers import DDPMScheduler
 
-    from solvers.prior_training import build_prior_unet
+    from solvers.ddrm.training import build_prior_unet
 
     d = tmp_path_factory.mktemp("prior")
     build_prior_unet("tiny", sample_size=16).save_pretrained(str(d / "unet"), safe_serialization=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from solvers.data import EVAL_PHOTOS, TRAIN_PHOTOS, dead_leaves, photo, random_crops, training_photos
+from solvers.common.data import EVAL_PHOTOS, TRAIN_PHOTOS, dead_leaves, photo, random_crops, training_photos
 
 
 def test_train_and_eval_photos_are_disjoint_colour_images() -> None:
@@ -58,7 +58,7 @@ def test_folder_photos_reads_pngs_and_explains_an_empty_folder(tmp_path: Path) -
     import numpy as np
     from PIL import Image
 
-    from solvers.data import folder_photos
+    from solvers.common.data import folder_photos
 
     with pytest.raises(ValueError, match=r"fetch_photos\.py"):
         folder_photos(tmp_path)

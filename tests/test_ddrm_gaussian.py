@@ -35,8 +35,8 @@ from torch import Tensor
 
 import opkit
 import solvers
-from solvers import _ddrm
-from solvers.priors import GaussianPrior, uniform_timesteps
+from solvers.ddrm import solver as _ddrm
+from solvers.ddrm.priors import GaussianPrior, uniform_timesteps
 from tests.test_ddrm_toys import toy_svd_operators
 
 SHAPE = (3, 4, 4)

@@ -40,7 +40,7 @@ from torch import Tensor
 
 import opkit
 import solvers
-from solvers.priors import OraclePrior, uniform_timesteps
+from solvers.ddrm.priors import OraclePrior, uniform_timesteps
 from tests.test_ddrm_toys import toy_svd_operators
 
 SHAPE = (3, 4, 6)

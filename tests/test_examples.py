@@ -140,12 +140,15 @@ def test_diffusers_checkpoint_layouts(tmp_path: Path) -> None:
     assert (flat / "diffusion_pytorch_model.safetensors").is_file()
     assert (flat / "scheduler_config.json").is_file()
     torch.testing.assert_close(
-        solvers.load_prior(flat).alphas_cumprod, solvers.priors.linear_alphas_cumprod(), rtol=1e-6, atol=0
+        solvers.load_prior(flat).alphas_cumprod,
+        solvers.ddrm.priors.linear_alphas_cumprod(),
+        rtol=1e-6,
+        atol=0,
     )
 
 
 def test_driftrec_vs_ddrm_with_a_model(tmp_path: Path, prior_dir: Path) -> None:
-    from solvers.score_models import ScoreModel
+    from solvers.driftrec.score_models import ScoreModel
 
     ScoreModel.from_preset("tiny").save_pretrained(tmp_path / "driftrec")
     model = ["--driftrec-model", str(tmp_path / "driftrec"), "--driftrec-steps", "2"]

@@ -31,7 +31,7 @@ from torch import Tensor
 
 import opkit
 import solvers
-from solvers.priors import GaussianPrior, OraclePrior
+from solvers.ddrm.priors import GaussianPrior, OraclePrior
 from tests.toy_operators import random_dense_svd
 
 SHAPE = (1, 2, 3)

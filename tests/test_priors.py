@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 import solvers
-from solvers.priors import (
+from solvers.ddrm.priors import (
     DiffusionPrior,
     GaussianPrior,
     OraclePrior,
@@ -240,9 +240,9 @@ def test_load_pipeline_layout_and_run_ddrm(tmp_path: Path) -> None:
 
 
 def test_load_prior_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import solvers.priors
+    import solvers.ddrm.priors
 
-    monkeypatch.setattr(solvers.priors, "DEFAULT_PRIOR_DIR", tmp_path / "absent")
+    monkeypatch.setattr(solvers.ddrm.priors, "DEFAULT_PRIOR_DIR", tmp_path / "absent")
     with pytest.raises(ValueError, match="no default DDRM prior is bundled"):
         load_prior("default")
     with pytest.raises(FileNotFoundError, match="never downloads"):

@@ -9,8 +9,8 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
-from solvers import sdes
-from solvers.sdes import OUVE, TSDVE, CosVE, DriftSDE
+from solvers.driftrec import sdes
+from solvers.driftrec.sdes import OUVE, TSDVE, CosVE, DriftSDE
 
 
 @pytest.fixture(autouse=True)

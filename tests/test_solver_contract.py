@@ -14,7 +14,7 @@ import solvers
 from opkit.registry import DuplicateSolverError, OpkitPluginWarning, Registry
 from opkit.testing import check_solver, toy_operators
 from solvers._plugin import PointScore
-from solvers.priors import OraclePrior
+from solvers.ddrm.priors import OraclePrior
 
 
 def _load(monkeypatch: pytest.MonkeyPatch, **named: str) -> Registry:

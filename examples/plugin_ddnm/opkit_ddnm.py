@@ -19,7 +19,7 @@ from torch import Tensor
 
 import opkit
 from solvers.common import Progress, SolveInfo, check_common, check_operator_kind, normal_
-from solvers.priors import OraclePrior, uniform_timesteps
+from solvers.ddrm.priors import OraclePrior, uniform_timesteps
 
 
 def ddnm(

@@ -9,7 +9,7 @@ Every sampler integrates the reverse of the forward SDE
 
 Signature shared by the samplers: ``sampler(score, sde, y, x, ...)`` where ``score(x, y, t)``
 takes ``t`` as a tensor ``(B,)`` of ``x``'s dtype, ``x`` is the initial state at :math:`t = 1`
-(normally :meth:`~solvers.sdes.DriftSDE.prior_sample`), and the return value is
+(normally :meth:`~solvers.driftrec.sdes.DriftSDE.prior_sample`), and the return value is
 ``(x_final, SamplerInfo)``. ``callback(i, t, x)`` is called after every step with the step
 index, the time reached and the state.
 """
@@ -24,9 +24,9 @@ import torch
 from torch import Tensor
 
 from opkit.params import check_positive_int
-from solvers._finite import FiniteWatch
 from solvers.common import randn
-from solvers.sdes import DriftSDE
+from solvers.common.finite import FiniteWatch
+from solvers.driftrec.sdes import DriftSDE
 
 __all__ = ["SAMPLERS", "SamplerInfo", "euler_heun", "euler_maruyama", "probability_flow"]
 
@@ -85,7 +85,7 @@ class _Counted:
         return out
 
     def check(self) -> None:
-        """Raise if some evaluation was not finite (see :class:`solvers._finite.FiniteWatch`)."""
+        """Raise if some evaluation was not finite (see :class:`solvers.common.finite.FiniteWatch`)."""
         self.watch.check()
 
 

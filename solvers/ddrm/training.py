@@ -10,7 +10,7 @@ The network learns :math:`\epsilon_\theta(x_t, t)` for the variance-preserving f
 with the loss :math:`\lVert \epsilon_\theta(x_t, t) - \epsilon \rVert^2` (Ho et al. 2020), the
 1000-step linear-β schedule :math:`\beta_t \in [10^{-4}, 0.02]` that DDRM assumes, AdamW and an
 exponential moving average of the weights (used for inference). Training data are random crops of
-clean images mixed with freshly drawn dead-leaves images (:mod:`solvers.data`).
+clean images mixed with freshly drawn dead-leaves images (:mod:`solvers.common.data`).
 
 The output directory follows the diffusers pipeline layout that :func:`solvers.load_prior` reads:
 ``unet/`` (EMA weights, safetensors) and ``scheduler/``; ``training_state.*`` beside them hold the
@@ -31,10 +31,10 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from solvers._state import STATE_JSON, STATE_NAME, WEIGHTS_NAME, ema_update, load_state, save_state
 from solvers.common import randn
-from solvers.data import dead_leaves, random_crops
-from solvers.priors import BETA_END, BETA_START, linear_alphas_cumprod
+from solvers.common.data import dead_leaves, random_crops
+from solvers.common.state import STATE_JSON, STATE_NAME, WEIGHTS_NAME, ema_update, load_state, save_state
+from solvers.ddrm.priors import BETA_END, BETA_START, linear_alphas_cumprod
 
 __all__ = ["PRIOR_PRESETS", "build_prior_unet", "prior_loss", "sample_timesteps", "train_prior"]
 

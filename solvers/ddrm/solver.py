@@ -53,10 +53,10 @@ from torch import Tensor
 
 import opkit
 from opkit.params import check_non_negative, check_unit
-from solvers._finite import FiniteWatch, check_finite, working_dtype
 from solvers.common import Progress, SolveInfo, check_common, repeat_rows
 from solvers.common import normal_ as _normal_
-from solvers.priors import _check_alphas_cumprod, uniform_timesteps
+from solvers.common.finite import FiniteWatch, check_finite, working_dtype
+from solvers.ddrm.priors import _check_alphas_cumprod, uniform_timesteps
 
 __all__ = ["DDRM_DEFAULTS", "ddrm"]
 
@@ -105,7 +105,7 @@ def ddrm(
     ==================  ======  ======  ==============================================
 
     with 20 model calls uniformly skipped over the prior's schedule (the papers use the
-    1000-step linear β schedule of DDPM, :func:`solvers.priors.linear_alphas_cumprod`).
+    1000-step linear β schedule of DDPM, :func:`solvers.ddrm.priors.linear_alphas_cumprod`).
 
     Parameters
     ----------
@@ -118,10 +118,10 @@ def ddrm(
         float16 and bfloat16 measurements are computed in float32; the result has their dtype.
     model : prior
         Any object with ``alphas_cumprod`` and ``__call__(x_t, t, **kwargs) -> ε`` for VP inputs
-        with data in ``[-1, 1]`` (see :mod:`solvers.priors`); ``t`` is passed as a ``(B,)`` long
+        with data in ``[-1, 1]`` (see :mod:`solvers.ddrm.priors`); ``t`` is passed as a ``(B,)`` long
         tensor.
     steps : int
-        Number of model calls (timesteps, see :func:`solvers.priors.uniform_timesteps`).
+        Number of model calls (timesteps, see :func:`solvers.ddrm.priors.uniform_timesteps`).
     eta : float, optional
         η in ``[0, 1]``: the share of fresh noise in each step.
     eta_b : float, optional
@@ -187,7 +187,7 @@ def ddrm(
     Examples
     --------
     >>> import opkit, torch
-    >>> from solvers.priors import OraclePrior
+    >>> from solvers.ddrm.priors import OraclePrior
     >>> x = torch.rand(1, 3, 8, 8, dtype=torch.float64)
     >>> op = opkit.create("denoise", shape=(3, 8, 8))
     >>> out = ddrm(op, op(x), OraclePrior(x), steps=5)
@@ -259,7 +259,7 @@ def _check_model(model: Any) -> Tensor:
     if not callable(model) or not hasattr(model, "alphas_cumprod"):
         raise TypeError(
             "model must follow the prior protocol: an object with alphas_cumprod and "
-            f"__call__(x_t, t) -> eps (see solvers.priors); got {type(model).__name__}"
+            f"__call__(x_t, t) -> eps (see solvers.ddrm.priors); got {type(model).__name__}"
         )
     return _check_alphas_cumprod(model.alphas_cumprod, "model")
 

@@ -40,9 +40,9 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from opkit.io import atomic_directory
-from solvers._state import WEIGHTS_NAME as _WEIGHTS_NAME
-from solvers._state import read_json, read_safetensors
-from solvers.sdes import DriftSDE, get_sde
+from solvers.common.state import WEIGHTS_NAME as _WEIGHTS_NAME
+from solvers.common.state import read_json, read_safetensors
+from solvers.driftrec.sdes import DriftSDE, get_sde
 
 __all__ = [
     "CONFIG_NAME",

@@ -26,7 +26,7 @@ This module provides
 
 * :class:`DiffusionPrior` -- the protocol above, for type checking and ``isinstance``;
 * :class:`UNetPrior` -- an adapter for a diffusers ``UNet2DModel`` or an ADM network
-  (:class:`solvers.adm.ADMUNet`): learned-variance outputs, ``sample``/``v_prediction``
+  (:class:`solvers.ddrm.adm.ADMUNet`): learned-variance outputs, ``sample``/``v_prediction``
   parametrisations and class labels handled;
 * :func:`load_prior` -- a pretrained model as a prior: a diffusers directory, a guided-diffusion
   (ADM) checkpoint with its configuration, a preset name, a Hugging Face hub id; never unpickling
@@ -49,9 +49,9 @@ import torch
 from torch import Tensor
 
 from opkit.params import check_positive_int
-from solvers._state import WEIGHTS_NAME
-from solvers.adm import ADMConfig, ADMUNet, adm_alphas_cumprod
-from solvers.checkpoints import (
+from solvers.common.state import WEIGHTS_NAME
+from solvers.ddrm.adm import ADMConfig, ADMUNet, adm_alphas_cumprod
+from solvers.ddrm.checkpoints import (
     PICKLE_SUFFIXES,
     PRESETS,
     checkpoint_path,
@@ -410,7 +410,7 @@ class UNetPrior:
 
 
 #: Where the project's default prior lives inside the package (diffusers pipeline layout).
-DEFAULT_PRIOR_DIR = Path(__file__).resolve().parent / "weights" / "prior"
+DEFAULT_PRIOR_DIR = Path(__file__).resolve().parent.parent / "weights" / "prior"
 
 _WEIGHTS = WEIGHTS_NAME
 _WEIGHTS_INDEX = "diffusion_pytorch_model.safetensors.index.json"
@@ -460,7 +460,7 @@ def _place(
     """Move a loaded network to ``device`` and ``dtype``; eval mode, no gradients.
 
     An ADM network asked for float16/bfloat16 keeps guided-diffusion's mixed layout
-    (:meth:`solvers.adm.ADMUNet.use_dtype`); any other network is converted whole.
+    (:meth:`solvers.ddrm.adm.ADMUNet.use_dtype`); any other network is converted whole.
     """
     net = net.to(device=torch.device(device) if device is not None else torch.device("cpu"))
     if dtype is not None:
@@ -654,9 +654,9 @@ def load_prior(
       with an official name (``256x256_diffusion_uncond.pt``, ...) needs none;
     * an **ADM model directory** written by :func:`save_prior` / ``opkit convert``
       (``config.json`` with ``"_class_name": "ADMUNet"`` and safetensors weights);
-    * a **preset name** of :data:`solvers.checkpoints.PRESETS` (``"imagenet256-uncond"``,
+    * a **preset name** of :data:`solvers.ddrm.checkpoints.PRESETS` (``"imagenet256-uncond"``,
       ``"ffhq256"``, ``"ddpm-celebahq-256"``, ...): an ADM file in the cache
-      (:func:`solvers.checkpoints.cache_dir`), or a diffusers model of the hub;
+      (:func:`solvers.ddrm.checkpoints.cache_dir`), or a diffusers model of the hub;
     * a **Hugging Face hub id** such as ``"google/ddpm-ema-celebahq-256"``, resolved through the
       Hugging Face cache (``HF_HUB_CACHE``/``HF_HOME``; ``HF_HUB_OFFLINE`` is honoured).
 
@@ -669,7 +669,7 @@ def load_prior(
     path_or_name : str or pathlib.Path
         What to load (see above).
     config : ADMConfig, mapping, str or pathlib.Path, optional
-        For an ADM checkpoint: guided-diffusion settings (:class:`solvers.adm.ADMConfig`, under
+        For an ADM checkpoint: guided-diffusion settings (:class:`solvers.ddrm.adm.ADMConfig`, under
         ``create_model``'s keyword names), a JSON file holding them, or a preset name. It is
         checked against the state dict; a disagreement names the key. Not accepted for
         diffusers models (their ``config.json`` decides).
@@ -764,7 +764,7 @@ def save_prior(prior: UNetPrior, path: str | Path) -> Path:
     Parameters
     ----------
     prior : UNetPrior
-        From :func:`load_prior`, or built around an :class:`~solvers.adm.ADMUNet` or a
+        From :func:`load_prior`, or built around an :class:`~solvers.ddrm.adm.ADMUNet` or a
         ``UNet2DModel``.
     path : str or pathlib.Path
         The directory (created; files in it are overwritten).

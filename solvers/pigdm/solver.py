@@ -58,8 +58,6 @@ from torch import Tensor
 
 import opkit
 from opkit.params import check_non_negative, check_unit
-from solvers._ddrm import _check_model
-from solvers._finite import FiniteWatch, check_finite, working_dtype
 from solvers.common import (
     Progress,
     SolveInfo,
@@ -68,7 +66,9 @@ from solvers.common import (
     normal_,
     repeat_rows,
 )
-from solvers.priors import uniform_timesteps
+from solvers.common.finite import FiniteWatch, check_finite, working_dtype
+from solvers.ddrm.priors import uniform_timesteps
+from solvers.ddrm.solver import _check_model
 
 __all__ = ["PIGDM_ACCEPTS", "pigdm"]
 
@@ -150,7 +150,7 @@ def pigdm(
     Examples
     --------
     >>> import opkit, torch
-    >>> from solvers.priors import OraclePrior
+    >>> from solvers.ddrm.priors import OraclePrior
     >>> x = torch.rand(1, 3, 8, 8, dtype=torch.float64)
     >>> op = opkit.create("sr_block", shape=(3, 8, 8), factor=2)
     >>> out = pigdm(op, op(x), OraclePrior(x), steps=5)

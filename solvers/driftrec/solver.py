@@ -1,9 +1,9 @@
 r"""DriftRec: blind restoration by a task-adapted conditional diffusion (Welker et al.).
 
-The forward SDE (:mod:`solvers.sdes`) drifts a clean image toward its corrupted version ``y``
+The forward SDE (:mod:`solvers.driftrec.sdes`) drifts a clean image toward its corrupted version ``y``
 while adding noise; a conditional score model learns :math:`\nabla\log p_t(x_t\mid y)`
-(:mod:`solvers.training`), and restoration runs the reverse process from
-:math:`x_1 = y + \sigma_1 z` down to :math:`t_\varepsilon` (:mod:`solvers.samplers`). The
+(:mod:`solvers.driftrec.training`), and restoration runs the reverse process from
+:math:`x_1 = y + \sigma_1 z` down to :math:`t_\varepsilon` (:mod:`solvers.driftrec.samplers`). The
 corruption operator is never needed at inference: the method is blind.
 """
 
@@ -20,16 +20,16 @@ from torch import Tensor
 
 import opkit
 from opkit.solver import KINDS
-from solvers._finite import check_finite, working_dtype
 from solvers.common import Progress, callback_arity, check_common, check_operator_kind
-from solvers.samplers import SAMPLERS, SamplerInfo, euler_heun, euler_maruyama, probability_flow
-from solvers.score_models import ScoreModel
-from solvers.sdes import DriftSDE, get_sde
+from solvers.common.finite import check_finite, working_dtype
+from solvers.driftrec.samplers import SAMPLERS, SamplerInfo, euler_heun, euler_maruyama, probability_flow
+from solvers.driftrec.score_models import ScoreModel
+from solvers.driftrec.sdes import DriftSDE, get_sde
 
 __all__ = ["DEFAULT_DRIFTREC_DIR", "color_correct", "driftrec", "load_driftrec"]
 
 #: Where the bundled default DriftRec JPEG model lives (``solvers/weights/driftrec``).
-DEFAULT_DRIFTREC_DIR = Path(__file__).resolve().parent / "weights" / "driftrec"
+DEFAULT_DRIFTREC_DIR = Path(__file__).resolve().parent.parent / "weights" / "driftrec"
 
 ScoreFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -173,7 +173,7 @@ def driftrec(
     progress : bool, optional
         Show a tqdm progress bar; by default only when stderr is a terminal.
     return_info : bool
-        Also return the :class:`~solvers.samplers.SamplerInfo` (NFE, steps, rejected steps).
+        Also return the :class:`~solvers.driftrec.samplers.SamplerInfo` (NFE, steps, rejected steps).
     sde : str or DriftSDE, optional
         ``"ouve"``, ``"tsdve"``, ``"cosve"``, an SDE object, or ``"model"`` for the model's own
         ``sde`` attribute. A model that carries an SDE refuses a different one. By default the
@@ -276,8 +276,8 @@ def load_driftrec(
     Parameters
     ----------
     path : str or path-like
-        A directory written by :meth:`~solvers.score_models.ScoreModel.save_pretrained` or by
-        :func:`~solvers.training.train_driftrec`. ``"default"`` loads the JPEG model bundled with
+        A directory written by :meth:`~solvers.driftrec.score_models.ScoreModel.save_pretrained` or by
+        :func:`~solvers.driftrec.training.train_driftrec`. ``"default"`` loads the JPEG model bundled with
         the package (:data:`DEFAULT_DRIFTREC_DIR`; see the model card in the documentation).
     ema : bool
         Load the EMA weights (default) rather than the raw training weights.
@@ -301,7 +301,7 @@ def load_driftrec(
         if not (path / "config.json").is_file():
             raise ValueError(
                 "load_driftrec('default'): no default DriftRec model is bundled in this installation "
-                f"(expected {path}); train one with solvers.training.train_driftrec "
+                f"(expected {path}); train one with solvers.driftrec.training.train_driftrec "
                 "(or scripts/train_default_driftrec.py) and pass its directory"
             )
     p = Path(path)
