@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import torch
 from torch import Tensor
@@ -33,6 +33,7 @@ __all__ = [
     "SVDOperator",
     "all_finite",
     "check_shape",
+    "per_sample",
 ]
 
 Y = TypeVar("Y")
@@ -283,14 +284,14 @@ class ComposedOperator(LinearOperator):
             q = self.forward(p)
             qq = _bdot(q, q)
             alpha = torch.where(qq > tiny, gamma / qq.clamp_min(tiny), torch.zeros_like(qq))
-            x = x + _bview(alpha, x) * p
-            r = r - _bview(alpha, r) * q
+            x = x + per_sample(alpha, x) * p
+            r = r - per_sample(alpha, r) * q
             s = self.adjoint(r)
             gamma_new = _bdot(s, s)
             if bool((gamma_new <= (1e3 * torch.finfo(y.dtype).eps) ** 2 * _bdot(y, y)).all()):
                 break
             beta = torch.where(gamma > tiny, gamma_new / gamma.clamp_min(tiny), torch.zeros_like(gamma))
-            p = s + _bview(beta, p) * p
+            p = s + per_sample(beta, p) * p
             gamma = gamma_new
         return x
 
@@ -302,8 +303,24 @@ def _bdot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).flatten(1).sum(1)
 
 
-def _bview(v: Tensor, like: Tensor) -> Tensor:
-    return v.view(-1, *([1] * (like.ndim - 1)))
+@overload
+def per_sample(v: Tensor, like: Tensor) -> Tensor: ...
+@overload
+def per_sample(v: float, like: Tensor) -> float: ...
+def per_sample(v: Tensor | float, like: Tensor) -> Tensor | float:
+    """A per-sample coefficient ``(B,)`` shaped to broadcast against a batch ``like`` ``(B, ...)``.
+
+    A tensor of shape ``(B,)`` becomes ``(B, 1, …, 1)`` on ``like``'s device and dtype; a 0-d
+    tensor stays 0-d (it broadcasts already) and a Python number stays a number. The one
+    broadcast helper of the project: the core's solvers (CG) and the packages of
+    :mod:`solvers` use it alike.
+    """
+    if not isinstance(v, Tensor):
+        return v
+    v = v.to(device=like.device, dtype=like.dtype)
+    if v.ndim == 0:
+        return v
+    return v.reshape(v.shape[0], *([1] * (like.ndim - 1)))
 
 
 class SVDOperator(LinearOperator):

@@ -125,3 +125,16 @@ class _Reshape(opkit.LinearOperator):
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         return self.op.pinv(y)
+
+
+def test_per_sample_shapes_a_batch_coefficient_and_passes_scalars_through() -> None:
+    from opkit.operators import per_sample
+
+    like = torch.zeros(3, 2, 4, 5, dtype=torch.float64)
+    v = torch.tensor([1.0, 2.0, 3.0])
+    out = per_sample(v, like)
+    assert out.shape == (3, 1, 1, 1) and out.dtype == torch.float64
+    assert torch.equal((out + like)[:, 1, 2, 3], v.double())
+    assert per_sample(0.5, like) == 0.5
+    assert per_sample(torch.tensor(2.0), like).ndim == 0
+    assert per_sample(v, torch.zeros(3, 7)).shape == (3, 1)

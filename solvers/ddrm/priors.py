@@ -48,6 +48,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from opkit.operators import per_sample
 from opkit.params import check_positive_int
 from solvers.common.state import WEIGHTS_NAME
 from solvers.ddrm.adm import ADMConfig, ADMUNet, adm_alphas_cumprod
@@ -229,10 +230,6 @@ def _t_index(t: Any, batch: int, device: torch.device) -> Tensor:
     return tt.reshape(batch)
 
 
-def _bcast(v: Tensor, ndim: int) -> Tensor:
-    return v.reshape(-1, *([1] * (ndim - 1)))
-
-
 # --------------------------------------------------------------------------------------------
 # adapters
 # --------------------------------------------------------------------------------------------
@@ -396,7 +393,7 @@ class UNetPrior:
             )
         if self.prediction_type == "epsilon":
             return out  # type: ignore[no-any-return]
-        a = _bcast(self.alphas_cumprod.to(x_t.device)[tt.to(x_t.device)].to(x_t.dtype), x_t.ndim)
+        a = per_sample(self.alphas_cumprod.to(x_t.device)[tt.to(x_t.device)].to(x_t.dtype), x_t)
         if self.prediction_type == "sample":
             return (x_t - a.sqrt() * out) / (1 - a).sqrt()  # type: ignore[no-any-return]
         return a.sqrt() * out + (1 - a).sqrt() * x_t  # type: ignore[no-any-return]
@@ -866,7 +863,7 @@ class OraclePrior:
             raise ValueError(f"batch {b} is not a multiple of the oracle's {self.x0.shape[0]} images")
         m = (2 * self.x0 - 1).to(device=x_t.device, dtype=x_t.dtype)
         m = m.repeat_interleave(b // self.x0.shape[0], dim=0)
-        a = _bcast(self.alphas_cumprod.to(x_t.device, x_t.dtype)[_t_index(t, b, x_t.device)], x_t.ndim)
+        a = per_sample(self.alphas_cumprod.to(x_t.device, x_t.dtype)[_t_index(t, b, x_t.device)], x_t)
         return (x_t - a.sqrt() * m) / (1 - a).sqrt()
 
 
@@ -969,5 +966,5 @@ class GaussianPrior:
             ``ε``, shaped like ``x_t``.
         """
         b = x_t.shape[0]
-        a = _bcast(self.alphas_cumprod.to(x_t.device, x_t.dtype)[_t_index(t, b, x_t.device)], x_t.ndim)
+        a = per_sample(self.alphas_cumprod.to(x_t.device, x_t.dtype)[_t_index(t, b, x_t.device)], x_t)
         return (x_t - a.sqrt() * self.denoise(x_t, t)) / (1 - a).sqrt()

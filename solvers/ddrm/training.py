@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from opkit.operators import per_sample
 from solvers.common import randn
 from solvers.common.data import dead_leaves, random_crops
 from solvers.common.state import STATE_JSON, STATE_NAME, WEIGHTS_NAME, ema_update, load_state, save_state
@@ -175,7 +176,7 @@ def prior_loss(
     m = 2.0 * x0 - 1.0
     t = sample_timesteps(b, alphas_cumprod.numel(), generator, focus)
     eps = randn(x0.shape, x0, generator)
-    a = alphas_cumprod[t].to(x0.dtype).view(b, 1, 1, 1)
+    a = per_sample(alphas_cumprod[t], x0)
     x_t = a.sqrt() * m + (1 - a).sqrt() * eps
     pred = net(x_t, t, return_dict=False)[0]
     return (pred - eps).pow(2).mean()

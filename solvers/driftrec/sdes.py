@@ -54,6 +54,7 @@ from scipy.interpolate import CubicSpline
 from scipy.special import dawsn
 from torch import Tensor
 
+from opkit.operators import per_sample
 from solvers.common import randn
 
 __all__ = ["OUVE", "SDE_NAMES", "TSDVE", "CosVE", "DriftSDE", "SDEParams", "get_sde"]
@@ -125,16 +126,6 @@ def _like_time(values: np.ndarray, t: Time) -> Time:
         dtype = t.dtype if t.is_floating_point() else torch.float64
         return torch.as_tensor(values, dtype=torch.float64).to(device=t.device, dtype=dtype)
     return float(values)
-
-
-def _bcast(v: Time, like: Tensor) -> Tensor | float:
-    """A per-sample coefficient ``(B,)`` as ``(B, 1, 1, 1)``; a float stays a float."""
-    if isinstance(v, Tensor):
-        v = v.to(device=like.device, dtype=like.dtype)
-        if v.ndim == 0:
-            return v
-        return v.reshape(v.shape[0], *([1] * (like.ndim - 1)))
-    return v
 
 
 class DriftSDE(abc.ABC):
@@ -399,7 +390,7 @@ class DriftSDE(abc.ABC):
         torch.Tensor
             :math:`\\mu_t`, like ``x0``.
         """
-        w = _bcast(self.mean_weight(t), x0)
+        w = per_sample(self.mean_weight(t), x0)
         return y + w * (x0 - y)
 
     def drift(self, x: Tensor, y: Tensor, t: Time) -> Tensor:
@@ -417,7 +408,7 @@ class DriftSDE(abc.ABC):
         torch.Tensor
             The drift, like ``x``.
         """
-        return _bcast(self.drift_rate(t), x) * (y - x)
+        return per_sample(self.drift_rate(t), x) * (y - x)
 
     def marginal_sample(
         self, x0: Tensor, y: Tensor, t: Time, generator: torch.Generator | None = None
@@ -439,7 +430,7 @@ class DriftSDE(abc.ABC):
             ``x_t`` and the standard normal ``z`` used.
         """
         z = randn(x0.shape, x0, generator)
-        return self.mean(x0, y, t) + _bcast(self.std(t), x0) * z, z
+        return self.mean(x0, y, t) + per_sample(self.std(t), x0) * z, z
 
     def prior_sample(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Start of the reverse process: :math:`x_1 = y + \\sigma_1 z`, :math:`z \\sim \\mathcal N(0, I)`.

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 import opkit
 from opkit.io import atomic_directory
+from opkit.operators import per_sample
 from opkit.params import check_positive_int
 from solvers.common import randn
 from solvers.common.data import as_image_list, random_crops
@@ -188,7 +189,7 @@ def dsm_loss(
     u = torch.rand((b,), generator=generator, device=x0.device, dtype=x0.dtype)
     t = sde.t_eps + (1.0 - sde.t_eps) * u
     x_t, z = sde.marginal_sample(x0, y, t, generator)
-    sigma = sde.std(t).reshape(b, 1, 1, 1)
+    sigma = per_sample(sde.std(t), x0)
     return (sigma * model(x_t, y, t) + z).pow(2).mean()
 
 
