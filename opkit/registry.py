@@ -28,14 +28,16 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
 
 from opkit.operators import Operator
+
+E = TypeVar("E")
 
 __all__ = [
     "DISABLE_ENV",
@@ -210,6 +212,15 @@ def _first_doc_line(obj: Any) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
+def _lookup(kind: str, table: Mapping[str, E], name: str) -> E:
+    """``table[name]``, or ``KeyError`` naming the unknown ``kind`` and listing the known ones."""
+    try:
+        return table[name]
+    except KeyError:
+        avail = ", ".join(sorted(table)) or "(none)"
+        raise KeyError(f"unknown {kind} {name!r}; available: {avail}") from None
+
+
 class Registry:
     """A table of operator factories, filled by plugins.
 
@@ -256,16 +267,9 @@ class Registry:
         ValueError
             If ``name`` is not a valid identifier or ``factory`` is not callable.
         """
-        if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
-            raise ValueError(f"operator name must be a lowercase identifier, got {name!r}")
+        self._check_new("operator", name, self._entries, DuplicateOperatorError)
         if not callable(factory):
             raise ValueError(f"factory for {name!r} must be callable, got {factory!r}")
-        if name in self._entries:
-            prev = self._entries[name].plugin
-            raise DuplicateOperatorError(
-                f"operator {name!r} from plugin {self._current_plugin!r} is already registered "
-                f"by plugin {prev!r}"
-            )
         self._entries[name] = OperatorEntry(
             name=name,
             factory=factory,
@@ -274,34 +278,24 @@ class Registry:
             description=description if description is not None else _first_doc_line(factory),
         )
 
+    def _check_new(self, kind: str, name: Any, table: Mapping[str, Any], duplicate: type[Exception]) -> None:
+        """``ValueError`` for a name that is not a lowercase identifier; ``duplicate`` if taken."""
+        if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
+            raise ValueError(f"{kind} name must be a lowercase identifier, got {name!r}")
+        if name in table:
+            raise duplicate(
+                f"{kind} {name!r} from plugin {self._current_plugin!r} is already registered "
+                f"by plugin {table[name].plugin!r}"
+            )
+
     # -- queries ------------------------------------------------------------------------------
     def available(self) -> list[str]:
         """Sorted names of the registered operators."""
         return sorted(self._entries)
 
     def entry(self, name: str) -> OperatorEntry:
-        """The :class:`OperatorEntry` for ``name``.
-
-        Parameters
-        ----------
-        name : str
-            A registered operator name.
-
-        Returns
-        -------
-        OperatorEntry
-            Its registration record.
-
-        Raises
-        ------
-        KeyError
-            If ``name`` is unknown; the message lists the available names.
-        """
-        try:
-            return self._entries[name]
-        except KeyError:
-            avail = ", ".join(self.available()) or "(none)"
-            raise KeyError(f"unknown operator {name!r}; available: {avail}") from None
+        """The :class:`OperatorEntry` for ``name``; ``KeyError`` listing the operators if unknown."""
+        return _lookup("operator", self._entries, name)
 
     def entries(self) -> list[OperatorEntry]:
         """All entries, sorted by name."""
@@ -380,8 +374,7 @@ class Registry:
         """
         from opkit.solver import KINDS, MODEL_KINDS
 
-        if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
-            raise ValueError(f"solver name must be a lowercase identifier, got {name!r}")
+        self._check_new("solver", name, self._solvers, DuplicateSolverError)
         if not callable(solver):
             raise ValueError(f"solver {name!r} must be callable, got {solver!r}")
         kinds = tuple(accepts)
@@ -389,12 +382,6 @@ class Registry:
             raise ValueError(f"accepts of solver {name!r} must be kinds from {KINDS}, got {kinds!r}")
         if model not in MODEL_KINDS:
             raise ValueError(f"model of solver {name!r} must be one of {MODEL_KINDS}, got {model!r}")
-        if name in self._solvers:
-            prev = self._solvers[name].plugin
-            raise DuplicateSolverError(
-                f"solver {name!r} from plugin {self._current_plugin!r} is already registered "
-                f"by plugin {prev!r}"
-            )
         self._solvers[name] = SolverEntry(
             name=name,
             solver=solver,
@@ -412,28 +399,8 @@ class Registry:
         return sorted(self._solvers)
 
     def solver_entry(self, name: str) -> SolverEntry:
-        """The :class:`SolverEntry` for ``name``.
-
-        Parameters
-        ----------
-        name : str
-            A registered solver name.
-
-        Returns
-        -------
-        SolverEntry
-            Its registration record.
-
-        Raises
-        ------
-        KeyError
-            If ``name`` is unknown; the message lists the available solvers.
-        """
-        try:
-            return self._solvers[name]
-        except KeyError:
-            avail = ", ".join(self.solvers_available()) or "(none)"
-            raise KeyError(f"unknown solver {name!r}; available: {avail}") from None
+        """The :class:`SolverEntry` for ``name``; ``KeyError`` listing the solvers if unknown."""
+        return _lookup("solver", self._solvers, name)
 
     def solver_entries(self) -> list[SolverEntry]:
         """All solver entries, sorted by name."""
