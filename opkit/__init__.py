@@ -33,6 +33,7 @@ from opkit.registry import (
     read_measurement,
     reload,
     solvers_available,
+    write_measurement,
 )
 from opkit.solver import Solver, operator_kind
 
@@ -64,4 +65,5 @@ __all__ = [
     "solver",
     "solvers_available",
     "testing",
+    "write_measurement",
 ]

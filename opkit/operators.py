@@ -136,6 +136,27 @@ class Operator(abc.ABC, Generic[Y]):
     def forward(self, x: Tensor) -> Y:
         """The forward map ``y = H(x)`` for ``x`` of shape ``(B, *shape)``."""
 
+    def lift_to_rgb(self, y: Y) -> tuple[Operator[Any], Any] | None:
+        """The three-channel problem whose solutions, in grey, solve ``(self, y)``; or ``None``.
+
+        Used to restore a greyscale image with a colour model. An operator whose measurement of
+        a grey image has its own three-channel form overrides this (JPEG: the luma coefficients
+        with zero chroma, since a grey RGB image has ``Cb = Cr = 128`` exactly). ``None``, the
+        default, leaves the lift to the caller; the command line then repeats ``y`` over three
+        channels for operators that treat the channels alike.
+
+        Parameters
+        ----------
+        y : measurement
+            A measurement of this operator (one channel).
+
+        Returns
+        -------
+        (Operator, measurement) or None
+            The operator for ``(3, H, W)`` images and its measurement.
+        """
+        return None
+
     @abc.abstractmethod
     def pinv(self, y: Y) -> Tensor:
         """The pseudo-inverse ``H†(y)``, an image of shape ``(B, *shape)``."""
@@ -470,6 +491,25 @@ class EncodeDecodeOperator(Operator[Y]):
 
     def pinv(self, y: Y) -> Tensor:
         """``H†(y) = Decode(y)``."""
+        return self.decode(y)
+
+    def display(self, y: Y) -> Tensor:
+        """The image a standard viewer shows for ``y`` (the baseline a restoration must beat).
+
+        Defaults to :meth:`decode`. A format whose usual decoder differs from the decode that
+        keeps the pseudo-inverse laws exact overrides it (JPEG: libjpeg's decoder, with its
+        triangle upsampling and 8-bit rounding).
+
+        Parameters
+        ----------
+        y : measurement
+            A measurement of this operator.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, *shape)`` images in ``[0, 1]``.
+        """
         return self.decode(y)
 
     def codes(self, y: Y) -> Tensor:

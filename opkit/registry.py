@@ -57,6 +57,7 @@ __all__ = [
     "read_measurement",
     "reload",
     "solvers_available",
+    "write_measurement",
 ]
 
 ENTRY_POINT_GROUP = "opkit"
@@ -64,7 +65,9 @@ DISABLE_ENV = "OPKIT_DISABLE_PLUGINS"
 #: Packages of this distribution whose entry points are built-ins (they load first).
 BUILTIN_PACKAGES = ("opkit_plugins", "solvers")
 BUILTIN_PACKAGE = BUILTIN_PACKAGES[0]
-HOOKS = ("opkit_register_operators", "opkit_register_solvers", "opkit_read_measurement")
+#: File-format hooks: asked in load order, the first result that is not ``None`` wins.
+FILE_HOOKS = ("opkit_read_measurement", "opkit_write_measurement")
+HOOKS = ("opkit_register_operators", "opkit_register_solvers", *FILE_HOOKS)
 
 hookspec = pluggy.HookspecMarker("opkit")
 hookimpl = pluggy.HookimplMarker("opkit")
@@ -84,6 +87,16 @@ class _HookSpecs:
         self, path: str, max_pixels: int | None
     ) -> tuple[Operator[Any], Any] | None:  # pragma: no cover - spec
         """``(operator, measurement)`` read from the file ``path``, or ``None`` if not this format."""
+
+    @hookspec(firstresult=True)
+    def opkit_write_measurement(
+        self, op: Operator[Any], x: Any, suffix: str | None
+    ) -> tuple[str, bytes] | None:  # pragma: no cover - spec
+        """``(suffix, file bytes)``: ``op``'s measurement of the image ``x`` as a file, or ``None``.
+
+        ``suffix`` is the format asked for (``".jpg"``); ``None`` asks for the plugin's own format
+        for ``op``. ``None`` is returned for operators or suffixes the plugin does not write.
+        """
 
 
 class OpkitPluginWarning(UserWarning):
@@ -168,6 +181,10 @@ class SolverEntry:
         How close the solver comes to ``x`` with that oracle (0 for exact recovery up to rounding).
     check_options : dict
         Options :func:`opkit.testing.check_solver` passes to every call.
+    generator_per_image : bool
+        The solver also takes ``generator`` as a sequence, one generator per measurement of the
+        batch (each image's result then depends on its own generator only); callers batch
+        images with their own seeds only for such solvers.
     """
 
     name: str
@@ -179,6 +196,7 @@ class SolverEntry:
     oracle: Callable[[Any], Any] | None = None
     recovery_atol: float = 0.0
     check_options: dict[str, Any] = attrs.field(factory=dict)
+    generator_per_image: bool = False
 
     def options(self) -> dict[str, Any]:
         """Keyword options of the solver beyond the common contract, with their defaults.
@@ -231,7 +249,7 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, OperatorEntry] = {}
         self._solvers: dict[str, SolverEntry] = {}
-        self._readers: list[tuple[str, Callable[..., Any]]] = []
+        self._file_hooks: dict[str, list[tuple[str, Callable[..., Any]]]] = {h: [] for h in FILE_HOOKS}
         self._current_plugin = "<direct>"
         self.skipped: dict[str, str] = {}
         """Plugins that were skipped while loading, with the reason."""
@@ -342,6 +360,7 @@ class Registry:
         oracle: Callable[[Any], Any] | None = None,
         recovery_atol: float = 0.0,
         check_options: dict[str, Any] | None = None,
+        generator_per_image: bool = False,
     ) -> None:
         """Register ``solver`` under ``name``.
 
@@ -364,6 +383,9 @@ class Registry:
             Largest error of the solver's result with that oracle (0: exact up to rounding).
         check_options : dict, optional
             Options for every call :func:`opkit.testing.check_solver` makes.
+        generator_per_image : bool
+            ``generator`` may also be a sequence of generators, one per measurement (see
+            :class:`SolverEntry`).
 
         Raises
         ------
@@ -392,6 +414,7 @@ class Registry:
             oracle=oracle,
             recovery_atol=float(recovery_atol),
             check_options=dict(check_options or {}),
+            generator_per_image=bool(generator_per_image),
         )
 
     def solvers_available(self) -> list[str]:
@@ -427,11 +450,41 @@ class Registry:
         (Operator, measurement) or None
             ``None`` when no plugin reads this file (read it as a plain image then).
         """
-        for _plugin, reader in self._readers:
-            got = reader(path=str(path), max_pixels=max_pixels)
+        got = self._first("opkit_read_measurement", path=str(path), max_pixels=max_pixels)
+        if got is None:
+            return None
+        op, y = got
+        return op, y
+
+    def write_measurement(
+        self, op: Operator[Any], x: Any, suffix: str | None = None
+    ) -> tuple[str, bytes] | None:
+        """``op``'s measurement of the image ``x`` as the bytes of a file a format plugin writes.
+
+        Plugins' ``opkit_write_measurement(op, x, suffix)`` hooks are asked in load order
+        (built-ins first); the first that returns a result wins.
+
+        Parameters
+        ----------
+        op : Operator
+            The operator (e.g. a ``jpeg`` one, whose plugin writes ``.jpg`` files).
+        x : torch.Tensor
+            One image ``(1, C, H, W)`` in ``[0, 1]``.
+        suffix : str, optional
+            The format asked for, e.g. ``".jpg"``; ``None``: the operator's own format.
+
+        Returns
+        -------
+        (str, bytes) or None
+            The file's suffix and contents; ``None`` when no plugin writes ``op`` in that format.
+        """
+        return self._first("opkit_write_measurement", op=op, x=x, suffix=suffix)  # type: ignore[no-any-return]
+
+    def _first(self, hook: str, **kwargs: Any) -> Any:
+        for _plugin, impl in self._file_hooks[hook]:
+            got = impl(**kwargs)
             if got is not None:
-                op, y = got
-                return op, y
+                return got
         return None
 
     # -- plugin loading -----------------------------------------------------------------------
@@ -455,7 +508,7 @@ class Registry:
         """
         pm = pluggy.PluginManager("opkit")
         pm.add_hookspecs(_HookSpecs)
-        before = dict(self._entries), dict(self._solvers), list(self._readers)
+        before = dict(self._entries), dict(self._solvers), {h: list(v) for h, v in self._file_hooks.items()}
         self._current_plugin = name
         try:
             pm.register(plugin, name=name)
@@ -466,12 +519,13 @@ class Registry:
                 pm.hook.opkit_register_operators(registry=self)
             if impls["opkit_register_solvers"]:
                 pm.hook.opkit_register_solvers(registry=self)
-            self._readers.extend((name, impl.function) for impl in impls["opkit_read_measurement"])
+            for hook in FILE_HOOKS:
+                self._file_hooks[hook].extend((name, impl.function) for impl in impls[hook])
         except KeyboardInterrupt:
-            self._entries, self._solvers, self._readers = before
+            self._entries, self._solvers, self._file_hooks = before
             raise
         except BaseException as exc:  # SystemExit and the like too: one plugin never ends the program
-            self._entries, self._solvers, self._readers = before
+            self._entries, self._solvers, self._file_hooks = before
             self._skip(name, f"failed to register: {_describe(exc)}")
             return False
         finally:
@@ -647,3 +701,23 @@ def read_measurement(
         ``None`` when no plugin reads this file.
     """
     return default_registry().read_measurement(path, max_pixels)
+
+
+def write_measurement(op: Operator[Any], x: Any, suffix: str | None = None) -> tuple[str, bytes] | None:
+    """``(suffix, bytes)`` of a file holding ``op``'s measurement of ``x`` (e.g. a JPEG file), or ``None``.
+
+    Parameters
+    ----------
+    op : Operator
+        The operator.
+    x : torch.Tensor
+        One image ``(1, C, H, W)`` in ``[0, 1]``.
+    suffix : str, optional
+        The format asked for (``".jpg"``); ``None``: the operator's own format.
+
+    Returns
+    -------
+    (str, bytes) or None
+        ``None`` when no format plugin writes ``op`` (in that format).
+    """
+    return default_registry().write_measurement(op, x, suffix)

@@ -21,7 +21,7 @@ from opkit.io import (
     write_atomic,
 )
 from opkit_cli.folders import image_seed, start_ranks
-from opkit_cli.io import IMAGE_SUFFIXES, _is_jpeg, check_outputs, jpeg_bytes, read_input
+from opkit_cli.io import IMAGE_SUFFIXES, check_outputs, read_input
 from opkit_cli.operators import check_params, create_operator, operator_entry
 from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, parse_params
 from opkit_cli.restore import Restorer, _protected_model, check_solver_flags, check_steps
@@ -32,9 +32,14 @@ def _crop_to_multiple(x: torch.Tensor, k: int) -> torch.Tensor:
     return x[..., : h - h % k, : w - w % k]
 
 
-def _jpeg_bpp(x: torch.Tensor, op: Any) -> float:
-    """Bits per pixel of ``x`` saved by libjpeg with ``op``'s tables (for rate–distortion)."""
-    return 8.0 * len(jpeg_bytes(x, op)) / (x.shape[-1] * x.shape[-2])
+def file_bpp(x: torch.Tensor, op: Any) -> float | None:
+    """Bits per pixel of ``op``'s measurement of ``x`` as its format plugin's file (rate–distortion).
+
+    ``None`` when no file format plugin writes ``op`` (:func:`opkit.write_measurement`); for
+    ``jpeg``, the size of the ``.jpg`` file libjpeg writes with the operator's tables.
+    """
+    written = opkit.write_measurement(op, x)
+    return None if written is None else 8.0 * len(written[1]) / (x.shape[-1] * x.shape[-2])
 
 
 def evaluate_image(
@@ -50,7 +55,8 @@ def evaluate_image(
     """Degrade one image, restore it, and score the baseline and the restoration.
 
     The baseline is ``H†y`` for a linear operator (and bicubic upsampling when ``y`` is a
-    smaller image), ``Decode(y)`` for an encode/decode pair (libjpeg's decoder for JPEG).
+    smaller image), and for an encode/decode pair what a viewer shows
+    (:meth:`~opkit.EncodeDecodeOperator.display`: libjpeg's decoder for JPEG).
 
     Parameters
     ----------
@@ -80,10 +86,7 @@ def evaluate_image(
     y = op(x)
     candidates: dict[str, torch.Tensor] = {}
     if isinstance(op, opkit.EncodeDecodeOperator):
-        try:
-            candidates["decode"] = op.decode(y, mode="libjpeg")  # type: ignore[call-arg]
-        except TypeError:
-            candidates["decode"] = op.decode(y)
+        candidates["decode"] = op.display(y)
     else:
         if sigma_y > 0:
             y = y + sigma_y * torch.randn(y.shape, generator=generator, dtype=y.dtype)
@@ -201,7 +204,7 @@ def _score_one(
             tag = f"{path.stem}_q{q}" if q is not None else path.stem
             for what, img in keep.items():
                 save_image(img.clamp(0, 1), Path(args.save) / f"{tag}_{what}.png")
-        bpp = _jpeg_bpp(x, op) if _is_jpeg(op) else None
+        bpp = file_bpp(x, op)
         for method, m in scores.items():
             rows.append({"image": path.name, "quality": q, "bpp": bpp, "method": method, **m})
         print(
@@ -248,8 +251,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     first = _crop_to_multiple(read_input(str(files[0]), max_pixels_of(args), mode="RGB"), args.multiple)
     p0 = dict(params, **({"quality": qualities[0]} if qualities[0] is not None else {}))
     op0 = create_operator(args.op, tuple(first.shape[1:]), p0)
-    if args.plot and not _is_jpeg(op0):
-        fail(f"--plot draws PSNR against JPEG bits per pixel; it needs a JPEG operator, not {args.op}")
+    if args.plot and opkit.write_measurement(op0, torch.zeros((1, *op0.shape))) is None:
+        fail(
+            "--plot draws PSNR against the bits per pixel of the measurement's file; no file format "
+            f"plugin writes one for --op {args.op}"
+        )
     if args.sigma_y > 0 and isinstance(op0, opkit.EncodeDecodeOperator):
         fail(f"--sigma-y does not apply to --op {args.op}: its measurement is a noiseless code")
     check_steps(args, op0)

@@ -1,5 +1,6 @@
-"""Inputs and outputs of the ``opkit`` command line: reading images and samples, checking outputs
-before any work, writing JPEG files with an operator's tables.
+"""Inputs and outputs of the ``opkit`` command line: reading images and samples, and checking
+outputs before any work. (Measurement files, such as JPEG files, are the format plugins' job:
+:func:`opkit.read_measurement` and :func:`opkit.write_measurement`.)
 """
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -22,9 +22,9 @@ from opkit_cli.parsing import fail
 
 SAMPLES = ("astronaut", "chelsea", "coffee", "camera", "rocket")
 
-#: Suffixes ``degrade`` writes losslessly (``.jpg`` only for a JPEG operator).
+#: Suffixes ``degrade`` writes losslessly (any other is left to a file format plugin:
+#: :func:`opkit.write_measurement`, e.g. ``.jpg`` for a ``jpeg`` operator).
 LOSSLESS_SUFFIXES = (".bmp", ".pgm", ".png", ".ppm", ".tif", ".tiff")
-JPEG_SUFFIXES = (".jpeg", ".jpg")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
@@ -118,41 +118,3 @@ def check_outputs(
             fail(f"{path} exists; pass --force to overwrite it")
         except ValueError as exc:
             fail(f"{flag} {exc}")
-
-
-def _is_jpeg(op: Any) -> bool:
-    return hasattr(op, "tables") and hasattr(op, "sampling")
-
-
-def jpeg_bytes(x: torch.Tensor, op: Any) -> bytes:
-    """Encode ``x`` as a baseline JPEG file with ``op``'s quantization tables and sampling.
-
-    libjpeg (through Pillow) does the encoding, so the file holds what libjpeg computes; the
-    ``jpeg`` operator agrees with it on all but a few coefficients in ten thousand.
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        One image ``(1, C, H, W)`` in ``[0, 1]``.
-    op : opkit operator
-        A JPEG operator (``tables`` ``(C, 8, 8)`` in natural order, ``sampling``).
-
-    Returns
-    -------
-    bytes
-        The file's contents.
-    """
-    import io
-
-    from PIL import Image
-
-    from opkit.io import to_uint8
-
-    tables = op.tables
-    qtables = [tables[0].flatten().tolist()]
-    if tables.shape[0] > 1:
-        qtables.append(tables[1].flatten().tolist())
-    sub = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}[op.sampling]
-    buf = io.BytesIO()
-    Image.fromarray(to_uint8(x)).save(buf, format="JPEG", qtables=qtables, subsampling=sub)
-    return buf.getvalue()

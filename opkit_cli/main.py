@@ -27,12 +27,10 @@ from opkit_cli.eval import (
 from opkit_cli.folders import shard_spec
 from opkit_cli.io import (
     IMAGE_SUFFIXES,
-    JPEG_SUFFIXES,
     LOSSLESS_SUFFIXES,
     SAMPLES,
     bundled_weights,
     check_outputs,
-    jpeg_bytes,
     read_input,
 )
 from opkit_cli.models import cmd_convert, load_model
@@ -96,7 +94,6 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "IMAGE_SUFFIXES",
-    "JPEG_SUFFIXES",
     "LOSSLESS_SUFFIXES",
     "LUMA",
     "MODEL_HELP",
@@ -124,7 +121,6 @@ __all__ = [
     "evaluate_image",
     "fail",
     "infer_image_shape",
-    "jpeg_bytes",
     "lift_to_rgb",
     "load_model",
     "main",

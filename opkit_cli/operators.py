@@ -19,7 +19,7 @@ from opkit.io import (
     save_image,
     write_atomic,
 )
-from opkit_cli.io import JPEG_SUFFIXES, LOSSLESS_SUFFIXES, _is_jpeg, check_outputs, jpeg_bytes, read_input
+from opkit_cli.io import LOSSLESS_SUFFIXES, check_outputs, read_input
 from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, one_line, parse_params
 
 
@@ -156,25 +156,29 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     check_params(args.op, params)
     out = Path(args.output)
-    suffixes = (*LOSSLESS_SUFFIXES, *JPEG_SUFFIXES)
-    check_outputs([("-o", args.output, suffixes)], inputs=[args.image], force=args.force)
+    suffix = out.suffix.lower()
+    # any suffix may name a format plugin's file (checked once the operator exists)
+    check_outputs([("-o", args.output, None)], inputs=[args.image], force=args.force)
     x = read_input(args.image, max_pixels_of(args))
     op = create_operator(args.op, tuple(x.shape[1:]), params)
     coded = isinstance(op, opkit.EncodeDecodeOperator)
     if args.sigma_y > 0 and coded:
         fail(f"--sigma-y does not apply to --op {args.op}: its measurement is a noiseless code")
-    if out.suffix.lower() in JPEG_SUFFIXES:
-        if not _is_jpeg(op):
+    if suffix not in LOSSLESS_SUFFIXES:
+        # a file format plugin writes the measurement itself (the jpeg plugin: a real .jpg file)
+        written = opkit.write_measurement(op, x, suffix)
+        if written is None:
             fail(
-                f"-o {out}: a JPEG file would add JPEG compression to the {args.op} result; "
-                f"write a lossless format ({', '.join(LOSSLESS_SUFFIXES)}) or use --op jpeg"
+                f"-o {out}: no file format plugin writes {suffix or 'suffix-less'} files for --op "
+                f"{args.op} (a lossy image file would degrade the result again); write a lossless "
+                f"format ({', '.join(LOSSLESS_SUFFIXES)})"
             )
-        write_atomic(out, jpeg_bytes(x, op))
-        print(f"wrote {out} (a real JPEG with the operator's tables, {op.sampling})")
+        write_atomic(out, written[1])
+        print(f"wrote {out} ({args.op} measurement, written by its file format plugin)")
         return EXIT_OK
     y = op(x)
     if coded:
-        image = op.decode(y)  # a viewable image: Decode(Encode(x)), never the raw codes
+        image = op.display(y)  # a viewable image, as a viewer decodes it; never the raw codes
     elif isinstance(y, torch.Tensor) and y.ndim == 4 and y.shape[1] in (1, 3):
         if args.sigma_y > 0:
             g = torch.Generator().manual_seed(args.seed)

@@ -32,7 +32,7 @@ from opkit_cli.folders import (
     resolve_device,
     start_ranks,
 )
-from opkit_cli.io import JPEG_SUFFIXES, _is_sample, bundled_weights, check_outputs, read_input
+from opkit_cli.io import _is_sample, bundled_weights, check_outputs, read_input
 from opkit_cli.models import load_model
 from opkit_cli.operators import check_params, create_operator, infer_image_shape, quiet_registry
 from opkit_cli.parsing import EXIT_ERROR, EXIT_OK, fail, max_pixels_of, one_line, parse_params
@@ -126,11 +126,12 @@ def to_grey(x: torch.Tensor) -> torch.Tensor:
 def lift_to_rgb(name: str, params: dict[str, Any], op: Any, y: Any) -> tuple[Any, Any]:
     """The three-channel problem whose solutions, in grey (:func:`to_grey`), solve ``(op, y)``.
 
-    A greyscale image ``x`` repeated to three channels has the measurement ``y`` repeated (for
-    operators that treat the channels alike, checked on a random image), and for JPEG the luma
-    coefficients of ``y`` with zero chroma (a grey RGB image has ``Cb = Cr = 128`` exactly).
-    Every restoration of the lifted problem, converted to grey, fits ``y`` again: the luma of
-    images that fit a per-channel measurement is a convex combination of them.
+    An operator with a lift of its own gives it (:meth:`opkit.Operator.lift_to_rgb`; JPEG: the
+    luma coefficients with zero chroma). Otherwise a greyscale image ``x`` repeated to three
+    channels has the measurement ``y`` repeated, for operators that treat the channels alike
+    (checked on a random image). Every restoration of the lifted problem, converted to grey,
+    fits ``y`` again: the luma of images that fit a per-channel measurement is a convex
+    combination of them.
 
     Parameters
     ----------
@@ -148,22 +149,10 @@ def lift_to_rgb(name: str, params: dict[str, Any], op: Any, y: Any) -> tuple[Any
     (opkit.Operator, measurement)
         The operator for ``(3, H, W)`` images and its measurement.
     """
-    import attrs
-
-    from opkit_plugins.jpeg import JPEG, JpegCoefficients
-
+    own = op.lift_to_rgb(y)
+    if own is not None:
+        return own  # type: ignore[no-any-return]
     _, h, w = op.shape
-    if isinstance(op, JPEG) and isinstance(y, JpegCoefficients):
-        luma = op.tables[0].flatten().tolist()
-        op3 = create_operator(name, (3, h, w), {"tables": [luma, luma], "subsampling": "4:4:4"})
-        lum = y.components[0]
-        y3 = attrs.evolve(
-            y,
-            components=(lum, torch.zeros_like(lum), torch.zeros_like(lum)),
-            tables=op3.tables.clone(),
-            sampling="4:4:4",
-        )
-        return op3, y3
     op3 = create_operator(name, (3, h, w), params)
     probe = torch.rand((1, 1, h, w), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     try:
@@ -329,8 +318,8 @@ class Restorer:
         try:
             if grey:
                 op, y = lift_to_rgb(args.op, params or {}, op, y)
-            if isinstance(gen, Sequence) and args.solver != "ddrm":
-                # one generator per measurement: solvers other than DDRM restore them one by one
+            if isinstance(gen, Sequence) and not entry.generator_per_image:
+                # one generator per measurement, and a solver that takes one: image by image
                 one = dict(settings)
                 if "model_kwargs" in one:
                     one["model_kwargs"] = {k: v[:1] for k, v in one["model_kwargs"].items()}
@@ -500,17 +489,6 @@ def _check_outdir(args: argparse.Namespace, files: Sequence[Path]) -> tuple[Path
     return outdir, outputs
 
 
-def _batch_key(args: argparse.Namespace, params: dict[str, Any]) -> Any:
-    """Which images may share a solver call: same size and channels (JPEG files: each alone)."""
-
-    def key(path: Path) -> Any:
-        if args.op == "jpeg" and not params and path.suffix.lower() in JPEG_SUFFIXES:
-            return ("own tables", str(path))  # each file has its own quantization tables
-        return image_key(path)
-
-    return key
-
-
 def _restore_group(
     restorer: Restorer,
     args: argparse.Namespace,
@@ -577,8 +555,8 @@ def restore_many(args: argparse.Namespace, params: dict[str, Any]) -> int:
     ranks: Ranks = start_ranks(args)
     try:
         outdir.mkdir(exist_ok=True)
-        size = args.batch if args.solver == "ddrm" else 1
-        mine = ranks.take(make_batches(files, size, _batch_key(args, params)))
+        size = args.batch if solver_entry(args.solver).generator_per_image else 1
+        mine = ranks.take(make_batches(files, size, image_key))
         _remove_stale_parts(outdir, {f.stem for b in mine for f in b})
         todo = [[f for f in b if args.force or not outputs[f].exists()] for b in mine]
         todo = [b for b in todo if b]

@@ -97,6 +97,11 @@ def check_training_output(out: Path, what: str) -> None:
         fail(f"-o {out}: cannot write into {out.parent}: {exc.strerror or one_line(exc)}")
 
 
+#: Qualities ``opkit train driftrec`` draws per image for an operator with a ``quality``
+#: parameter when neither ``--qualities`` nor ``--param quality=`` is given (the IJG scale).
+DEFAULT_QUALITIES = (1, 100)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a DDRM prior or a DriftRec model (resumes from the output directory)."""
     out = Path(args.output)
@@ -136,7 +141,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             return EXIT_OK
         from solvers.driftrec.training import train_driftrec
 
-        quality_range = (args.qualities or (1, 100)) if args.op == "jpeg" else args.qualities
+        quality_range = args.qualities
+        if (
+            quality_range is None
+            and "quality" not in params
+            and "quality" in operator_entry(args.op).parameters()
+        ):
+            quality_range = DEFAULT_QUALITIES  # an operator with a quality: the paper's uniform draw
         result = train_driftrec(
             [im[0] for im in images],
             args.op,

@@ -306,6 +306,42 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
         """``H†(y)``: the ``"exact"`` decode, whatever the ``decode`` parameter."""
         return self.decode(y, "exact")
 
+    def display(self, y: JpegCoefficients) -> Tensor:
+        """What an image viewer shows: libjpeg's decode (``"libjpeg"``), whatever ``decode`` is."""
+        return self.decode(y, "libjpeg")
+
+    def lift_to_rgb(self, y: JpegCoefficients) -> tuple[JPEG, JpegCoefficients] | None:
+        """A grey JPEG as a colour one: its luma coefficients with zero chroma, 4:4:4.
+
+        A grey RGB image has ``Cb = Cr = 128`` exactly, so its chroma coefficients are all zero
+        whatever the chroma table; the lifted operator quantises all three components with the
+        luma table, and the luma of its solutions fits ``y`` again.
+
+        Parameters
+        ----------
+        y : JpegCoefficients
+            A measurement of this (one-channel) operator.
+
+        Returns
+        -------
+        (JPEG, JpegCoefficients) or None
+            The three-channel operator and measurement; ``None`` for a colour operator.
+        """
+        if self.shape[0] != 1:
+            return None
+        self._check_measurement(y)
+        luma = tuple(self.tables[0].flatten().tolist())
+        op3 = JPEG((3, *self.shape[1:]), JpegParams(tables=(luma, luma), subsampling="4:4:4"))
+        op3.name = self.name
+        lum = y.components[0]
+        y3 = attrs.evolve(
+            y,
+            components=(lum, torch.zeros_like(lum), torch.zeros_like(lum)),
+            tables=op3.tables.clone(),
+            sampling="4:4:4",
+        )
+        return op3, y3
+
     def _check_measurement(self, y: Any) -> core.Geometry:
         if not isinstance(y, JpegCoefficients):
             raise TypeError(f"{self._label()}: expected JpegCoefficients, got {type(y).__name__}")
@@ -669,6 +705,63 @@ def opkit_register_operators(registry: Any) -> None:
 
 #: File suffixes the ``jpeg`` plugin reads as measurements.
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+
+
+def jpeg_file(x: Tensor, op: JPEG) -> bytes:
+    """``x`` as a baseline JPEG file with ``op``'s quantisation tables and chroma sampling.
+
+    libjpeg (through Pillow) does the encoding, so the file holds what libjpeg computes; the
+    ``jpeg`` operator agrees with it on all but a few coefficients in ten thousand.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        One image ``(1, C, H, W)`` in ``[0, 1]``.
+    op : JPEG
+        The operator whose tables and sampling the file uses.
+
+    Returns
+    -------
+    bytes
+        The file's contents.
+    """
+    import io
+
+    from PIL import Image
+
+    from opkit.io import to_uint8
+
+    tables = op.tables
+    qtables = [tables[0].flatten().tolist()]
+    if tables.shape[0] > 1:
+        qtables.append(tables[1].flatten().tolist())
+    sub = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}[op.sampling]
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(x)).save(buf, format="JPEG", qtables=qtables, subsampling=sub)
+    return buf.getvalue()
+
+
+@opkit.hookimpl
+def opkit_write_measurement(op: Any, x: Tensor, suffix: str | None) -> tuple[str, bytes] | None:
+    """A ``jpeg`` operator's measurement of ``x`` as a real ``.jpg`` file (:func:`jpeg_file`).
+
+    Parameters
+    ----------
+    op : opkit.Operator
+        Any operator; only :class:`JPEG` ones are written here.
+    x : torch.Tensor
+        One image ``(1, C, H, W)`` in ``[0, 1]``.
+    suffix : str or None
+        The file suffix asked for (``None``: this plugin's own, ``.jpg``).
+
+    Returns
+    -------
+    (str, bytes) or None
+        The suffix and the file's contents; ``None`` for other operators or suffixes.
+    """
+    if not isinstance(op, JPEG) or (suffix is not None and suffix.lower() not in JPEG_SUFFIXES):
+        return None
+    return (suffix or ".jpg"), jpeg_file(x, op)
 
 
 @opkit.hookimpl

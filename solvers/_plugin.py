@@ -57,6 +57,7 @@ def opkit_register_solvers(registry: Any) -> None:
         model="prior",
         description="DDRM (Kawar et al. 2022): spectral SVD updates; DDRM-JPEG for encode/decode pairs",
         oracle=OraclePrior,
+        generator_per_image=True,
     )
     registry.add_solver(
         "pigdm",

@@ -107,14 +107,16 @@ class SolverReport:
     recovery_error: dict[str, float] = attrs.field(factory=dict)
 
 
+def _entry_of(solver: Any) -> SolverEntry | None:
+    if isinstance(solver, str):
+        return default_registry().solver_entry(solver)
+    return solver if isinstance(solver, SolverEntry) else None
+
+
 def _resolve(
     solver: Any, accepts_: Any, oracle: Any, atol: Any, options: dict[str, Any]
 ) -> tuple[str, Callable[..., Any], tuple[str, ...], Callable[[Tensor], Any], float]:
-    entry: SolverEntry | None = None
-    if isinstance(solver, str):
-        entry = default_registry().solver_entry(solver)
-    elif isinstance(solver, SolverEntry):
-        entry = solver
+    entry = _entry_of(solver)
     if entry is not None:
         fn, name = entry.solver, entry.name
         accepts_ = entry.accepts if accepts_ is None else accepts_
@@ -140,6 +142,7 @@ def check_solver(
     steps: int = 8,
     stochastic: bool = True,
     options: dict[str, Any] | None = None,
+    generator_per_image: bool | None = None,
 ) -> SolverReport:
     """Check that ``solver`` follows the solver contract (:class:`opkit.solver.Solver`).
 
@@ -152,7 +155,8 @@ def check_solver(
     * **seeding** -- the same seed gives the same iterates and result, another seed other
       iterates (unless ``stochastic=False``);
     * **batch independence** -- changing one measurement of a batch leaves the iterates of the
-      others unchanged;
+      others unchanged; with ``generator_per_image``, a batch run with one generator per
+      measurement gives each image the iterates of a run of that image alone with its generator;
     * **return_info and progress** -- ``return_info`` gives the same result and an ``nfe``;
       ``progress=False`` writes nothing to stderr, ``progress=True`` does;
     * **errors** -- ``TypeError`` for an operator of a kind it does not accept and for a missing
@@ -176,6 +180,9 @@ def check_solver(
         Whether another seed must give other iterates.
     options : dict, optional
         Further keywords for every call.
+    generator_per_image : bool, optional
+        Whether the solver takes a sequence of generators (default: the registered entry's
+        :attr:`~opkit.SolverEntry.generator_per_image`, else ``False``).
 
     Returns
     -------
@@ -189,21 +196,28 @@ def check_solver(
     """
     opts = dict(options or {})
     name, fn, kinds, make_oracle, atol = _resolve(solver, accepts, oracle, recovery_atol, opts)
+    if generator_per_image is None:
+        entry = _entry_of(solver)
+        generator_per_image = entry is not None and entry.generator_per_image
     report = SolverReport(solver=name)
     toys = toy_operators()
     gen = torch.Generator().manual_seed(0)
     x = torch.rand((2, *toys["svd"].shape), generator=gen, dtype=torch.float64) * 0.8 + 0.1
     x_other = torch.rand((2, *toys["svd"].shape), generator=gen, dtype=torch.float64) * 0.8 + 0.1
 
-    def run(op: Any, xx: Tensor, seed: int = 0, **kw: Any) -> tuple[Any, list[tuple[Any, ...]]]:
+    def run(op: Any, xx: Tensor, seed: int | list[int] = 0, **kw: Any) -> tuple[Any, list[tuple[Any, ...]]]:
         seen: list[tuple[Any, ...]] = []
         kw.setdefault("steps", steps)
         kw.setdefault("progress", False)
+        if isinstance(seed, list):
+            gen: Any = [torch.Generator().manual_seed(s) for s in seed]
+        else:
+            gen = torch.Generator().manual_seed(seed)
         out = fn(
             op,
             op(xx),
             make_oracle(xx),
-            generator=torch.Generator().manual_seed(seed),
+            generator=gen,
             callback=lambda *a: seen.append(a),
             **opts,
             **kw,
@@ -273,6 +287,18 @@ def check_solver(
                     f"changing image 1 changed the iterate of image 0 at step {a[0]}",
                 )
         report.checks.append(f"batch independence {tag}")
+        if generator_per_image:
+            _, seen_list = run(op, x, seed=[7, 9])
+            for i, seed_i in enumerate((7, 9)):
+                _, seen_i = run(op, x[i : i + 1], seed=seed_i)
+                for a, m in zip(seen_i, seen_list, strict=True):
+                    if not torch.allclose(a[2], m[2][i : i + 1], rtol=0, atol=1e-10):
+                        fail(
+                            f"generator per image {tag}",
+                            f"image {i} with its own generator in a batch differs from a run of it "
+                            f"alone at step {a[0]}",
+                        )
+            report.checks.append(f"generator per image {tag}")
 
         # -- return_info, progress ----------------------------------------------------------------
         got = run(op, x, seed=7, return_info=True)[0]
