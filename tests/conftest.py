@@ -1,12 +1,15 @@
-"""Shared pytest configuration: hypothesis profiles and the ``slow`` marker."""
+"""Shared pytest configuration: hypothesis profiles, the ``slow`` marker and shared fixtures."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+
+from tests.helpers import single_thread
 
 # fake plugin modules are imported by the registry tests, never collected (one cannot be imported)
 collect_ignore = ["fake_plugins"]
@@ -37,3 +40,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread during each test (``pytest.mark.usefixtures("one_thread")``)."""
+    with single_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_per_module() -> Iterator[None]:
+    """torch on one thread for a whole module (``pytest.mark.usefixtures("one_thread_per_module")``)."""
+    with single_thread():
+        yield

@@ -6,6 +6,7 @@ kit then checks every law that applies, in float64 and in float32.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,9 +24,17 @@ def test_something_is_registered() -> None:
     assert "denoise" in NAMES
 
 
-@pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=8)
-@given(data=st.data())
+def for_every_registered_name(max_examples: int) -> Callable[[Callable[..., None]], Any]:
+    """``test(name, data)`` for every registered name, each with ``max_examples`` hypothesis draws."""
+
+    def wrap(test: Callable[..., None]) -> Any:
+        drawn = settings(max_examples=max_examples)(given(data=st.data())(test))
+        return pytest.mark.parametrize("name", NAMES)(drawn)
+
+    return wrap
+
+
+@for_every_registered_name(max_examples=8)
 def test_registered_operator_obeys_its_laws(name: str, data: st.DataObject) -> None:
     kwargs: dict[str, Any] = data.draw(strategies.operator_kwargs(name), label="kwargs")
     op = opkit.create(name, **kwargs)
@@ -36,9 +45,7 @@ def test_registered_operator_obeys_its_laws(name: str, data: st.DataObject) -> N
     check_operator(op, dtype=torch.float32, batch=batch, seed=seed)
 
 
-@pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=3)
-@given(data=st.data())
+@for_every_registered_name(max_examples=3)
 def test_registered_operator_rejects_a_wrong_input_shape(name: str, data: st.DataObject) -> None:
     kwargs: dict[str, Any] = data.draw(strategies.operator_kwargs(name), label="kwargs")
     op = opkit.create(name, **kwargs)

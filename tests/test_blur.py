@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,15 +21,9 @@ from opkit_plugins.blur import (
     kernel_centre,
     uniform_kernel,
 )
+from tests.helpers import dense_matrix
 
 DTYPES = [torch.float64, torch.float32]
-
-
-def dense(fn: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, int, int]) -> torch.Tensor:
-    """The matrix of a linear map of images, column j = fn(e_j) flattened (float64)."""
-    n = int(np.prod(shape))
-    eye = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
-    return fn(eye).reshape(n, -1).T
 
 
 def conv_same(x: torch.Tensor, col: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
@@ -187,8 +180,8 @@ def test_operator_and_pinv_match_dense_float64(params: dict[str, Any]) -> None:
     Ht = torch.from_numpy(
         np.kron(_truncated_axis(op.col_kernel, 6, thr), _truncated_axis(op.row_kernel, 5, thr))
     )
-    torch.testing.assert_close(dense(op, shape), Ht, rtol=0, atol=1e-13)
-    torch.testing.assert_close(dense(op.adjoint, shape), Ht.T, rtol=0, atol=1e-13)
+    torch.testing.assert_close(dense_matrix(op, shape), Ht, rtol=0, atol=1e-13)
+    torch.testing.assert_close(dense_matrix(op.adjoint, shape), Ht.T, rtol=0, atol=1e-13)
     y = torch.randn(2, *op.out_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     expected = (torch.linalg.pinv(Ht, hermitian=False) @ y.flatten(1).T).T
     got = op.pinv(y)
@@ -357,9 +350,9 @@ def test_reflective_blur_equals_dense_float64_and_a_padding_reference(params: di
     H = torch.kron(Ac, Ar)
     one = (1, *shape[1:])
     op1 = Blur(one, boundary="reflect", threshold=0.0, **params)
-    torch.testing.assert_close(dense(op1, one), H, rtol=0, atol=1e-13)
-    torch.testing.assert_close(dense(op1.adjoint, one), H.T, rtol=0, atol=1e-13)
-    svd_h = dense(lambda v: op1.U(op1.singulars_like(v) * op1.Vt(v)), one)
+    torch.testing.assert_close(dense_matrix(op1, one), H, rtol=0, atol=1e-13)
+    torch.testing.assert_close(dense_matrix(op1.adjoint, one), H.T, rtol=0, atol=1e-13)
+    svd_h = dense_matrix(lambda v: op1.U(op1.singulars_like(v) * op1.Vt(v)), one)
     torch.testing.assert_close(svd_h, H, rtol=0, atol=1e-13)
     y = torch.randn(2, *op1.out_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     expected = (torch.linalg.pinv(H) @ y.flatten(1).T).T
@@ -376,8 +369,8 @@ def test_reflective_blur_obeys_the_laws(params: dict[str, Any], threshold: float
         assert max(op.col_factor.dropped, op.row_factor.dropped) > 0
         op1 = opkit.create("blur", shape=(1, 14, 11), boundary="reflect", threshold=threshold, **params)
         Ht = torch.kron(op1.col_factor.truncated, op1.row_factor.truncated)
-        torch.testing.assert_close(dense(op1, (1, 14, 11)), Ht, rtol=0, atol=1e-13)
-        torch.testing.assert_close(dense(op1.adjoint, (1, 14, 11)), Ht.T, rtol=0, atol=1e-13)
+        torch.testing.assert_close(dense_matrix(op1, (1, 14, 11)), Ht, rtol=0, atol=1e-13)
+        torch.testing.assert_close(dense_matrix(op1.adjoint, (1, 14, 11)), Ht.T, rtol=0, atol=1e-13)
 
 
 def test_reflective_construction_needs_no_eigendecomposition() -> None:

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 import opkit
 from opkit.testing import check_operator, strategies
 from opkit_plugins.colorize import Colorize, ColorizeParams, householder_basis
+from tests.helpers import assert_rejects_wrong_shapes, dense_matrix
 
 DTYPES = [torch.float64, torch.float32]
 
@@ -27,13 +28,6 @@ def _direct(weights):
         return out
 
     return ref
-
-
-def _dense(fn, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> torch.Tensor:
-    """The matrix of a linear map, by applying it to the identity columns (float64)."""
-    n = int(np.prod(in_shape))
-    cols = fn(torch.eye(n, dtype=torch.float64).reshape(n, *in_shape))
-    return cols.reshape(n, int(np.prod(out_shape))).T
 
 
 # -- the operator equals its direct implementation, every law holds ---------------------------
@@ -115,17 +109,17 @@ def test_pinv_and_adjoint_match_dense_float64() -> None:
     shape, out = (3, 2, 3), (1, 2, 3)
     w = (0.299, 0.587, 0.114)
     op = Colorize(shape, weights=w)
-    h = _dense(op, shape, out)
+    h = dense_matrix(op, shape, out)
     expected = torch.kron(torch.tensor([w], dtype=torch.float64), torch.eye(6, dtype=torch.float64))
     torch.testing.assert_close(h, expected, rtol=0, atol=1e-15)
     pinv_dense = torch.linalg.pinv(h)
-    torch.testing.assert_close(_dense(op.pinv, out, shape), pinv_dense, rtol=0, atol=1e-14)
-    torch.testing.assert_close(_dense(op.adjoint, out, shape), h.T, rtol=0, atol=1e-15)
+    torch.testing.assert_close(dense_matrix(op.pinv, out, shape), pinv_dense, rtol=0, atol=1e-14)
+    torch.testing.assert_close(dense_matrix(op.adjoint, out, shape), h.T, rtol=0, atol=1e-15)
     # the SVD factors, densely: V orthogonal, H = U Σ Vᵀ
-    vt = _dense(op.Vt, shape, shape)
+    vt = dense_matrix(op.Vt, shape, shape)
     torch.testing.assert_close(vt @ vt.T, torch.eye(18, dtype=torch.float64), rtol=0, atol=1e-14)
     s = op.singulars.expand(shape).reshape(-1)
-    u = _dense(op.U, shape, out)
+    u = dense_matrix(op.U, shape, out)
     torch.testing.assert_close(u @ torch.diag(s) @ vt, h, rtol=0, atol=1e-14)
 
 
@@ -176,17 +170,7 @@ def test_params_frozen_and_repr() -> None:
 
 
 def test_wrong_input_shapes() -> None:
-    op = Colorize((3, 4, 5))
-    with pytest.raises(ValueError, match="expected input of shape"):
-        op(torch.rand(2, 1, 4, 5))
-    with pytest.raises(ValueError, match="expected input of shape"):
-        op(torch.rand(3, 4, 5))
-    with pytest.raises(ValueError, match="floating"):
-        op(torch.ones(1, 3, 4, 5, dtype=torch.int64))
-    with pytest.raises(ValueError, match="measurement of shape"):
-        op.pinv(torch.rand(1, 3, 4, 5))
-    with pytest.raises(ValueError, match="measurement of shape"):
-        op.adjoint(torch.rand(1, 1, 5, 4))
+    assert_rejects_wrong_shapes(Colorize((3, 4, 5)), (2, 1, 4, 5), (1, 3, 4, 5), (1, 1, 5, 4))
 
 
 def test_output_follows_input_dtype() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,13 +33,7 @@ def _noisy(op: opkit.SVDOperator, x: Tensor, sigma_y: float, seed: int = 1) -> T
     return y + sigma_y * torch.randn(y.shape, generator=g, dtype=y.dtype)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Elementwise kernels on two threads crawl when the other core is busy (shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 def _gen(seed: int = 0) -> torch.Generator:

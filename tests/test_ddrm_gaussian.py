@@ -27,7 +27,6 @@ C. *Against the posterior mean* :math:`\mu + \Sigma H^\top (H\Sigma H^\top + 4\s
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -37,6 +36,7 @@ import opkit
 import solvers
 from solvers.ddrm import solver as _ddrm
 from solvers.ddrm.priors import GaussianPrior, uniform_timesteps
+from tests.helpers import dense_matrix
 from tests.test_ddrm_toys import toy_svd_operators
 
 SHAPE = (3, 4, 4)
@@ -45,12 +45,7 @@ ETA, ETA_B, STEPS = 0.85, 1.0, 20
 N = 4000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 def _prior() -> tuple[GaussianPrior, Tensor]:
@@ -69,14 +64,9 @@ def _prior() -> tuple[GaussianPrior, Tensor]:
     return GaussianPrior(mean, cov), ((x0m + 1) / 2).view(1, *SHAPE)
 
 
-def _dense(op: opkit.SVDOperator) -> Tensor:
-    n = math.prod(SHAPE)
-    return op(torch.eye(n, dtype=F64).view(n, *SHAPE)).reshape(n, -1).T  # (m, n)
-
-
 def dense_ddrm_mean(op: opkit.SVDOperator, y: Tensor, prior: GaussianPrior, sigma_y: float) -> Tensor:
     """Eqs. 7–8 with zero noise, from the dense SVD of H; returns the image in [0, 1]."""
-    Hd = _dense(op)
+    Hd = dense_matrix(op, SHAPE)
     m, n = Hd.shape
     U, S, Vh = torch.linalg.svd(Hd, full_matrices=True)
     V = Vh.T
@@ -116,7 +106,7 @@ def dense_ddrm_mean(op: opkit.SVDOperator, y: Tensor, prior: GaussianPrior, sigm
 
 def posterior_mean(op: opkit.SVDOperator, y: Tensor, prior: GaussianPrior, sigma_y: float) -> Tensor:
     """Closed-form E[x₀ | y] in [0, 1]."""
-    Hd = _dense(op)
+    Hd = dense_matrix(op, SHAPE)
     mu, cov = prior.mean.flatten(), prior.cov
     y_m = (2 * y - op(torch.ones(1, *SHAPE, dtype=F64))).flatten()
     gram = Hd @ cov @ Hd.T + (2 * sigma_y) ** 2 * torch.eye(Hd.shape[0], dtype=F64)
@@ -126,7 +116,7 @@ def posterior_mean(op: opkit.SVDOperator, y: Tensor, prior: GaussianPrior, sigma
 
 def decoupled_estimate(op: opkit.SVDOperator, y: Tensor, prior: GaussianPrior) -> Tensor:
     """``H† y_m`` on the row space plus the prior mean on the null space, in [0, 1]."""
-    Hd = _dense(op)
+    Hd = dense_matrix(op, SHAPE)
     y_m = (2 * y - op(torch.ones(1, *SHAPE, dtype=F64))).flatten()
     pinv = torch.linalg.pinv(Hd)
     null = torch.eye(Hd.shape[1], dtype=F64) - pinv @ Hd
@@ -190,7 +180,7 @@ def test_sample_mean_vs_exact_mean_and_posterior(name: str, sigma_y: float) -> N
 def test_row_space_is_exact_without_noise(name: str) -> None:
     """C, exact part: σ_y = 0 ⇒ the row-space component of DDRM's mean is the posterior's."""
     op, y, prior, _ = _measure(name, 0.0)
-    Hd = _dense(op)
+    Hd = dense_matrix(op, SHAPE)
     row = torch.linalg.pinv(Hd) @ Hd
     diff = (dense_ddrm_mean(op, y, prior, 0.0) - posterior_mean(op, y, prior, 0.0)).flatten()
     assert float((row @ diff).abs().max()) < 1e-10

@@ -32,7 +32,6 @@ in [0.8, 1.2] (its relative spread is about :math:`\sqrt{2/n^2}` ≈ 2 % here).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -56,13 +55,7 @@ REGISTERED_PARAMS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Elementwise kernels on two threads crawl when the other core is busy (shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 def _operator(name: str) -> opkit.SVDOperator:

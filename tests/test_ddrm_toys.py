@@ -8,8 +8,6 @@ paper's appendix D) and a rounding codec as an encode/decode pair.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import einops
 import pytest
 import torch
@@ -22,13 +20,7 @@ from tests.toy_operators import DenseSVD as ToyDenseSVD
 Shape = tuple[int, int, int]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Elementwise kernels on two threads crawl when the other core is busy (shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 def _orthogonal(n: int, g: torch.Generator) -> Tensor:
@@ -57,13 +49,11 @@ class DenseSVD(ToyDenseSVD):
         return self.Um @ (self._s[: self.m, None] * self.Vm[:, : self.m].T)
 
 
-class MaskSVD(opkit.SVDOperator):
-    """Inpainting ``y = m ⊙ x`` (``U = V = I``, ``s = m``)."""
+class _StoredSVD(opkit.SVDOperator):
+    """The toys below keep their singular values in ``_s``; ``y`` has the shape of ``x`` unless
+    a toy says otherwise."""
 
-    def __init__(self, shape: Shape, missing: float = 0.5, seed: int = 0) -> None:
-        super().__init__(shape)
-        g = torch.Generator().manual_seed(seed)
-        self._s = (torch.rand((1, *shape[1:]), generator=g, dtype=torch.float64) >= missing).double()
+    _s: Tensor
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -72,6 +62,15 @@ class MaskSVD(opkit.SVDOperator):
     @property
     def singulars(self) -> Tensor:
         return self._s
+
+
+class MaskSVD(_StoredSVD):
+    """Inpainting ``y = m ⊙ x`` (``U = V = I``, ``s = m``)."""
+
+    def __init__(self, shape: Shape, missing: float = 0.5, seed: int = 0) -> None:
+        super().__init__(shape)
+        g = torch.Generator().manual_seed(seed)
+        self._s = (torch.rand((1, *shape[1:]), generator=g, dtype=torch.float64) >= missing).double()
 
     def Vt(self, x: Tensor) -> Tensor:
         return x
@@ -86,7 +85,7 @@ class MaskSVD(opkit.SVDOperator):
         return v * self.singulars_like(v)
 
 
-class BlockMeanSVD(opkit.SVDOperator):
+class BlockMeanSVD(_StoredSVD):
     """Block-mean super-resolution by ``factor``: per block an orthonormal basis whose first
     vector is constant, so ``s = 1/factor`` on it and 0 on the others.
 
@@ -111,10 +110,6 @@ class BlockMeanSVD(opkit.SVDOperator):
         c, h, w = self.shape
         return (c, h // self.f, w // self.f)
 
-    @property
-    def singulars(self) -> Tensor:
-        return self._s
-
     def Vt(self, x: Tensor) -> Tensor:
         blocks = einops.rearrange(x, "b c (h p) (w q) -> b c h w (p q)", p=self.f, q=self.f)
         return blocks @ self.cast("Q", self.Q, x)
@@ -136,7 +131,7 @@ class BlockMeanSVD(opkit.SVDOperator):
         return torch.nn.functional.avg_pool2d(x, f)
 
 
-class ColorizeSVD(opkit.SVDOperator):
+class ColorizeSVD(_StoredSVD):
     """Grayscale ``y = Σ_c w_c x_c``: per pixel a 3×3 orthonormal basis with first vector
     ``w/‖w‖``, singular value ``‖w‖``. Spectral layout ``(3, H, W)``."""
 
@@ -153,10 +148,6 @@ class ColorizeSVD(opkit.SVDOperator):
     @property
     def out_shape(self) -> tuple[int, ...]:
         return (1, *self.shape[1:])
-
-    @property
-    def singulars(self) -> Tensor:
-        return self._s
 
     def Vt(self, x: Tensor) -> Tensor:
         return torch.einsum("ji,bjhw->bihw", self.cast("Q", self.Q, x), x)
@@ -183,7 +174,7 @@ def _blur_matrix(n: int, kernel: Tensor) -> Tensor:
     return a
 
 
-class SeparableBlurSVD(opkit.SVDOperator):
+class SeparableBlurSVD(_StoredSVD):
     """Separable zero-padded blur ``Y = A_c X A_rᵀ`` per channel, SVD the Kronecker product of
     the 1-D SVDs (``V x = V_c X V_rᵀ``, ``s = s_c s_rᵀ``). Spectral layout ``(C, H, W)``."""
 
@@ -195,14 +186,6 @@ class SeparableBlurSVD(opkit.SVDOperator):
         ur, sr, vrt = torch.linalg.svd(self.Ar)
         self.Uc, self.Vc, self.Ur, self.Vr = uc, vct.T, ur, vrt.T
         self._s = (sc[:, None] * sr[None, :]).unsqueeze(0)
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return self.shape
-
-    @property
-    def singulars(self) -> Tensor:
-        return self._s
 
     def _two(self, a: str, b: str, x: Tensor, ta: bool) -> Tensor:
         ma = self.cast(a, getattr(self, a), x)

@@ -15,13 +15,7 @@ import solvers
 from solvers.driftrec.samplers import euler_heun, euler_maruyama, probability_flow
 from solvers.driftrec.sdes import OUVE, TSDVE, CosVE, DriftSDE
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def point_mass_oracle(sde: DriftSDE, x0: Tensor):

@@ -12,13 +12,7 @@ import torch
 import solvers
 from solvers.driftrec.score_models import PRESETS, ScoreModel, build_unet
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_network_is_conditional_on_y_and_divides_by_sigma() -> None:

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 import opkit
 from opkit.testing import check_operator, strategies
 from opkit_plugins.inpaint import Inpaint, InpaintParams, random_mask
+from tests.helpers import assert_rejects_wrong_shapes, dense_matrix
 
 DTYPES = [torch.float64, torch.float32]
 
@@ -27,13 +28,6 @@ def _direct(mask: torch.Tensor):
         return torch.where(m.to(x.device), x, torch.zeros((), dtype=x.dtype))
 
     return ref
-
-
-def _dense(fn, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> torch.Tensor:
-    """The matrix of a linear map, by applying it to the identity columns (float64)."""
-    n = int(np.prod(in_shape))
-    cols = fn(torch.eye(n, dtype=torch.float64).reshape(n, *in_shape))
-    return cols.reshape(n, int(np.prod(out_shape))).T
 
 
 # -- the operator equals its direct implementation, every law holds ---------------------------
@@ -78,11 +72,11 @@ def test_pinv_and_adjoint_match_dense_float64() -> None:
         dtype=torch.bool,
     )
     op = Inpaint(shape, mask=mask)
-    h = _dense(op, shape, shape)
+    h = dense_matrix(op, shape, shape)
     assert torch.equal(h, torch.diag(mask.reshape(-1).to(torch.float64)))
     pinv_dense = torch.linalg.pinv(h)
-    assert torch.allclose(_dense(op.pinv, shape, shape), pinv_dense, rtol=0, atol=1e-14)
-    assert torch.equal(_dense(op.adjoint, shape, shape), h.T)
+    assert torch.allclose(dense_matrix(op.pinv, shape, shape), pinv_dense, rtol=0, atol=1e-14)
+    assert torch.equal(dense_matrix(op.adjoint, shape, shape), h.T)
     # H† of random data: finite, equals the dense pseudo-inverse
     y = torch.randn((3, *shape), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     xp = op.pinv(y)
@@ -190,17 +184,7 @@ def test_params_frozen() -> None:
 
 
 def test_wrong_input_shapes() -> None:
-    op = Inpaint((3, 4, 5), missing=0.5)
-    with pytest.raises(ValueError, match="expected input of shape"):
-        op(torch.rand(2, 3, 5, 4))
-    with pytest.raises(ValueError, match="expected input of shape"):
-        op(torch.rand(3, 4, 5))
-    with pytest.raises(ValueError, match="floating"):
-        op(torch.ones(1, 3, 4, 5, dtype=torch.int64))
-    with pytest.raises(ValueError, match="measurement of shape"):
-        op.pinv(torch.rand(1, 1, 4, 5))
-    with pytest.raises(ValueError, match="measurement of shape"):
-        op.adjoint(torch.rand(1, 3, 4, 6))
+    assert_rejects_wrong_shapes(Inpaint((3, 4, 5), missing=0.5), (2, 3, 5, 4), (1, 1, 4, 5), (1, 3, 4, 6))
 
 
 # -- the generic property suite on this operator ---------------------------------------------------

@@ -23,8 +23,6 @@ discretisation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import Tensor
@@ -39,12 +37,7 @@ F64 = torch.float64
 N = 20000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 def _posterior(A: Tensor, mu: Tensor, y_m: Tensor, sig: float) -> tuple[Tensor, Tensor]:

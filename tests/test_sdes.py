@@ -12,13 +12,7 @@ from scipy.integrate import solve_ivp
 from solvers.driftrec import sdes
 from solvers.driftrec.sdes import OUVE, TSDVE, CosVE, DriftSDE
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Quadratic(DriftSDE):

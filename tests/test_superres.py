@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import einops
 import numpy as np
 import pytest
@@ -22,15 +20,9 @@ from opkit_plugins.superres import (
     keys_cubic,
     sr_bicubic_reference,
 )
+from tests.helpers import dense_matrix
 
 DTYPES = [torch.float64, torch.float32]
-
-
-def dense(fn: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, int, int]) -> torch.Tensor:
-    """The matrix of a linear map of images, column j = fn(e_j) flattened (float64)."""
-    n = int(np.prod(shape))
-    eye = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
-    return fn(eye).reshape(n, -1).T
 
 
 # --------------------------------------------------------------------------------------- sr_block
@@ -93,8 +85,10 @@ def test_sr_block_spectral_layout() -> None:
 def test_sr_block_pinv_matches_dense_pinv(factor: int) -> None:
     shape = (2, 2 * factor, factor)
     op = SRBlock(shape, factor=factor)
-    H = dense(op, shape)
-    torch.testing.assert_close(H, dense(lambda x: nnf.avg_pool2d(x, factor), shape), rtol=0, atol=1e-15)
+    H = dense_matrix(op, shape)
+    torch.testing.assert_close(
+        H, dense_matrix(lambda x: nnf.avg_pool2d(x, factor), shape), rtol=0, atol=1e-15
+    )
     y = torch.randn(3, *op.out_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     expected = (torch.linalg.pinv(H) @ y.flatten(1).T).T
     torch.testing.assert_close(op.pinv(y).flatten(1), expected, rtol=0, atol=1e-12)
@@ -182,7 +176,7 @@ def _reflect(j: int, n: int) -> int:
 def test_sr_bicubic_pinv_matches_dense_pinv(factor: int, threshold: float, boundary: str) -> None:
     shape = (1, 3 * factor, 2 * factor)
     op = SRBicubic(shape, factor=factor, threshold=threshold, boundary=boundary)
-    H = dense(op, shape)
+    H = dense_matrix(op, shape)
     # independent truncated operator: per-axis numpy SVD with the same threshold, Kronecker product
     _, h, w = shape
     k = bicubic_kernel(factor).numpy()

@@ -14,13 +14,7 @@ from solvers.driftrec.score_models import ScoreModel
 from solvers.driftrec.sdes import OUVE, TSDVE
 from solvers.driftrec.training import PairMaker, dsm_loss, random_crops, train_driftrec
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # a very small U-Net: two levels of 8 and 16 channels
