@@ -12,6 +12,7 @@ True
 from opkit import solver, testing
 from opkit.operators import (
     ComposedOperator,
+    DiagonalOperator,
     EncodeDecodeOperator,
     LinearOperator,
     Operator,
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ComposedOperator",
+    "DiagonalOperator",
     "DuplicateOperatorError",
     "DuplicateSolverError",
     "EncodeDecodeOperator",

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "DiagonalOperator",
     "EncodeDecodeOperator",
     "LinearOperator",
     "Operator",
@@ -437,6 +438,38 @@ class SVDOperator(LinearOperator):
         """``H† y = V(s⁺ · Uᵀ y)``; finite for any finite ``y``."""
         self.check_measurement(y)
         return self.V(self.singulars_pinv_like(y) * self.Ut(y))
+
+
+class DiagonalOperator(SVDOperator):
+    """An operator ``H = diag(s)`` acting coordinate by coordinate: ``U = V = I``.
+
+    The measurement has the image's shape and the spectral layout is the image itself, so a
+    subclass gives only :attr:`singulars`, broadcastable to ``(C, H, W)`` (identity: ones;
+    inpainting: the 0/1 mask). Where some ``s`` are zero, ``Ut``/``U`` here are the identity
+    as well; a subclass whose measurement is zero off the measured coordinates (inpainting)
+    may override them to say so.
+    """
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """Same as :attr:`shape`."""
+        return self.shape
+
+    def Vt(self, x: Tensor) -> Tensor:
+        """Identity."""
+        return x
+
+    def V(self, v: Tensor) -> Tensor:
+        """Identity."""
+        return v
+
+    def Ut(self, y: Tensor) -> Tensor:
+        """Identity."""
+        return y
+
+    def U(self, v: Tensor) -> Tensor:
+        """Identity."""
+        return v
 
 
 class EncodeDecodeOperator(Operator[Y]):

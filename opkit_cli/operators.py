@@ -178,7 +178,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         return EXIT_OK
     y = op(x)
     if coded:
-        image = op.display(y)  # a viewable image, as a viewer decodes it; never the raw codes
+        image = op.decode(y)  # a viewable image: Decode(Encode(x)), never the raw codes
     elif isinstance(y, torch.Tensor) and y.ndim == 4 and y.shape[1] in (1, 3):
         if args.sigma_y > 0:
             g = torch.Generator().manual_seed(args.seed)

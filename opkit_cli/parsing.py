@@ -10,7 +10,7 @@ import contextlib
 import math
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 import torch
@@ -18,6 +18,7 @@ import torch
 from opkit.io import (
     DEFAULT_MAX_PIXELS,
 )
+from opkit.params import check_non_negative, check_positive, check_positive_int, check_unit
 
 #: Exit status of a command that succeeded.
 EXIT_OK = 0
@@ -82,44 +83,32 @@ def _number(text: str, kind: type) -> Any:
     return value
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer ``>= 1``."""
-    value: int = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def _checked(name: str, kind: type, check: Callable[[str, Any], Any], what: str) -> Callable[[str], Any]:
+    """The argparse type ``name``: ``text`` parsed as ``kind``, then the :mod:`opkit.params` ``check``.
+
+    The rule is the one the library applies to the same value (its message, without the name,
+    becomes the command line's: ``argument --steps: must be a positive integer, got '0'``).
+    """
+
+    def parse(text: str) -> Any:
+        value = _number(text, kind)
+        try:
+            check("value", value)
+        except ValueError as exc:
+            rule = str(exc).removeprefix("value ").rsplit(", got ", 1)[0]
+            raise argparse.ArgumentTypeError(f"{rule}, got {text!r}") from None
+        return value
+
+    parse.__name__ = parse.__qualname__ = name
+    parse.__doc__ = f"argparse type: {what}."
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer ``>= 0``."""
-    value: int = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    """argparse type: a finite number ``>= 0``."""
-    value: float = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number ``> 0``."""
-    value: float = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def unit_float(text: str) -> float:
-    """argparse type: a number in ``[0, 1]``."""
-    value: float = _number(text, float)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
-    return value
+positive_int = _checked("positive_int", int, check_positive_int, "an integer ``>= 1``")
+nonnegative_int = _checked("nonnegative_int", int, check_non_negative, "an integer ``>= 0``")
+nonnegative_float = _checked("nonnegative_float", float, check_non_negative, "a finite number ``>= 0``")
+positive_float = _checked("positive_float", float, check_positive, "a finite number ``> 0``")
+unit_float = _checked("unit_float", float, check_unit, "a number in ``[0, 1]``")
 
 
 def _quality(text: str) -> int:

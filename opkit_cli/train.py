@@ -118,6 +118,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.op, (3, args.crop, args.crop), {**params, **q0}
         )  # fails fast, names the parameter
     images = _training_images(args.data, args.crop, max_pixels_of(args))
+    # what both trainers take alike
+    common = {
+        "steps": args.steps,
+        "batch_size": args.batch,
+        "crop_size": args.crop,
+        "seed": args.seed,
+        "device": args.device,
+    }
     try:
         if args.what == "prior":
             from solvers.ddrm.training import train_prior
@@ -126,13 +134,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 args.output,
                 images,
                 preset=args.preset or "small",
-                steps=args.steps,
-                batch_size=args.batch,
-                crop_size=args.crop,
                 lr=args.lr or 2e-4,
-                seed=args.seed,
-                device=args.device,
                 max_seconds=args.max_seconds,
+                **common,
             )
             print(
                 f"prior: {res['step']} steps, {res['parameters'] / 1e6:.2f}M parameters, "
@@ -152,17 +156,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             [im[0] for im in images],
             args.op,
             size=args.preset or "tiny",
-            steps=args.steps,
-            batch_size=args.batch,
-            crop_size=args.crop,
             lr=args.lr or 1e-4,
-            seed=args.seed,
-            device=args.device,
             quality_range=quality_range,
             operator_params=params or None,
             checkpoint_dir=args.output,
             checkpoint_every=250,
             resume=True,
+            **common,
         )
     except ValueError as exc:
         fail(exc)

@@ -14,7 +14,7 @@ from opkit.testing.strategies import shapes
 __all__ = ["Denoise"]
 
 
-class Denoise(opkit.SVDOperator):
+class Denoise(opkit.DiagonalOperator):
     """Identity degradation ``H = I``: ``U = V = I`` and every singular value is one.
 
     Parameters
@@ -28,30 +28,9 @@ class Denoise(opkit.SVDOperator):
         self._s = torch.ones(())
 
     @property
-    def out_shape(self) -> tuple[int, int, int]:
-        """Same as :attr:`shape`."""
-        return self.shape
-
-    @property
     def singulars(self) -> Tensor:
         """A scalar one (broadcasts to every coordinate)."""
         return self._s
-
-    def Vt(self, x: Tensor) -> Tensor:
-        """Identity."""
-        return x
-
-    def V(self, v: Tensor) -> Tensor:
-        """Identity."""
-        return v
-
-    def Ut(self, y: Tensor) -> Tensor:
-        """Identity."""
-        return y
-
-    def U(self, v: Tensor) -> Tensor:
-        """Identity."""
-        return v
 
     def forward(self, x: Tensor) -> Tensor:
         """``H x = x`` (a copy)."""

@@ -162,7 +162,7 @@ class InpaintParams:
             raise ValueError("seed and per_channel apply only to a random mask (missing=...), not to mask=")
 
 
-class Inpaint(opkit.SVDOperator):
+class Inpaint(opkit.DiagonalOperator):
     r"""Masking ``y = m ⊙ x``, zeros where a pixel is missing, with the trivial SVD.
 
     ``U = V = I`` and the singular values are the mask, ``s_i = m_i ∈ {0, 1}``, laid out like
@@ -235,25 +235,12 @@ class Inpaint(opkit.SVDOperator):
         return self._keep.clone()
 
     @property
-    def out_shape(self) -> tuple[int, int, int]:
-        """Same as :attr:`shape`."""
-        return self.shape
-
-    @property
     def singulars(self) -> Tensor:
         """The mask as 0/1 floats, ``(1, H, W)`` or ``(C, H, W)``."""
         return self._s
 
     def _m(self, like: Tensor) -> Tensor:
         return self.cast("mask", self._s, like)
-
-    def Vt(self, x: Tensor) -> Tensor:
-        """Identity (returns ``x`` itself)."""
-        return x
-
-    def V(self, v: Tensor) -> Tensor:
-        """Identity (returns ``v`` itself)."""
-        return v
 
     def Ut(self, y: Tensor) -> Tensor:
         """``m ⊙ y``: the measured coordinates of ``y``, zero elsewhere."""

@@ -64,7 +64,7 @@ class _StoredSVD(opkit.SVDOperator):
         return self._s
 
 
-class MaskSVD(_StoredSVD):
+class MaskSVD(opkit.DiagonalOperator):
     """Inpainting ``y = m ⊙ x`` (``U = V = I``, ``s = m``)."""
 
     def __init__(self, shape: Shape, missing: float = 0.5, seed: int = 0) -> None:
@@ -72,11 +72,9 @@ class MaskSVD(_StoredSVD):
         g = torch.Generator().manual_seed(seed)
         self._s = (torch.rand((1, *shape[1:]), generator=g, dtype=torch.float64) >= missing).double()
 
-    def Vt(self, x: Tensor) -> Tensor:
-        return x
-
-    def V(self, v: Tensor) -> Tensor:
-        return v
+    @property
+    def singulars(self) -> Tensor:
+        return self._s
 
     def Ut(self, y: Tensor) -> Tensor:
         return y * self.singulars_like(y)

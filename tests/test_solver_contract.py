@@ -111,6 +111,78 @@ def test_file_readers_first_result_wins(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert op.shape == (1, 2, 2) and tuple(y.shape) == (1, 1, 2, 2)
 
 
+def test_file_writers_first_result_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the built-in jpeg plugin loads first, so it writes .jpg for a jpeg operator; the fake plugin
+    # writes its own format for anything, and nobody writes .webp
+    reg = _load(monkeypatch, a_good="tests.fake_plugins.solver_good", jpeg="opkit_plugins.jpeg")
+    x = torch.rand((1, 3, 16, 16), generator=torch.Generator().manual_seed(0))
+    jpeg = opkit.create("jpeg", shape=(3, 16, 16), quality=30)
+    suffix, data = reg.write_measurement(jpeg, x)  # type: ignore[misc]
+    assert suffix == ".jpg" and data[:2] == b"\xff\xd8"
+    assert reg.write_measurement(jpeg, x, ".jpeg")[0] == ".jpeg"  # type: ignore[index]
+    denoise = opkit.create("denoise", shape=(3, 16, 16))
+    assert reg.write_measurement(denoise, x) == (".fake", b"fake:(3, 16, 16)")
+    assert reg.write_measurement(denoise, x, ".jpg") is None
+    assert reg.write_measurement(jpeg, x, ".webp") is None
+
+
+def test_jpeg_plugin_writes_a_file_with_the_operators_tables(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # an 8-bit image, as a file holds (the operator then encodes with libjpeg's arithmetic too)
+    x = torch.randint(0, 256, (1, 3, 24, 40), generator=torch.Generator().manual_seed(1)) / 255.0
+    op = opkit.create("jpeg", shape=(3, 24, 40), quality=20, subsampling="4:2:2")
+    got = opkit.write_measurement(op, x)
+    assert got is not None
+    path = tmp_path / f"a{got[0]}"
+    path.write_bytes(got[1])
+    back, y = opkit.read_measurement(path)  # type: ignore[misc]
+    assert torch.equal(back.tables, op.tables) and back.sampling == op.sampling
+    # libjpeg's coefficients agree with the operator's on all but a few in ten thousand
+    codes, mine = back.codes(y), op.codes(op(x))
+    assert codes.shape == mine.shape
+    assert (codes != mine).float().mean() < 1e-3
+    assert opkit.write_measurement(opkit.create("quantize", shape=(3, 24, 40), bits=3), x) is None
+
+
+def test_display_is_what_a_viewer_shows() -> None:
+    x = torch.rand((2, 3, 16, 16), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    jpeg = opkit.create("jpeg", shape=(3, 16, 16), quality=10)
+    y = jpeg(x)
+    assert torch.equal(jpeg.display(y), jpeg.decode(y, mode="libjpeg"))
+    assert not torch.equal(jpeg.display(y), jpeg.pinv(y))  # H† stays the exact decode
+    quant = opkit.create("quantize", shape=(3, 16, 16), bits=2)
+    assert torch.equal(quant.display(quant(x)), quant.decode(quant(x)))  # the default: decode
+
+
+def test_lift_to_rgb_of_a_grey_jpeg_fits_the_grey_measurement() -> None:
+    arr = (torch.rand(16, 24, generator=torch.Generator().manual_seed(3)) * 255).to(torch.uint8)
+    x = arr.double()[None, None] / 255  # an 8-bit grey image
+    op = opkit.create("jpeg", shape=(1, 16, 24), quality=25)
+    y = op(x)
+    lifted = op.lift_to_rgb(y)
+    assert lifted is not None
+    op3, y3 = lifted
+    assert op3.shape == (3, 16, 24) and op3.name == "jpeg" and op3.sampling == "4:4:4"
+    # a grey RGB image has the lifted measurement: its luma codes are y's, its chroma codes zero
+    assert torch.equal(op3.codes(op3(x.expand(1, 3, 16, 24))), op3.codes(y3))
+    assert torch.equal(y3.components[0], y.components[0])
+    assert opkit.create("jpeg", shape=(3, 16, 24)).lift_to_rgb(op3(x.expand(1, 3, 16, 24))) is None
+    assert opkit.create("denoise", shape=(1, 4, 4)).lift_to_rgb(torch.zeros(1, 1, 4, 4)) is None
+
+
+def test_the_kit_checks_a_claim_of_one_generator_per_image() -> None:
+    def shares_one_generator(op, y, model, *, generator=None, **kw):  # type: ignore[no-untyped-def]
+        if isinstance(generator, list):
+            generator = generator[0]  # claims a generator per image, but uses the first for all
+        return solvers.ddrm(op, y, model, generator=generator, **kw)
+
+    kit = {"accepts": ("svd", "encode_decode"), "oracle": OraclePrior}
+    check_solver(shares_one_generator, **kit)  # no claim: passes
+    with pytest.raises(AssertionError, match="generator per image"):
+        check_solver(shares_one_generator, **kit, generator_per_image=True)
+    report = check_solver("ddrm")
+    assert any(c.startswith("generator per image") for c in report.checks)
+
+
 def test_jpeg_plugin_reads_jpeg_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from PIL import Image
 

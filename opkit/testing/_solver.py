@@ -12,14 +12,14 @@ import attrs
 import torch
 from torch import Tensor
 
-from opkit.operators import ComposedOperator, EncodeDecodeOperator, Operator, SVDOperator
+from opkit.operators import ComposedOperator, DiagonalOperator, EncodeDecodeOperator, Operator
 from opkit.registry import SolverEntry, default_registry
 from opkit.solver import KINDS, accepts
 
 __all__ = ["SolverReport", "check_solver", "toy_operators"]
 
 
-class _Gains(SVDOperator):
+class _Gains(DiagonalOperator):
     """``H = diag(s)``: per-pixel gains, zero on about a third of the pixels (the null space)."""
 
     def __init__(self, shape: tuple[int, int, int], seed: int) -> None:
@@ -31,24 +31,8 @@ class _Gains(SVDOperator):
         self.name = f"gains{seed}"
 
     @property
-    def out_shape(self) -> tuple[int, ...]:
-        return self.shape
-
-    @property
     def singulars(self) -> Tensor:
         return self._s
-
-    def Vt(self, x: Tensor) -> Tensor:
-        return x
-
-    def V(self, v: Tensor) -> Tensor:
-        return v
-
-    def Ut(self, y: Tensor) -> Tensor:
-        return y
-
-    def U(self, v: Tensor) -> Tensor:
-        return v
 
 
 class _Levels(EncodeDecodeOperator[Tensor]):

@@ -271,30 +271,15 @@ def load_driftrec(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> ScoreModel:
-    """Load a DriftRec score model saved as a diffusers-style directory (safetensors only).
+    """Load a DriftRec score model: :meth:`ScoreModel.from_pretrained
+    <solvers.driftrec.score_models.ScoreModel.from_pretrained>`, plus the bundled model.
 
-    Parameters
-    ----------
-    path : str or path-like
-        A directory written by :meth:`~solvers.driftrec.score_models.ScoreModel.save_pretrained` or by
-        :func:`~solvers.driftrec.training.train_driftrec`. ``"default"`` loads the JPEG model bundled with
-        the package (:data:`DEFAULT_DRIFTREC_DIR`; see the model card in the documentation).
-    ema : bool
-        Load the EMA weights (default) rather than the raw training weights.
-    device, dtype : optional
-        Placement of the model.
-
-    Returns
-    -------
-    ScoreModel
-        The model in eval mode; its ``sde`` attribute is the SDE it was trained for.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` is not a model directory.
-    ValueError
-        For ``"default"`` in an installation without the bundled model.
+    ``path`` is a directory written by ``save_pretrained`` or by
+    :func:`~solvers.driftrec.training.train_driftrec`, or ``"default"``: the JPEG model bundled
+    with the package (:data:`DEFAULT_DRIFTREC_DIR`; see the model card in the documentation).
+    ``ema``, ``device`` and ``dtype`` are passed on. Raises ``FileNotFoundError`` if ``path`` is
+    not a model directory, and ``ValueError`` for ``"default"`` in an installation without the
+    bundled model (and for a damaged model, as ``from_pretrained`` does).
     """
     if isinstance(path, str) and path == "default":
         path = DEFAULT_DRIFTREC_DIR
