@@ -350,19 +350,9 @@ class UNetPrior:
     def __call__(self, x_t: Tensor, t: Any, **kwargs: Any) -> Tensor:
         """Noise prediction ``ε`` for ``x_t`` at timestep(s) ``t``.
 
-        Parameters
-        ----------
-        x_t : torch.Tensor
-            ``(B, C, H, W)`` VP input.
-        t : int or torch.Tensor
-            Timestep, scalar or ``(B,)``.
-        **kwargs
-            Forwarded to the network (e.g. ``class_labels``).
-
-        Returns
-        -------
-        torch.Tensor
-            ``ε`` with the shape, dtype and device of ``x_t``.
+        As :meth:`DiffusionPrior.__call__`: ``x_t`` is a ``(B, C, H, W)`` VP input and ``t`` an
+        int or a ``(B,)`` tensor of timesteps; ``ε`` has the shape of ``x_t``.
+        Keyword arguments go to the network (e.g. ``class_labels``).
         """
         device, dtype = self._net_place()
         b, c = x_t.shape[:2]
@@ -843,19 +833,9 @@ class OraclePrior:
     def __call__(self, x_t: Tensor, t: Any, **kwargs: Any) -> Tensor:
         """``ε`` that makes the denoiser return the true image.
 
-        Parameters
-        ----------
-        x_t : torch.Tensor
-            ``(k B, C, H, W)`` VP input.
-        t : int or torch.Tensor
-            Timestep(s).
-        **kwargs
-            Ignored.
-
-        Returns
-        -------
-        torch.Tensor
-            The noise ``ε``.
+        As :meth:`DiffusionPrior.__call__`: ``x_t`` is a ``(B, C, H, W)`` VP input and ``t`` an
+        int or a ``(B,)`` tensor of timesteps; ``ε`` has the shape of ``x_t``.
+        Keyword arguments are ignored.
         """
         self.calls += 1
         b = x_t.shape[0]
@@ -951,19 +931,9 @@ class GaussianPrior:
     def __call__(self, x_t: Tensor, t: Any, **kwargs: Any) -> Tensor:
         """The optimal noise prediction for ``x_t`` at timestep(s) ``t``.
 
-        Parameters
-        ----------
-        x_t : torch.Tensor
-            ``(B, C, H, W)`` VP input.
-        t : int or torch.Tensor
-            Timestep(s).
-        **kwargs
-            Ignored.
-
-        Returns
-        -------
-        torch.Tensor
-            ``ε``, shaped like ``x_t``.
+        As :meth:`DiffusionPrior.__call__`: ``x_t`` is a ``(B, C, H, W)`` VP input and ``t`` an
+        int or a ``(B,)`` tensor of timesteps; ``ε`` has the shape of ``x_t``.
+        Keyword arguments are ignored.
         """
         b = x_t.shape[0]
         a = per_sample(self.alphas_cumprod.to(x_t.device, x_t.dtype)[_t_index(t, b, x_t.device)], x_t)

@@ -8,10 +8,11 @@ Every sampler integrates the reverse of the forward SDE
 * probability-flow ODE (Song et al.): :math:`\mathrm{d}x/\mathrm{d}t = f - \tfrac12 g^2 s`.
 
 Signature shared by the samplers: ``sampler(score, sde, y, x, ...)`` where ``score(x, y, t)``
-takes ``t`` as a tensor ``(B,)`` of ``x``'s dtype, ``x`` is the initial state at :math:`t = 1`
-(normally :meth:`~solvers.driftrec.sdes.DriftSDE.prior_sample`), and the return value is
-``(x_final, SamplerInfo)``. ``callback(i, t, x)`` is called after every step with the step
-index, the time reached and the state.
+takes ``t`` as a tensor ``(B,)`` of ``x``'s dtype, ``sde`` is the forward
+:class:`~solvers.driftrec.sdes.DriftSDE`, ``y`` the corrupted images ``(B, C, H, W)``, ``x`` the
+initial state at :math:`t = 1` (normally :meth:`~solvers.driftrec.sdes.DriftSDE.prior_sample`),
+and the return value is ``(x_final, SamplerInfo)``. ``callback(i, t, x)`` is called after every
+step with the step index, the time reached and the state.
 """
 
 from __future__ import annotations
@@ -53,13 +54,11 @@ class SamplerInfo:
     rejected: int = 0
 
 
-def _check_steps(steps: int) -> int:
-    return check_positive_int("steps", steps)
-
-
-def _time_grid(sde: DriftSDE, steps: int) -> list[float]:
-    t_eps = sde.t_eps
-    return [1.0 + (t_eps - 1.0) * i / steps for i in range(steps + 1)]
+def _fixed_steps(score: ScoreFn, sde: DriftSDE, y: Tensor, steps: int) -> tuple[int, _Counted, list[float]]:
+    """The checked step count, the counted score and the uniform time grid from 1 to ``t_eps``."""
+    steps = check_positive_int("steps", steps)
+    grid = [1.0 + (sde.t_eps - 1.0) * i / steps for i in range(steps + 1)]
+    return steps, _Counted(score, y), grid
 
 
 class _Counted:
@@ -113,29 +112,16 @@ def euler_maruyama(
 
     Parameters
     ----------
-    score : callable
-        ``score(x, y, t)``.
-    sde : DriftSDE
-        The forward SDE.
-    y : torch.Tensor
-        Corrupted images ``(B, C, H, W)``.
-    x : torch.Tensor
-        Initial state at :math:`t = 1`.
+    score, sde, y, x
+        As every sampler takes them (see the module).
     steps : int
         Number of steps :math:`N` (= NFE).
     generator : torch.Generator, optional
         Source of the noise.
     callback : callable, optional
-        ``callback(i, t_{i+1}, x_{i+1})``.
-
-    Returns
-    -------
-    (torch.Tensor, SamplerInfo)
-        The final state and the statistics.
+        As every sampler takes it; it returns ``(x, SamplerInfo)`` as every sampler does.
     """
-    steps = _check_steps(steps)
-    f = _Counted(score, y)
-    ts = _time_grid(sde, steps)
+    steps, f, ts = _fixed_steps(score, sde, y, steps)
     for i in range(steps):
         t, h = ts[i], ts[i] - ts[i + 1]
         g = sde.diffusion(t)
@@ -175,29 +161,16 @@ def euler_heun(
 
     Parameters
     ----------
-    score : callable
-        ``score(x, y, t)``.
-    sde : DriftSDE
-        The forward SDE.
-    y : torch.Tensor
-        Corrupted images ``(B, C, H, W)``.
-    x : torch.Tensor
-        Initial state at :math:`t = 1`.
+    score, sde, y, x
+        As every sampler takes them (see the module).
     steps : int
         Number of steps (NFE is twice this).
     generator : torch.Generator, optional
         Source of the noise and the signs.
     callback : callable, optional
-        ``callback(i, t_{i+1}, x_{i+1})``.
-
-    Returns
-    -------
-    (torch.Tensor, SamplerInfo)
-        The final state and the statistics.
+        As every sampler takes it; it returns ``(x, SamplerInfo)`` as every sampler does.
     """
-    steps = _check_steps(steps)
-    f = _Counted(score, y)
-    ts = _time_grid(sde, steps)
+    steps, f, ts = _fixed_steps(score, sde, y, steps)
 
     def a(xx: Tensor, t: float) -> Tensor:
         g = sde.diffusion(t)
@@ -265,14 +238,8 @@ def probability_flow(
 
     Parameters
     ----------
-    score : callable
-        ``score(x, y, t)``.
-    sde : DriftSDE
-        The forward SDE.
-    y : torch.Tensor
-        Corrupted images ``(B, C, H, W)``.
-    x : torch.Tensor
-        Initial state at :math:`t = 1`.
+    score, sde, y, x
+        As every sampler takes them (see the module).
     rtol, atol : float
         Relative and absolute tolerances (the paper uses equal values, 1e-3 by default).
     max_nfe : int

@@ -149,6 +149,13 @@ class DriftSDE(abc.ABC):
         Smallest process time, in ``[0, 1)``.
     nodes : int
         Grid nodes of the numerical tables (at least 1000 is recommended; default 1000).
+
+    Notes
+    -----
+    Every method of time takes ``t`` as a float or as a tensor of process times of shape
+    ``(B,)`` in ``[0, 1]``, and returns the same kind: a float, or a tensor on ``t``'s device
+    and dtype. Images (``x0``, ``x``, ``y``) are ``(B, C, H, W)`` tensors, and per-sample
+    coefficients broadcast over them.
     """
 
     #: Registered short name (``"ouve"``, ``"tsdve"``, ``"cosve"``; empty for user subclasses).
@@ -292,18 +299,7 @@ class DriftSDE(abc.ABC):
     @overload
     def mean_weight(self, t: Tensor) -> Tensor: ...
     def mean_weight(self, t: Time) -> Time:
-        """Weight :math:`e^{-\\Phi(t)}` of ``x0`` in the mean :math:`\\mu_t`.
-
-        Parameters
-        ----------
-        t : float or torch.Tensor
-            Process time(s), shape ``(B,)`` for a tensor.
-
-        Returns
-        -------
-        float or torch.Tensor
-            Same type, device and dtype as ``t``.
-        """
+        """Weight :math:`e^{-\\Phi(t)}` of ``x0`` in the mean :math:`\\mu_t`."""
         return _like_time(np.exp(-self.Phi(_np_time(t))), t)
 
     @overload
@@ -311,18 +307,7 @@ class DriftSDE(abc.ABC):
     @overload
     def std(self, t: Tensor) -> Tensor: ...
     def std(self, t: Time) -> Time:
-        """Standard deviation :math:`\\sigma_t = \\sqrt{V(t)}` of the perturbation kernel.
-
-        Parameters
-        ----------
-        t : float or torch.Tensor
-            Process time(s) in ``[0, 1]``, shape ``(B,)`` for a tensor.
-
-        Returns
-        -------
-        float or torch.Tensor
-            Same type, device and dtype as ``t``.
-        """
+        """Standard deviation :math:`\\sigma_t = \\sqrt{V(t)}` of the perturbation kernel."""
         return _like_time(np.sqrt(np.maximum(self.variance_np(_np_time(t)), 0.0)), t)
 
     def variance_np(self, t: np.ndarray) -> np.ndarray:
@@ -345,69 +330,21 @@ class DriftSDE(abc.ABC):
     @overload
     def diffusion(self, t: Tensor) -> Tensor: ...
     def diffusion(self, t: Time) -> Time:
-        """Diffusion coefficient :math:`g(t) = \\nu\\sigma_{\\min}(\\sigma_{\\max}/\\sigma_{\\min})^t`.
-
-        Parameters
-        ----------
-        t : float or torch.Tensor
-            Process time(s).
-
-        Returns
-        -------
-        float or torch.Tensor
-            Same type, device and dtype as ``t``.
-        """
+        """Diffusion coefficient :math:`g(t) = \\nu\\sigma_{\\min}(\\sigma_{\\max}/\\sigma_{\\min})^t`."""
         tn = _np_time(t)
         return _like_time(self._nu * self.sigma_min * np.exp(self.log_ratio * tn), t)
 
     def drift_rate(self, t: Time) -> Time:
-        """Rate :math:`\\gamma F(t)` of the drift, so that ``drift = rate * (y - x)``.
-
-        Parameters
-        ----------
-        t : float or torch.Tensor
-            Process time(s).
-
-        Returns
-        -------
-        float or torch.Tensor
-            Same type, device and dtype as ``t``.
-        """
+        """Rate :math:`\\gamma F(t)` of the drift, so that ``drift = rate * (y - x)``."""
         return _like_time(self.gamma * self.F(_np_time(t)), t)
 
     def mean(self, x0: Tensor, y: Tensor, t: Time) -> Tensor:
-        """Mean :math:`\\mu_t = e^{-\\Phi(t)} x_0 + (1 - e^{-\\Phi(t)}) y` of the perturbation kernel.
-
-        Parameters
-        ----------
-        x0, y : torch.Tensor
-            Clean and corrupted images ``(B, C, H, W)``.
-        t : float or torch.Tensor
-            Process time(s); a tensor has shape ``(B,)``.
-
-        Returns
-        -------
-        torch.Tensor
-            :math:`\\mu_t`, like ``x0``.
-        """
+        """Mean :math:`\\mu_t = e^{-\\Phi(t)} x_0 + (1 - e^{-\\Phi(t)}) y` of the perturbation kernel."""
         w = per_sample(self.mean_weight(t), x0)
         return y + w * (x0 - y)
 
     def drift(self, x: Tensor, y: Tensor, t: Time) -> Tensor:
-        """Forward drift :math:`f(x, y, t) = \\gamma F(t)(y - x)`.
-
-        Parameters
-        ----------
-        x, y : torch.Tensor
-            State and corrupted image ``(B, C, H, W)``.
-        t : float or torch.Tensor
-            Process time(s); a tensor has shape ``(B,)``.
-
-        Returns
-        -------
-        torch.Tensor
-            The drift, like ``x``.
-        """
+        """Forward drift :math:`f(x, y, t) = \\gamma F(t)(y - x)`."""
         return per_sample(self.drift_rate(t), x) * (y - x)
 
     def marginal_sample(
