@@ -89,7 +89,9 @@ def evaluate_image(
         candidates["decode"] = op.display(y)
     else:
         if sigma_y > 0:
-            y = y + sigma_y * torch.randn(y.shape, generator=generator, dtype=y.dtype)
+            from solvers.common import randn
+
+            y = y + sigma_y * randn(y.shape, y, generator)
         candidates["pinv"] = op.pinv(y)
         if y.ndim == 4 and y.shape[-1] < x.shape[-1] and y.shape[1] == x.shape[1]:
             up = torch.nn.functional.interpolate(

@@ -173,8 +173,11 @@ def cmd_degrade(args: argparse.Namespace) -> int:
                 f"{args.op} (a lossy image file would degrade the result again); write a lossless "
                 f"format ({', '.join(LOSSLESS_SUFFIXES)})"
             )
-        write_atomic(out, written[1])
-        print(f"wrote {out} ({args.op} measurement, written by its file format plugin)")
+        data = written[1]
+        write_atomic(out, data)
+        bpp = 8 * len(data) / (x.shape[-1] * x.shape[-2])
+        size = f"{len(data)} bytes, {bpp:.2f} bits/pixel"
+        print(f"wrote {out} (the {args.op} measurement as a {suffix} file: {size})")
         return EXIT_OK
     y = op(x)
     if coded:
@@ -182,7 +185,9 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     elif isinstance(y, torch.Tensor) and y.ndim == 4 and y.shape[1] in (1, 3):
         if args.sigma_y > 0:
             g = torch.Generator().manual_seed(args.seed)
-            y = y + args.sigma_y * torch.randn(y.shape, generator=g, dtype=y.dtype)
+            from solvers.common import randn
+
+            y = y + args.sigma_y * randn(y.shape, y, g)
         image = y
     else:
         if args.sigma_y > 0:

@@ -34,7 +34,9 @@ def _training_images(folder: str | None, crop: int, max_pixels: int | None) -> l
     return images
 
 
-#: Files whose presence marks a folder as a resumable run of ``opkit train prior|driftrec``.
+#: Files whose presence marks a folder as a resumable run of ``opkit train prior|driftrec``
+#: (``training_state.json`` is :data:`solvers.common.state.STATE_JSON`, spelled out here so that
+#: the command line starts without importing the solvers; a test keeps the two equal).
 TRAINING_RUN_MARKERS = {
     "prior": ("training_state.json", "unet"),
     "driftrec": ("training_state.json", "driftrec.json"),

@@ -22,6 +22,7 @@ import torch
 
 from solvers import load_driftrec
 from solvers.common.data import folder_photos, training_photos
+from solvers.common.state import STATE_JSON
 from solvers.driftrec.score_models import ScoreModel
 from solvers.driftrec.training import train_driftrec
 
@@ -48,7 +49,7 @@ def main() -> None:
     images = training_photos() + (folder_photos(Path(a.photos) / "train") if a.photos else [])
     start = (
         load_driftrec(a.init_from)
-        if a.init_from and not (Path(a.out) / "training_state.json").is_file()
+        if a.init_from and not (Path(a.out) / STATE_JSON).is_file()
         else ScoreModel.from_preset(a.preset, "ouve", seed=a.seed)
     )
     print(f"{len(images)} training images")

@@ -84,3 +84,12 @@ def test_design_section_2_names() -> None:
     assert sde.std(0.5) > 0
     for name in ("TSDVE", "CosVE"):
         assert isinstance(getattr(solvers.sdes, name), type)
+
+
+def test_the_command_lines_training_markers_are_the_trainers_file_names() -> None:
+    from opkit_cli.train import TRAINING_RUN_MARKERS
+    from solvers.common.state import STATE_JSON
+    from solvers.driftrec.score_models import DRIFTREC_CONFIG_NAME
+
+    assert TRAINING_RUN_MARKERS["prior"][0] == TRAINING_RUN_MARKERS["driftrec"][0] == STATE_JSON
+    assert TRAINING_RUN_MARKERS["driftrec"][1] == DRIFTREC_CONFIG_NAME

@@ -282,3 +282,40 @@ def test_check_non_negative_and_unit(bad: object) -> None:
     assert check_non_negative("sigma_y", 0) == 0.0 and check_unit("eta", 1) == 1.0
     with pytest.raises(ValueError, match="eta must be a number in"):
         check_unit("eta", 1.5)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "x", None])
+def test_check_positive_refuses_with_the_name(bad: object) -> None:
+    from opkit.params import check_positive
+
+    with pytest.raises(ValueError, match=r"^sigma must be a positive finite number, got "):
+        check_positive("sigma", bad)
+    assert check_positive("sigma", 2) == 2.0
+
+
+def test_attrs_validators_are_the_checks_under_the_attributes_name() -> None:
+    import attrs
+
+    from opkit.params import in_range, non_negative, one_of, positive, positive_int
+
+    @attrs.frozen
+    class P:
+        n: int = attrs.field(default=1, validator=positive_int)
+        s: float = attrs.field(default=1.0, validator=positive)
+        z: float = attrs.field(default=0.0, validator=non_negative)
+        q: int = attrs.field(default=50, validator=in_range(1, 100, integer=True))
+        mode: str = attrs.field(default="a", validator=one_of("a", "b"))
+
+    P()
+    for field, bad, message in [
+        ("n", 0, "n must be a positive integer, got 0"),
+        ("s", float("inf"), "s must be a positive finite number, got inf"),
+        ("z", -1, "z must be a finite number >= 0, got -1"),
+        ("q", 50.0, "q must be an integer in [1, 100], got 50.0"),
+        ("q", 101, "q must be an integer in [1, 100], got 101"),
+        ("mode", "c", "mode must be one of ('a', 'b'), got 'c'"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            P(**{field: bad})
+        assert str(info.value) == message
+    assert positive_int.__name__ == "positive_int" and "check_positive_int" in (positive_int.__doc__ or "")
