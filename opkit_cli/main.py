@@ -42,6 +42,7 @@ from opkit_cli.operators import (
     create_operator,
     infer_image_shape,
     operator_entry,
+    solver_entry,
 )
 from opkit_cli.parsing import (
     DTYPES,
@@ -76,7 +77,6 @@ from opkit_cli.restore import (
     cmd_restore,
     ddrm_settings,
     lift_to_rgb,
-    solver_entry,
     solver_name,
     to_grey,
 )

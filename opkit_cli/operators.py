@@ -9,6 +9,7 @@ import inspect
 import sys
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,21 @@ from opkit_cli.io import LOSSLESS_SUFFIXES, check_outputs, read_input
 from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, one_line, parse_params
 
 
+def _entry_or_fail(lookup: Callable[[str], Any], name: str) -> Any:
+    try:
+        return lookup(name)
+    except KeyError as exc:  # the registry's message lists the names
+        fail(exc.args[0])
+
+
 def operator_entry(name: str) -> opkit.OperatorEntry:
     """The registry entry of ``name``, or a one-line error listing the operators."""
-    try:
-        return opkit.default_registry().entry(name)
-    except KeyError as exc:
-        fail(exc.args[0])
+    return _entry_or_fail(opkit.default_registry().entry, name)  # type: ignore[no-any-return]
+
+
+def solver_entry(name: str) -> opkit.SolverEntry:
+    """The registry entry of the solver ``name``, or a one-line error listing the solvers."""
+    return _entry_or_fail(opkit.default_registry().solver_entry, name)  # type: ignore[no-any-return]
 
 
 def _takes_any_keyword(factory: Any) -> bool:

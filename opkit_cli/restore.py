@@ -34,7 +34,13 @@ from opkit_cli.folders import (
 )
 from opkit_cli.io import _is_sample, bundled_weights, check_outputs, read_input
 from opkit_cli.models import load_model
-from opkit_cli.operators import check_params, create_operator, infer_image_shape, quiet_registry
+from opkit_cli.operators import (
+    check_params,
+    create_operator,
+    infer_image_shape,
+    quiet_registry,
+    solver_entry,
+)
 from opkit_cli.parsing import EXIT_ERROR, EXIT_OK, fail, max_pixels_of, one_line, parse_params
 
 
@@ -179,14 +185,6 @@ def _model_channels(model: Any) -> int | None:
         if isinstance(value, int):
             return value
     return None
-
-
-def solver_entry(name: str) -> opkit.SolverEntry:
-    """The registry entry of the solver ``name``, or a one-line error listing the solvers."""
-    try:
-        return opkit.default_registry().solver_entry(name)
-    except KeyError as exc:
-        fail(exc.args[0])
 
 
 def solver_name(text: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -54,3 +55,16 @@ def one_thread_per_module() -> Iterator[None]:
     """torch on one thread for a whole module (``pytest.mark.usefixtures("one_thread_per_module")``)."""
     with single_thread():
         yield
+
+
+@pytest.fixture(scope="module")
+def prior_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained diffusers prior (UNet and linear DDPM schedule), for command-line tests."""
+    from diffusers import DDPMScheduler
+
+    from solvers.ddrm.training import build_prior_unet
+
+    d = tmp_path_factory.mktemp("models") / "prior"
+    build_prior_unet("tiny", sample_size=16).save_pretrained(str(d / "unet"), safe_serialization=True)
+    DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear").save_pretrained(str(d / "scheduler"))
+    return d

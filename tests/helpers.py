@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -57,3 +58,19 @@ def assert_rejects_wrong_shapes(
         op.pinv(torch.rand(*pinv_shape))
     with pytest.raises(ValueError, match="measurement of shape"):
         op.adjoint(torch.rand(*adjoint_shape))
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    """Run ``opkit ARGV`` in-process as the interpreter would: ``(status, stdout, stderr)``."""
+    from opkit_cli.main import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # what the interpreter prints and exits 1 for
+            print(exc.code, file=sys.stderr)
+            code = 1
+        else:
+            code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -19,9 +19,27 @@ from PIL import Image
 import opkit
 import solvers
 from opkit_cli.folders import Ranks, expand_inputs, image_seed, make_batches, shard_spec
-from opkit_cli.main import EXIT_ERROR, EXIT_OK, main
+from opkit_cli.main import EXIT_ERROR, EXIT_OK
+from tests.helpers import cli
 
 STEPS = ["--steps", "2"]
+
+
+def eval_args(prior_dir: Path, imgs: Path) -> list[Any]:
+    """``opkit eval`` of the folder ``imgs``: 2x block SR, the tiny prior, two steps."""
+    return [
+        "eval",
+        imgs,
+        "--op",
+        "sr_block",
+        "--param",
+        "factor=2",
+        "--model",
+        prior_dir,
+        *STEPS,
+        "--multiple",
+        "8",
+    ]
 
 
 def png(path: Path, h: int = 16, w: int = 16, seed: int = 0, channels: int = 3) -> Path:
@@ -31,37 +49,12 @@ def png(path: Path, h: int = 16, w: int = 16, seed: int = 0, channels: int = 3) 
     return path
 
 
-def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        if isinstance(exc.code, str):
-            print(exc.code, file=sys.stderr)
-            code = 1
-        else:
-            code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def pixels(folder: Path) -> dict[str, np.ndarray]:
     return {p.name: np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))}
 
 
 def files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def prior_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from diffusers import DDPMScheduler
-
-    from solvers.ddrm.training import build_prior_unet
-
-    d = tmp_path_factory.mktemp("models") / "prior"
-    build_prior_unet("tiny", sample_size=16).save_pretrained(str(d / "unet"), safe_serialization=True)
-    DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear").save_pretrained(str(d / "scheduler"))
-    return d
 
 
 @pytest.fixture
@@ -350,19 +343,7 @@ def test_torchrun_with_two_processes_equals_one(
 ) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     assert cli(capsys, *restore(prior_dir, imgs, out=one, extra=("--batch", "2")))[0] == EXIT_OK
-    ev = [
-        "eval",
-        imgs,
-        "--op",
-        "sr_block",
-        "--param",
-        "factor=2",
-        "--model",
-        prior_dir,
-        *STEPS,
-        "--multiple",
-        "8",
-    ]
+    ev = eval_args(prior_dir, imgs)
     status, table, err = cli(capsys, *ev, "--csv", tmp_path / "one.csv")
     assert status == EXIT_OK, err
     run = " ".join(_torchrun())
@@ -379,19 +360,7 @@ def test_torchrun_with_two_processes_equals_one(
 def test_eval_resumes_shards_and_saves(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
 ) -> None:
-    ev = [
-        "eval",
-        imgs,
-        "--op",
-        "sr_block",
-        "--param",
-        "factor=2",
-        "--model",
-        prior_dir,
-        *STEPS,
-        "--multiple",
-        "8",
-    ]
+    ev = eval_args(prior_dir, imgs)
     assert cli(capsys, *ev, "--csv", tmp_path / "whole.csv")[0] == EXIT_OK
     whole = (tmp_path / "whole.csv").read_text()
     assert len(whole.strip().splitlines()) == 1 + 7 * 3  # pinv, bicubic, restored per image

@@ -27,25 +27,12 @@ from PIL import Image
 import opkit
 from opkit.io import load_image
 from opkit_cli.main import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
+from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    """Run ``opkit ARGV`` in-process as the interpreter would: ``(status, stdout, stderr)``."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        if isinstance(exc.code, str):  # what the interpreter prints and exits 1 for
-            print(exc.code, file=sys.stderr)
-            code = 1
-        else:
-            code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def run_process(
     *argv: object, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -82,18 +69,6 @@ def png(path: Path, h: int = 16, w: int = 16, seed: int = 0, channels: int = 3) 
     shape = (h, w, channels) if channels > 1 else (h, w)
     Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
     return path
-
-
-@pytest.fixture(scope="module")
-def prior_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from diffusers import DDPMScheduler
-
-    from solvers.ddrm.training import build_prior_unet
-
-    d = tmp_path_factory.mktemp("models") / "prior"
-    build_prior_unet("tiny", sample_size=16).save_pretrained(str(d / "unet"), safe_serialization=True)
-    DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear").save_pretrained(str(d / "scheduler"))
-    return d
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,6 @@ from opkit.io import load_image
 from opkit_cli.main import infer_image_shape, main
 
 
-@pytest.fixture(scope="module")
-def prior_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from diffusers import DDPMScheduler
-
-    from solvers.ddrm.training import build_prior_unet
-
-    d = tmp_path_factory.mktemp("prior")
-    build_prior_unet("tiny", sample_size=16).save_pretrained(str(d / "unet"), safe_serialization=True)
-    DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear").save_pretrained(str(d / "scheduler"))
-    return d
-
-
 def _png(path: Path, h: int = 16, w: int = 24, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
