@@ -34,6 +34,12 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--crop", type=int, default=64)
     p.add_argument("--preset", default="compact")
+    p.add_argument(
+        "--parameterization", default="noise", help="a fresh model's: noise (the paper's) or preconditioned"
+    )
+    p.add_argument("--sigma-data", type=float, default=0.05, help="preconditioned: std of x0 - y")
+    p.add_argument("--qualities", default="1,100", help="LO,HI: the range the quality is drawn from")
+    p.add_argument("--quality-draw", default="uniform", help="'uniform' or 'log' (more low qualities)")
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--ema", type=float, default=0.998)
     p.add_argument("--seed", type=int, default=0)
@@ -50,7 +56,9 @@ def main() -> None:
     start = (
         load_driftrec(a.init_from)
         if a.init_from and not (Path(a.out) / STATE_JSON).is_file()
-        else ScoreModel.from_preset(a.preset, "ouve", seed=a.seed)
+        else ScoreModel.from_preset(
+            a.preset, "ouve", seed=a.seed, parameterization=a.parameterization, sigma_data=a.sigma_data
+        )
     )
     print(f"{len(images)} training images")
     res = train_driftrec(
@@ -62,7 +70,8 @@ def main() -> None:
         crop_size=a.crop,
         lr=a.lr,
         ema_decay=a.ema,
-        quality_range=(1, 100),
+        quality_range=tuple(int(q) for q in a.qualities.split(",")),
+        quality_draw=a.quality_draw,
         seed=a.seed,
         device=a.device,
         checkpoint_dir=a.out,

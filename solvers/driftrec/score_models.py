@@ -40,6 +40,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from opkit.io import atomic_directory
+from opkit.operators import per_sample
 from solvers.common.state import WEIGHTS_NAME as _WEIGHTS_NAME
 from solvers.common.state import read_json, read_safetensors
 from solvers.driftrec.sdes import DriftSDE, get_sde
@@ -47,6 +48,7 @@ from solvers.driftrec.sdes import DriftSDE, get_sde
 __all__ = [
     "CONFIG_NAME",
     "DRIFTREC_CONFIG_NAME",
+    "PARAMETERIZATIONS",
     "PRESETS",
     "RAW_WEIGHTS_NAME",
     "WEIGHTS_NAME",
@@ -58,7 +60,12 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = _WEIGHTS_NAME
 RAW_WEIGHTS_NAME = "raw_model.safetensors"
 DRIFTREC_CONFIG_NAME = "driftrec.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added "parameterization" and "sigma_data"; version 1 files are "noise"
+
+#: What the U-Net's output means (see the module docstring): ``"noise"`` (the paper's), or
+#: ``"preconditioned"`` (the clean image, through input/output scalings that keep the network's
+#: input and target at unit variance at every noise level).
+PARAMETERIZATIONS = ("noise", "preconditioned")
 
 
 def _plain(n: int) -> tuple[str, ...]:
@@ -151,9 +158,21 @@ class ScoreModel(nn.Module):
         embedding and divides its output by :math:`\\sigma_t`).
     sde : DriftSDE or str
         The forward SDE the model is trained for; it maps ``t`` to :math:`\\sigma_t`.
+    parameterization : str
+        ``"noise"`` (the paper's: the output predicts :math:`-z`) or ``"preconditioned"`` (the
+        output predicts the clean image through the scalings of the module docstring).
+    sigma_data : float
+        Standard deviation assumed for the correction :math:`x_0 - y` (``"preconditioned"`` only).
     """
 
-    def __init__(self, unet: UNet2DModel, sde: DriftSDE | str = "ouve") -> None:
+    def __init__(
+        self,
+        unet: UNet2DModel,
+        sde: DriftSDE | str = "ouve",
+        *,
+        parameterization: str = "noise",
+        sigma_data: float = 0.05,
+    ) -> None:
         super().__init__()
         if unet.config.time_embedding_type != "fourier":
             raise ValueError("unet must use time_embedding_type='fourier' (it receives sigma_t)")
@@ -162,23 +181,38 @@ class ScoreModel(nn.Module):
                 f"unet must take 2*C input channels for C output channels, got "
                 f"in_channels={unet.config.in_channels}, out_channels={unet.config.out_channels}"
             )
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
+        if not (isinstance(sigma_data, int | float) and 0 < sigma_data < float("inf")):
+            raise ValueError(f"sigma_data must be a positive number, got {sigma_data!r}")
         self.unet = unet
         self.sde = get_sde(sde)
+        self.parameterization = parameterization
+        self.sigma_data = float(sigma_data)
 
     @classmethod
     def from_preset(
-        cls, size: str = "tiny", sde: DriftSDE | str = "ouve", *, seed: int = 0, **overrides: Any
+        cls,
+        size: str = "tiny",
+        sde: DriftSDE | str = "ouve",
+        *,
+        seed: int = 0,
+        parameterization: str = "noise",
+        sigma_data: float = 0.05,
+        **overrides: Any,
     ) -> ScoreModel:
         """A fresh model of a preset size (see :data:`PRESETS` and :func:`build_unet`).
 
         Parameters
         ----------
         size : str
-            ``"tiny"``, ``"small"`` or ``"paper"``.
+            A key of :data:`PRESETS`.
         sde : DriftSDE or str
             The forward SDE.
         seed : int
             Seed of the initialisation.
+        parameterization, sigma_data
+            As for the class.
         **overrides
             :class:`~diffusers.UNet2DModel` arguments replacing the preset's.
 
@@ -187,7 +221,53 @@ class ScoreModel(nn.Module):
         ScoreModel
             The model (float32, CPU).
         """
-        return cls(build_unet(size, seed=seed, **overrides), sde)
+        unet = build_unet(size, seed=seed, **overrides)
+        return cls(unet, sde, parameterization=parameterization, sigma_data=sigma_data)
+
+    def scalings(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The preconditioning coefficients at times ``t`` (float64, shape ``(B,)``).
+
+        Parameters
+        ----------
+        t : torch.Tensor
+            Process times, shape ``(B,)``.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            :math:`(\\sigma_t, a_t, c_{in}, c_{skip}, c_{out})` with :math:`a_t = e^{-\\Phi(t)}`,
+            :math:`v^2 = a_t^2 s^2 + \\sigma_t^2`, :math:`c_{in} = 1/v`,
+            :math:`c_{skip} = a_t s^2 / v^2`, :math:`c_{out} = s\\sigma_t / v`
+            (``s`` = :attr:`sigma_data`).
+        """
+        t = t.to(torch.float64)
+        sigma = self.sde.std(t)
+        a = self.sde.mean_weight(t)
+        s2 = self.sigma_data**2
+        v2 = a * a * s2 + sigma * sigma
+        return sigma, a, v2.rsqrt(), a * s2 / v2, self.sigma_data * sigma * v2.rsqrt()
+
+    def loss_weight(self, t: Tensor) -> Tensor:
+        """Per-sample weight of the σ-weighted score-matching loss (float64, shape ``(B,)``).
+
+        ``"noise"``: 1 (the paper's eq. 15). ``"preconditioned"``: :math:`v^2 / (a_t s)^2`, which
+        makes the loss the mean squared error of the network's output against its unit-variance
+        target at every noise level.
+
+        Parameters
+        ----------
+        t : torch.Tensor
+            Process times, shape ``(B,)``.
+
+        Returns
+        -------
+        torch.Tensor
+            The weights.
+        """
+        if self.parameterization == "noise":
+            return torch.ones_like(t, dtype=torch.float64)
+        _, a, c_in, _, _ = self.scalings(t)
+        return 1.0 / (c_in * a * self.sigma_data) ** 2
 
     @property
     def multiple(self) -> int:
@@ -204,39 +284,21 @@ class ScoreModel(nn.Module):
         """
         return sum(p.numel() for p in self.parameters())
 
-    def network(self, x_t: Tensor, y: Tensor, sigma: Tensor) -> Tensor:
-        """The U-Net output divided by ``sigma`` (the score), for explicit noise levels.
-
-        Parameters
-        ----------
-        x_t, y : torch.Tensor
-            State and corrupted image ``(B, C, H, W)`` in ``[0, 1]`` units.
-        sigma : torch.Tensor
-            Noise levels :math:`\\sigma_t > 0`, shape ``(B,)``.
-
-        Returns
-        -------
-        torch.Tensor
-            The score estimate ``(B, C, H, W)``.
-        """
-        if x_t.shape != y.shape or x_t.ndim != 4:
-            raise ValueError(
-                f"x_t and y must be (B, C, H, W) of one shape, got {tuple(x_t.shape)}, {tuple(y.shape)}"
-            )
-        if x_t.shape[1] != self.unet.config.out_channels:
-            raise ValueError(f"expected {self.unet.config.out_channels} channels, got {x_t.shape[1]}")
-        h, w = x_t.shape[-2:]
+    def _unet(self, first: Tensor, y: Tensor, sigma: Tensor) -> Tensor:
+        # the U-Net on [first, 2y - 1] and the Fourier embedding of log(sigma); the output is
+        # diffusers' (the raw output divided by sigma), cropped back to the input's size
+        h, w = y.shape[-2:]
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
-        inp = torch.cat([2 * x_t - 1, 2 * y - 1], dim=1)
+        inp = torch.cat([first, 2 * y - 1], dim=1)
         if ph or pw:
             inp = torch.nn.functional.pad(inp, (0, pw, 0, ph), mode="replicate")
         # the network runs in its own precision; the score follows the input's dtype
         dtype = next(self.unet.parameters()).dtype
         inp = inp.to(dtype)
-        sigma = sigma.to(device=inp.device, dtype=dtype).reshape(-1).expand(x_t.shape[0])
+        sigma = sigma.to(device=inp.device, dtype=dtype).reshape(-1).expand(y.shape[0])
         out = self.unet(inp, sigma).sample
-        return out[..., :h, :w].to(x_t.dtype)
+        return out[..., :h, :w].to(y.dtype)
 
     def forward(self, x_t: Tensor, y: Tensor, t: Tensor) -> Tensor:
         """Score :math:`s_\\theta(x_t, y, t) \\approx \\nabla \\log p_t(x_t \\mid y)`.
@@ -253,11 +315,23 @@ class ScoreModel(nn.Module):
         torch.Tensor
             The score, like ``x_t``.
         """
+        if x_t.shape != y.shape or x_t.ndim != 4:
+            raise ValueError(
+                f"x_t and y must be (B, C, H, W) of one shape, got {tuple(x_t.shape)}, {tuple(y.shape)}"
+            )
+        if x_t.shape[1] != self.unet.config.out_channels:
+            raise ValueError(f"expected {self.unet.config.out_channels} channels, got {x_t.shape[1]}")
         if not isinstance(t, Tensor):
             t = torch.tensor(float(t), dtype=torch.float64)
-        t = t.reshape(-1).expand(x_t.shape[0])
-        sigma = self.sde.std(t.to(torch.float64))
-        return self.network(x_t, y, sigma)
+        t = t.reshape(-1).expand(x_t.shape[0]).to(torch.float64)
+        if self.parameterization == "noise":
+            return self._unet(2 * x_t - 1, y, self.sde.std(t))
+        sigma, a, c_in, c_skip, c_out = (per_sample(c, x_t) for c in self.scalings(t))
+        d = x_t - y
+        # diffusers divides the output by sigma: multiply it back to get the raw output F
+        raw = self._unet((c_in * d).to(x_t.dtype), y, self.sde.std(t)) * sigma
+        mean = y + a * (c_skip * d + c_out * raw)  # mu_t at the estimate x0 = y + c_skip d + c_out F
+        return ((mean - x_t) / (sigma * sigma)).to(x_t.dtype)
 
     # -- persistence -------------------------------------------------------------------------
     def save_pretrained(
@@ -300,7 +374,13 @@ class ScoreModel(nn.Module):
         save_file(_contiguous(self.unet.state_dict()), str(folder / WEIGHTS_NAME))
         if raw_state is not None:
             save_file(_contiguous(raw_state), str(folder / RAW_WEIGHTS_NAME))
-        meta = {"format_version": FORMAT_VERSION, "class": "ScoreModel", "sde": self.sde.config()}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "class": "ScoreModel",
+            "sde": self.sde.config(),
+            "parameterization": self.parameterization,
+            "sigma_data": self.sigma_data,
+        }
         (folder / DRIFTREC_CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -366,7 +446,12 @@ class ScoreModel(nn.Module):
         state = read_safetensors(weights)
         try:
             unet.load_state_dict(state, strict=True)
-            model = cls(unet, sde)
+            model = cls(
+                unet,
+                sde,
+                parameterization=meta.get("parameterization", "noise"),
+                sigma_data=meta.get("sigma_data", 0.05),
+            )
         except (RuntimeError, ValueError) as exc:
             msg = " ".join(str(exc).split())
             raise ValueError(f"{weights} does not fit {config_path}: {msg}") from None

@@ -19,8 +19,11 @@ Pairs come from clean images and **any** opkit operator (never a plugin import):
 * a :class:`~opkit.LinearOperator` whose output has the image's shape (denoise, blur, inpaint, ...):
   :math:`y = H x_0 + \sigma_y n`;
 * a registered name, created through :func:`opkit.create` for the crop shape; with
-  ``quality_range=(lo, hi)`` a quality is drawn uniformly per image (the paper draws JPEG
-  qualities uniformly at every step) and passed as the ``quality`` parameter.
+  ``quality_range=(lo, hi)`` a quality is drawn per image and passed as the ``quality``
+  parameter: uniformly (the paper draws JPEG qualities uniformly at every step), or with
+  ``quality_draw="log"`` log-uniformly, :math:`q = \lfloor e^{u} \rfloor` with
+  :math:`u \sim \mathcal U(\ln lo, \ln(hi + 1))`, which weighs the low qualities, where the
+  artifacts are strong, more (from 1 to 100: half of the draws at 1..9, a quarter at 10..31).
 
 Optimisation follows the paper: AdamW (learning rate 1e-4), an exponential moving average of the
 weights with decay 0.999 (used for inference), random crops. Checkpoints are diffusers-style
@@ -31,6 +34,7 @@ step, the loss history and the random generators, so a resumed run continues bit
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,7 +55,11 @@ from solvers.common.state import STATE_JSON, STATE_NAME, ema_update, load_state,
 from solvers.driftrec.score_models import RAW_WEIGHTS_NAME, WEIGHTS_NAME, ScoreModel
 from solvers.driftrec.sdes import DriftSDE, get_sde
 
-__all__ = ["PairMaker", "TrainResult", "dsm_loss", "random_crops", "train_driftrec"]
+__all__ = ["QUALITY_DRAWS", "PairMaker", "TrainResult", "dsm_loss", "random_crops", "train_driftrec"]
+
+
+#: How :class:`PairMaker` draws a quality per image in ``quality_range``.
+QUALITY_DRAWS = ("uniform", "log")
 
 
 class PairMaker:
@@ -65,7 +73,9 @@ class PairMaker:
     sigma_y : float
         Standard deviation of the Gaussian noise added after a linear operator (image units).
     quality_range : (int, int), optional
-        Draw ``quality`` uniformly in ``[lo, hi]`` per image (needs a registered name).
+        Draw ``quality`` in ``[lo, hi]`` per image (needs a registered name).
+    quality_draw : str
+        ``"uniform"`` or ``"log"`` (log-uniform, see the module docstring).
     params : dict, optional
         Further factory parameters for a registered name.
 
@@ -81,6 +91,7 @@ class PairMaker:
         *,
         sigma_y: float = 0.0,
         quality_range: tuple[int, int] | None = None,
+        quality_draw: str = "uniform",
         params: dict[str, Any] | None = None,
     ) -> None:
         if not (isinstance(sigma_y, int | float) and sigma_y >= 0):
@@ -89,13 +100,18 @@ class PairMaker:
             lo, hi = quality_range
             if not (isinstance(lo, int) and isinstance(hi, int) and lo <= hi):
                 raise ValueError(f"quality_range must be two integers lo <= hi, got {quality_range!r}")
+            if not (isinstance(lo, int) and lo >= 1):
+                raise ValueError(f"quality_range must start at 1 or more, got {quality_range!r}")
             if not isinstance(operator, str):
                 raise ValueError("quality_range needs the operator as a registered name (e.g. 'jpeg')")
+        if quality_draw not in QUALITY_DRAWS:
+            raise ValueError(f"quality_draw must be one of {QUALITY_DRAWS}, got {quality_draw!r}")
         if not isinstance(operator, str | opkit.Operator):
             raise ValueError(f"operator must be an opkit.Operator or a registered name, got {operator!r}")
         self.operator = operator
         self.sigma_y = float(sigma_y)
         self.quality_range = quality_range
+        self.quality_draw = quality_draw
         self.params = dict(params or {})
         self._cache: dict[tuple[Any, ...], opkit.Operator[Any]] = {}
 
@@ -156,7 +172,12 @@ class PairMaker:
         if self.quality_range is None:
             return self._apply(self._op(shape, None), x0, generator)  # type: ignore[arg-type]
         lo, hi = self.quality_range
-        q = torch.randint(lo, hi + 1, (x0.shape[0],), generator=quality_generator)
+        if self.quality_draw == "uniform":
+            q = torch.randint(lo, hi + 1, (x0.shape[0],), generator=quality_generator)
+        else:
+            u = torch.rand((x0.shape[0],), generator=quality_generator, dtype=torch.float64)
+            logs = math.log(lo) + u * (math.log(hi + 1) - math.log(lo))
+            q = logs.exp().floor().long().clamp(lo, hi)
         y = torch.empty_like(x0)
         for qq in torch.unique(q).tolist():  # one call per distinct quality, not per pixel
             sel = (q == qq).nonzero().flatten().to(x0.device)
@@ -183,14 +204,19 @@ def dsm_loss(
     Returns
     -------
     torch.Tensor
-        The scalar loss (mean over batch and pixels).
+        The scalar loss (mean over batch and pixels), each sample weighted by
+        ``model.loss_weight(t)`` where the model has one (:class:`ScoreModel` does).
     """
     b = x0.shape[0]
     u = torch.rand((b,), generator=generator, device=x0.device, dtype=x0.dtype)
     t = sde.t_eps + (1.0 - sde.t_eps) * u
     x_t, z = sde.marginal_sample(x0, y, t, generator)
     sigma = per_sample(sde.std(t), x0)
-    return (sigma * model(x_t, y, t) + z).pow(2).mean()
+    err = (sigma * model(x_t, y, t) + z).pow(2)
+    weight = getattr(model, "loss_weight", None)
+    if weight is None:
+        return err.mean()
+    return (err * per_sample(weight(t).to(err.dtype), err)).mean()
 
 
 @dataclass
@@ -255,6 +281,7 @@ def train_driftrec(
     ema_decay: float = 0.999,
     sigma_y: float = 0.0,
     quality_range: tuple[int, int] | None = None,
+    quality_draw: str = "uniform",
     operator_params: dict[str, Any] | None = None,
     seed: int = 0,
     device: torch.device | str | None = None,
@@ -290,7 +317,9 @@ def train_driftrec(
     sigma_y : float
         Noise added after a linear operator.
     quality_range : (int, int), optional
-        Per-image uniform quality for a registered name.
+        Per-image quality for a registered name.
+    quality_draw : str
+        How the quality is drawn: ``"uniform"`` or ``"log"`` (see :class:`PairMaker`).
     operator_params : dict, optional
         Extra factory parameters for a registered name.
     seed : int
@@ -327,7 +356,13 @@ def train_driftrec(
     maker = (
         operator
         if isinstance(operator, PairMaker)
-        else PairMaker(operator, sigma_y=sigma_y, quality_range=quality_range, params=operator_params)
+        else PairMaker(
+            operator,
+            sigma_y=sigma_y,
+            quality_range=quality_range,
+            quality_draw=quality_draw,
+            params=operator_params,
+        )
     )
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     gens = {"cpu": torch.Generator().manual_seed(seed), "device": torch.Generator(dev).manual_seed(seed + 1)}
