@@ -87,7 +87,7 @@ def child(kind: str, path: str) -> None:
     base = _rss_mb()
     t0 = time.perf_counter()
     if kind == "opkit":
-        from solvers.ddrm.priors import load_prior
+        from solvers.priors import load_prior
 
         net: Any = load_prior(path, config=PRESET).net
         call = lambda x, t: net(x, t)  # noqa: E731
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     from safetensors.torch import save_file
 
-    from solvers.ddrm.priors import load_prior
+    from solvers.priors import load_prior
     from tests.adm_reference import perturb
 
     D = _reference_module()

@@ -35,7 +35,7 @@ from torch import Tensor
 
 import opkit
 import solvers
-from solvers.ddrm.priors import linear_alphas_cumprod
+from solvers.priors import linear_alphas_cumprod
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import clock_name, device_label, device_of, median_time, sync

@@ -33,9 +33,9 @@ from torch import Tensor
 import opkit
 import solvers
 from solvers.common.data import photo
-from solvers.driftrec.samplers import euler_heun, euler_maruyama, probability_flow
-from solvers.driftrec.score_models import ScoreModel
-from solvers.driftrec.sdes import OUVE, DriftSDE
+from solvers.sdes import OUVE, DriftSDE
+from solvers.sdes.samplers import euler_heun, euler_maruyama, probability_flow
+from solvers.sdes.score_models import ScoreModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import clock_name, device_label, device_of

@@ -171,16 +171,18 @@ class Operator(abc.ABC, Generic[Y]):
             Candidate input image batch.
         """
         if not isinstance(x, Tensor):
-            raise TypeError(f"{self._label()}: expected a torch.Tensor, got {type(x).__name__}")
+            raise TypeError(f"{self.label}: expected a torch.Tensor, got {type(x).__name__}")
         if not x.is_floating_point():
-            raise ValueError(f"{self._label()}: expected a floating tensor, got {x.dtype}")
+            raise ValueError(f"{self.label}: expected a floating tensor, got {x.dtype}")
         if x.ndim != 4 or tuple(x.shape[1:]) != self.shape:
             raise ValueError(
-                f"{self._label()}: expected input of shape (B, {', '.join(map(str, self.shape))}),"
+                f"{self.label}: expected input of shape (B, {', '.join(map(str, self.shape))}),"
                 f" got {tuple(x.shape)}"
             )
 
-    def _label(self) -> str:
+    @property
+    def label(self) -> str:
+        """The operator's name for messages: its registered name, else its class name."""
         return self.name or type(self).__name__
 
     def cast(self, key: str, tensor: Tensor, like: Tensor) -> Tensor:
@@ -243,12 +245,12 @@ class LinearOperator(Operator[Tensor]):
             Candidate measurement batch.
         """
         if not isinstance(y, Tensor):
-            raise TypeError(f"{self._label()}: expected a torch.Tensor, got {type(y).__name__}")
+            raise TypeError(f"{self.label}: expected a torch.Tensor, got {type(y).__name__}")
         if not y.is_floating_point():
-            raise ValueError(f"{self._label()}: expected a floating measurement, got {y.dtype}")
+            raise ValueError(f"{self.label}: expected a floating measurement, got {y.dtype}")
         if y.ndim != 1 + len(self.out_shape) or tuple(y.shape[1:]) != tuple(self.out_shape):
             raise ValueError(
-                f"{self._label()}: expected a measurement of shape (B, "
+                f"{self.label}: expected a measurement of shape (B, "
                 f"{', '.join(map(str, self.out_shape))}), got {tuple(y.shape)}"
             )
 
@@ -506,7 +508,7 @@ class EncodeDecodeOperator(Operator[Y]):
         """
         super().check_input(x)
         if not all_finite(x):
-            raise ValueError(f"{self._label()}: the image contains NaN or infinity")
+            raise ValueError(f"{self.label}: the image contains NaN or infinity")
 
     def check_measurement(self, y: Y) -> None:
         """Raise ``ValueError`` unless ``y`` is a measurement this operator can produce.

@@ -185,6 +185,12 @@ class SolverEntry:
         The solver also takes ``generator`` as a sequence, one generator per measurement of the
         batch (each image's result then depends on its own generator only); callers batch
         images with their own seeds only for such solvers.
+    settings : callable or None
+        ``settings(model, op) -> dict``: the keywords the solver runs with for this model (or
+        ``None`` before it is loaded) and this operator when the caller chooses none -- its own
+        defaults for the operator, then the settings the model ships for it (DDRM: the tuned
+        ``ddrm_settings.json`` of a model folder). Callers such as the command line put the
+        user's choices on top. ``None``: the defaults of the solver's signature.
     """
 
     name: str
@@ -197,6 +203,37 @@ class SolverEntry:
     recovery_atol: float = 0.0
     check_options: dict[str, Any] = attrs.field(factory=dict)
     generator_per_image: bool = False
+    settings: Callable[[Any, Operator[Any]], dict[str, Any]] | None = None
+
+    def defaults(self, model: Any, op: Operator[Any]) -> dict[str, Any]:
+        """The keywords a call runs with when the caller chooses none (see :attr:`settings`).
+
+        Parameters
+        ----------
+        model : object or None
+            The loaded model, or ``None`` before it is loaded.
+        op : opkit.Operator
+            The operator.
+
+        Returns
+        -------
+        dict
+            The contract's ``steps`` and ``num_samples`` and the solver's options, each with the
+            value a call without it uses (the signature's default, or :attr:`settings`'s).
+        """
+        try:
+            sig = inspect.signature(self.solver)
+        except (TypeError, ValueError):  # pragma: no cover - builtins without signatures
+            return {}
+        out = {
+            p.name: p.default
+            for p in sig.parameters.values()
+            if p.name in ("steps", "num_samples") or p.name in self.options()
+        }
+        out = {k: v for k, v in out.items() if v is not inspect.Parameter.empty}
+        if self.settings is not None:
+            out.update(self.settings(model, op))
+        return out
 
     def options(self) -> dict[str, Any]:
         """Keyword options of the solver beyond the common contract, with their defaults.
@@ -361,6 +398,7 @@ class Registry:
         recovery_atol: float = 0.0,
         check_options: dict[str, Any] | None = None,
         generator_per_image: bool = False,
+        settings: Callable[[Any, Operator[Any]], dict[str, Any]] | None = None,
     ) -> None:
         """Register ``solver`` under ``name``.
 
@@ -386,6 +424,9 @@ class Registry:
         generator_per_image : bool
             ``generator`` may also be a sequence of generators, one per measurement (see
             :class:`SolverEntry`).
+        settings : callable, optional
+            ``settings(model, op) -> dict``: the solver's settings for a model and an operator
+            (see :class:`SolverEntry`).
 
         Raises
         ------
@@ -402,6 +443,8 @@ class Registry:
         kinds = tuple(accepts)
         if not kinds or any(k not in KINDS for k in kinds):
             raise ValueError(f"accepts of solver {name!r} must be kinds from {KINDS}, got {kinds!r}")
+        if settings is not None and not callable(settings):
+            raise ValueError(f"settings of solver {name!r} must be callable, got {settings!r}")
         if model not in MODEL_KINDS:
             raise ValueError(f"model of solver {name!r} must be one of {MODEL_KINDS}, got {model!r}")
         self._solvers[name] = SolverEntry(
@@ -415,6 +458,7 @@ class Registry:
             recovery_atol=float(recovery_atol),
             check_options=dict(check_options or {}),
             generator_per_image=bool(generator_per_image),
+            settings=settings,
         )
 
     def solvers_available(self) -> list[str]:

@@ -20,11 +20,13 @@ from opkit.io import (
     save_image,
     write_atomic,
 )
-from opkit_cli.folders import image_seed, start_ranks
+from opkit_cli.entries import check_params, create_operator, operator_entry
+from opkit_cli.errors import EXIT_OK, fail
+from opkit_cli.folders import image_seed, running
 from opkit_cli.io import IMAGE_SUFFIXES, check_outputs, read_input
-from opkit_cli.operators import check_params, create_operator, operator_entry
-from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, parse_params
-from opkit_cli.restore import Restorer, _protected_model, check_solver_flags, check_steps
+from opkit_cli.models import model_folders
+from opkit_cli.parsing import max_pixels_of, parse_params
+from opkit_cli.runner import Runner
 
 
 def _crop_to_multiple(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -65,7 +67,7 @@ def evaluate_image(
     op : opkit.Operator
         The degradation.
     restore : callable
-        ``restore(op, y, None, params) -> x̂`` (see :class:`Restorer`).
+        ``restore(op, y, params) -> x̂`` (a :class:`~opkit_cli.runner.Runner`).
     sigma_y : float
         Measurement noise for linear operators.
     generator : torch.Generator
@@ -98,7 +100,7 @@ def evaluate_image(
                 y, size=tuple(x.shape[-2:]), mode="bicubic", align_corners=False
             )
             candidates["bicubic"] = up
-    candidates["restored"] = restore(op, y, None, params)
+    candidates["restored"] = restore(op, y, params)
     if keep is not None:
         image_like = isinstance(y, torch.Tensor) and y.ndim == 4 and y.shape[1] in (1, 3)
         keep["degraded"] = y if image_like and y.is_floating_point() else next(iter(candidates.values()))
@@ -190,7 +192,7 @@ def _score_one(
     args: argparse.Namespace,
     params: dict[str, Any],
     qualities: list[int | None],
-    restore: Restorer,
+    restore: Runner,
 ) -> list[dict[str, Any]]:
     """The CSV rows of one image (every quality and method); ``--save`` images written."""
     x = _crop_to_multiple(read_input(str(path), max_pixels_of(args), mode="RGB"), args.multiple)
@@ -240,7 +242,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_outputs(
         outputs,
         inputs=[str(p) for p in files],
-        protected=_protected_model(args),
+        protected=model_folders(args),
         force=args.force or resuming,
     )
     if args.save:
@@ -258,12 +260,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "--plot draws PSNR against the bits per pixel of the measurement's file; no file format "
             f"plugin writes one for --op {args.op}"
         )
-    if args.sigma_y > 0 and isinstance(op0, opkit.EncodeDecodeOperator):
-        fail(f"--sigma-y does not apply to --op {args.op}: its measurement is a noiseless code")
-    check_steps(args, op0)
-    check_solver_flags(args)
-    ranks = start_ranks(args)
-    try:
+    with running(args) as ranks:
         if parts is not None:
             _open_parts(parts, args)
         if args.save:
@@ -271,7 +268,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         mine = ranks.take(files)
         done = {p.name for p in parts.iterdir()} if parts is not None else set()
         todo = [f for f in mine if _part_name(f) not in done]
-        restore = Restorer(args, torch.Generator(), progress=False) if todo else None
+        restore = Runner(args, torch.Generator(), progress=False, op=op0) if todo else None
         fresh: dict[str, list[dict[str, Any]]] = {}
         for path in todo:
             assert restore is not None
@@ -281,11 +278,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         mine_rows: list[dict[str, Any]] = []
         for f in mine:  # earlier runs' rows from CSV.parts (only with --csv are images skipped)
             mine_rows += fresh[f.name] if f.name in fresh else _read_part(parts, f)
-        everyone = ranks.gather((len(mine) - len(todo), mine_rows))
-    except BaseException:
-        ranks.close(barrier=False)  # the finished images' rows stay in CSV.parts
-        raise
-    ranks.close()
+        everyone = ranks.gather((len(mine) - len(todo), mine_rows))  # on failure CSV.parts keeps them
     if not ranks.main:
         return EXIT_OK
     resumed = sum(n for n, _ in everyone)

@@ -21,15 +21,16 @@ import glob
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from opkit_cli.errors import fail
 from opkit_cli.io import IMAGE_SUFFIXES
-from opkit_cli.parsing import fail
 
 
 def shard_spec(text: str) -> tuple[int, int]:
@@ -284,3 +285,30 @@ def start_ranks(args: argparse.Namespace) -> Ranks:
             dist.init_process_group(backend="nccl" if cuda else "gloo")
         ranks.distributed = True
     return ranks
+
+
+@contextmanager
+def running(args: argparse.Namespace) -> Iterator[Ranks]:
+    """This process's :class:`Ranks` for the duration of a many-image run (:func:`start_ranks`).
+
+    On success every rank meets at a last barrier and leaves the process group; on any failure
+    (an error, Ctrl-C) the failing rank leaves at once, so that the others keep their finished
+    work and nobody waits for it.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``device`` and ``shard`` (see :func:`start_ranks`).
+
+    Yields
+    ------
+    Ranks
+        This process's place in the run.
+    """
+    ranks = start_ranks(args)
+    try:
+        yield ranks
+    except BaseException:
+        ranks.close(barrier=False)
+        raise
+    ranks.close()

@@ -18,7 +18,7 @@ from opkit.io import (
     load_image,
     same_file,
 )
-from opkit_cli.parsing import fail
+from opkit_cli.errors import fail
 
 SAMPLES = ("astronaut", "chelsea", "coffee", "camera", "rocket")
 
@@ -28,7 +28,8 @@ LOSSLESS_SUFFIXES = (".bmp", ".pgm", ".png", ".ppm", ".tif", ".tiff")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
-def _is_sample(spec: str) -> bool:
+def is_sample(spec: str) -> bool:
+    """Whether ``spec`` names one of scikit-image's photographs (``sample:NAME``), not a file."""
     return spec.startswith("sample:")
 
 
@@ -51,7 +52,7 @@ def read_input(
     torch.Tensor
         ``(1, C, H, W)`` in ``[0, 1]``.
     """
-    if _is_sample(spec):
+    if is_sample(spec):
         name = spec.split(":", 1)[1]
         if name not in SAMPLES:
             fail(f"unknown sample {name!r}; choose from {', '.join(SAMPLES)}")
@@ -106,7 +107,7 @@ def check_outputs(
         ``--force``: existing outputs may be replaced.
     """
     given = [(flag, path, sfx) for flag, path, sfx in outputs if path]
-    files = [i for i in inputs if i and not _is_sample(i)]
+    files = [i for i in inputs if i and not is_sample(i)]
     folders = [*protected, *bundled_weights()]
     for i, (flag, path, suffixes) in enumerate(given):
         for other_flag, other, _ in given[:i]:

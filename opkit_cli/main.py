@@ -6,10 +6,11 @@ folders never; every file is written atomically (a temporary file beside the tar
 onto it when complete); outputs are checked before any work starts. Exit codes:
 :data:`EXIT_OK`, :data:`EXIT_ERROR`, :data:`EXIT_USAGE` and :data:`EXIT_INTERRUPTED`.
 
-The commands live in their own modules (:mod:`opkit_cli.parsing`, :mod:`opkit_cli.io`,
-:mod:`opkit_cli.operators`, :mod:`opkit_cli.models`, :mod:`opkit_cli.restore`,
-:mod:`opkit_cli.eval`, :mod:`opkit_cli.train`); this module composes them into one parser and
-re-exports their public names, so ``from opkit_cli.main import ...`` keeps working.
+The commands live in their own modules (:mod:`opkit_cli.listing`, :mod:`opkit_cli.degrade`,
+:mod:`opkit_cli.restore` and :mod:`opkit_cli.many`, :mod:`opkit_cli.eval`, :mod:`opkit_cli.train`,
+:mod:`opkit_cli.models`); every solver call is assembled by :class:`opkit_cli.runner.Runner`;
+errors and exit codes sit in the leaf :mod:`opkit_cli.errors`. This module composes the commands
+into one parser.
 """
 
 from __future__ import annotations
@@ -19,136 +20,33 @@ import os
 import sys
 from collections.abc import Sequence
 
-from opkit_cli.eval import (
-    cmd_eval,
-    evaluate_image,
-    plot_rate_distortion,
-)
+from opkit_cli.degrade import cmd_degrade
+from opkit_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, one_line, one_line_warnings
+from opkit_cli.eval import cmd_eval
 from opkit_cli.folders import shard_spec
-from opkit_cli.io import (
-    IMAGE_SUFFIXES,
-    LOSSLESS_SUFFIXES,
-    SAMPLES,
-    bundled_weights,
-    check_outputs,
-    read_input,
-)
-from opkit_cli.models import cmd_convert, load_model
-from opkit_cli.operators import (
-    check_params,
-    cmd_degrade,
-    cmd_ops,
-    cmd_solvers,
-    create_operator,
-    infer_image_shape,
-    operator_entry,
-    solver_entry,
-)
+from opkit_cli.listing import cmd_ops, cmd_solvers
+from opkit_cli.models import cmd_convert
 from opkit_cli.parsing import (
-    DTYPES,
-    EXIT_ERROR,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
     MODEL_HELP,
-    SOLVER_HELP,
-    _add_max_pixels,
-    _Parser,
+    Parser,
+    add_max_pixels,
     add_model_arguments,
-    fail,
-    max_pixels_of,
     nonnegative_float,
-    nonnegative_int,
-    one_line,
-    one_line_warnings,
-    parse_params,
     positive_float,
     positive_int,
     quality_list,
     quality_range,
     solve_parent,
-    unit_float,
 )
-from opkit_cli.restore import (
-    LUMA,
-    Restorer,
-    check_solver_flags,
-    check_steps,
-    cmd_restore,
-    ddrm_settings,
-    lift_to_rgb,
-    solver_name,
-    to_grey,
-)
-from opkit_cli.train import (
-    TRAINING_RUN_MARKERS,
-    check_training_output,
-    cmd_train,
-    training_run_kind,
-)
+from opkit_cli.restore import cmd_restore
+from opkit_cli.train import cmd_train
 
-__all__ = [
-    "DTYPES",
-    "EXIT_ERROR",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "IMAGE_SUFFIXES",
-    "LOSSLESS_SUFFIXES",
-    "LUMA",
-    "MODEL_HELP",
-    "SAMPLES",
-    "SOLVER_HELP",
-    "TRAINING_RUN_MARKERS",
-    "Restorer",
-    "add_model_arguments",
-    "build_parser",
-    "bundled_weights",
-    "check_outputs",
-    "check_params",
-    "check_solver_flags",
-    "check_steps",
-    "check_training_output",
-    "cmd_convert",
-    "cmd_degrade",
-    "cmd_eval",
-    "cmd_ops",
-    "cmd_restore",
-    "cmd_solvers",
-    "cmd_train",
-    "create_operator",
-    "ddrm_settings",
-    "evaluate_image",
-    "fail",
-    "infer_image_shape",
-    "lift_to_rgb",
-    "load_model",
-    "main",
-    "max_pixels_of",
-    "nonnegative_float",
-    "nonnegative_int",
-    "one_line",
-    "one_line_warnings",
-    "operator_entry",
-    "parse_params",
-    "plot_rate_distortion",
-    "positive_float",
-    "positive_int",
-    "quality_list",
-    "quality_range",
-    "read_input",
-    "solve_parent",
-    "solver_entry",
-    "solver_name",
-    "to_grey",
-    "training_run_kind",
-    "unit_float",
-]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
-    p = _Parser(prog="opkit", description="Degrade and restore images with opkit.")
+    p = Parser(prog="opkit", description="Degrade and restore images with opkit.")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("ops", help="list registered operators and their parameters")
     s.set_defaults(func=cmd_ops)
@@ -164,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True, help="output image path (.png, .tif, .bmp; .jpg for jpeg)"
     )
     s.add_argument("--force", action="store_true", help="overwrite an existing output")
-    _add_max_pixels(s)
+    add_max_pixels(s)
     s.set_defaults(func=cmd_degrade)
     solve = solve_parent()
     s = sub.add_parser("restore", parents=[solve], help="restore a degraded image with any registered solver")
@@ -228,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--max-seconds", type=positive_float, default=None, help="prior: stop (and save) after this long"
     )
-    _add_max_pixels(s)
+    add_max_pixels(s)
     s.set_defaults(func=cmd_train)
     s = sub.add_parser("convert", help="write a checkpoint once as a safetensors model directory")
     s.add_argument("model", help=MODEL_HELP)

@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from opkit_cli.parsing import DTYPES, fail
+from opkit_cli.errors import fail
+from opkit_cli.parsing import DTYPES
 
 
 def load_model(args: argparse.Namespace) -> Any:
@@ -24,7 +25,7 @@ def load_model(args: argparse.Namespace) -> Any:
 
     Returns
     -------
-    solvers.ddrm.priors.UNetPrior
+    solvers.priors.UNetPrior
         The prior (see :func:`solvers.load_prior`).
     """
     import solvers
@@ -38,9 +39,25 @@ def load_model(args: argparse.Namespace) -> Any:
     )
 
 
+def model_folders(args: argparse.Namespace) -> list[Path]:
+    """The folder or file of ``--model`` when it is a path (nothing is ever written into it).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``model``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``[]`` for the bundled default (its folder is always protected) and for names.
+    """
+    return [] if args.model == "default" else [Path(args.model)]
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """Write any checkpoint ``load_prior`` accepts as a safetensors model directory with its config."""
-    from solvers.ddrm.priors import save_prior
+    from solvers.priors import save_prior
 
     out = Path(args.output)
     if out.exists() and not args.force and (not out.is_dir() or any(out.iterdir())):
@@ -55,7 +72,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
+    """Refuse a ``--device`` this machine does not have, in one line."""
     try:
         dev = torch.device(device)
     except RuntimeError as exc:

@@ -1,16 +1,13 @@
-"""Argument parsing of the ``opkit`` command line: one-line errors, exit codes, argument types and
-the option groups (argparse parent parsers) that several commands share.
+"""Argument parsing of the ``opkit`` command line: argument types, ``--param`` values, and the
+option groups (argparse parent parsers) that several commands share.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import math
-import sys
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import torch
@@ -19,51 +16,11 @@ from opkit.io import (
     DEFAULT_MAX_PIXELS,
 )
 from opkit.params import check_non_negative, check_positive, check_positive_int, check_unit
-
-#: Exit status of a command that succeeded.
-EXIT_OK = 0
-#: Exit status of a command that failed (one ``opkit: ...`` line on stderr says why).
-EXIT_ERROR = 1
-#: Exit status of a command line argparse refuses (a bad option or value).
-EXIT_USAGE = 2
-#: Exit status after Ctrl-C (128 + SIGINT); partial files are removed.
-EXIT_INTERRUPTED = 130
+from opkit_cli.entries import quiet_registry
+from opkit_cli.errors import EXIT_USAGE, fail, one_line
 
 
-def one_line(text: object) -> str:
-    """``text`` (or an exception's message) with its whitespace, newlines included, collapsed.
-
-    Parameters
-    ----------
-    text : object
-        A string or an exception.
-
-    Returns
-    -------
-    str
-        One line (the exception's type name when its message is empty).
-    """
-    s = " ".join(str(text).split())
-    return s or type(text).__name__
-
-
-def fail(message: object) -> NoReturn:
-    """Stop the command with ``opkit: MESSAGE`` on stderr and exit status :data:`EXIT_ERROR`.
-
-    Parameters
-    ----------
-    message : str or Exception
-        What went wrong, naming the file, option or value.
-
-    Raises
-    ------
-    SystemExit
-        Always.
-    """
-    raise SystemExit(f"opkit: {one_line(message)}")
-
-
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """argparse with usage errors on one line: ``opkit: restore: argument --steps: ...``."""
 
     def error(self, message: str) -> NoReturn:
@@ -121,6 +78,14 @@ def _quality(text: str) -> int:
     return q
 
 
+def solver_name(text: str) -> str:
+    """argparse type of ``--solver``: a registered solver name (see ``opkit solvers``)."""
+    names = quiet_registry().solvers_available()  # `opkit solvers` lists skipped plugins
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"unknown solver {text!r}; available: {', '.join(names)}")
+    return text
+
+
 def quality_list(text: str) -> list[int]:
     """argparse type: comma-separated JPEG qualities, each in 1..100 (``"5,10,30"``)."""
     return [_quality(part) for part in text.split(",")]
@@ -140,20 +105,6 @@ def max_pixels_of(args: argparse.Namespace) -> int | None:
     """The ``--max-pixels`` limit of a command (``0`` means none)."""
     value: int = args.max_pixels
     return value or None
-
-
-@contextlib.contextmanager
-def one_line_warnings() -> Iterator[None]:
-    """Show every warning as one ``opkit: warning: ...`` line on stderr while the block runs."""
-
-    def show(
-        message: Any, category: Any, filename: Any, lineno: Any, file: Any = None, line: Any = None
-    ) -> None:
-        print(f"opkit: warning: {one_line(message)}", file=sys.stderr)
-
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        yield
 
 
 def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
@@ -185,7 +136,8 @@ def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def _add_max_pixels(s: argparse.ArgumentParser) -> None:
+def add_max_pixels(s: argparse.ArgumentParser) -> None:
+    """``--max-pixels``: refuse larger input images before decoding them."""
     s.add_argument(
         "--max-pixels",
         type=nonnegative_int,
@@ -233,7 +185,7 @@ def add_model_arguments(s: argparse.ArgumentParser, *, auto_device: bool = False
     )
 
 
-def solve_parent() -> _Parser:
+def solve_parent() -> Parser:
     """Options ``restore`` and ``eval`` share, as an argparse parent parser.
 
     The operator (``--op``, ``--param``), the solver and its model (``--solver``, ``--model`` and
@@ -242,14 +194,12 @@ def solve_parent() -> _Parser:
 
     Returns
     -------
-    _Parser
+    Parser
         A parser without ``--help``, for ``add_parser(..., parents=[...])``.
     """
-    s = _Parser(add_help=False)
+    s = Parser(add_help=False)
     s.add_argument("--op", required=True, help="the operator (see `opkit ops`)")
     s.add_argument("--param", action="append", metavar="K=V", help="operator parameter (repeatable)")
-    from opkit_cli.restore import solver_name  # the registry is read when --solver is parsed
-
     s.add_argument("--solver", type=solver_name, default="ddrm", help=SOLVER_HELP)
     s.add_argument("--model", default="default", help=MODEL_HELP)
     add_model_arguments(s, auto_device=True)
@@ -262,5 +212,5 @@ def solve_parent() -> _Parser:
         "--sigma-y", type=nonnegative_float, default=0.0, help="measurement noise std (DDRM, [0,1] units)"
     )
     s.add_argument("--seed", type=int, default=0, help="seed of the solver's randomness")
-    _add_max_pixels(s)
+    add_max_pixels(s)
     return s

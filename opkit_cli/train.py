@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
+from opkit_cli.entries import create_operator, operator_entry
+from opkit_cli.errors import EXIT_OK, fail, one_line
 from opkit_cli.io import IMAGE_SUFFIXES, bundled_weights, read_input
-from opkit_cli.models import _check_device
-from opkit_cli.operators import create_operator, operator_entry
-from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, one_line, parse_params
+from opkit_cli.models import check_device
+from opkit_cli.parsing import max_pixels_of, parse_params
 
 
 def _training_images(folder: str | None, crop: int, max_pixels: int | None) -> list[torch.Tensor]:
@@ -108,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a DDRM prior or a DriftRec model (resumes from the output directory)."""
     out = Path(args.output)
     check_training_output(out, args.what)
-    _check_device(args.device)
+    check_device(args.device)
     params = parse_params(args.param)
     if args.what == "prior" and (params or args.qualities):
         fail("--param and --qualities apply to `opkit train driftrec` only")
@@ -130,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     try:
         if args.what == "prior":
-            from solvers.ddrm.training import train_prior
+            from solvers.priors.training import train_prior
 
             res = train_prior(
                 args.output,
@@ -145,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{res['seconds']:.0f} s"
             )
             return EXIT_OK
-        from solvers.driftrec.training import train_driftrec
+        from solvers.sdes.training import train_driftrec
 
         quality_range = args.qualities
         if (

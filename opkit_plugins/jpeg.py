@@ -344,23 +344,23 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
 
     def _check_measurement(self, y: Any) -> core.Geometry:
         if not isinstance(y, JpegCoefficients):
-            raise TypeError(f"{self._label()}: expected JpegCoefficients, got {type(y).__name__}")
+            raise TypeError(f"{self.label}: expected JpegCoefficients, got {type(y).__name__}")
         c, h, w = self.shape
         if tuple(y.size) != (h, w) or len(y.components) != c:
             raise ValueError(
-                f"{self._label()}: measurement of a {len(y.components)}x{y.size[0]}x{y.size[1]} image, "
+                f"{self.label}: measurement of a {len(y.components)}x{y.size[0]}x{y.size[1]} image, "
                 f"operator shape is {self.shape}"
             )
         geo = core.Geometry(h, w, c, core.SAMPLINGS[y.sampling])
         for comp, blocks in zip(y.components, geo.blocks):
             if comp.ndim != 5 or tuple(comp.shape[1:]) != (*blocks, 8, 8) or comp.is_floating_point():
                 raise ValueError(
-                    f"{self._label()}: expected integer coefficients (B, {blocks[0]}, {blocks[1]}, 8, 8),"
+                    f"{self.label}: expected integer coefficients (B, {blocks[0]}, {blocks[1]}, 8, 8),"
                     f" got {comp.dtype} {tuple(comp.shape)}"
                 )
         if tuple(y.tables.shape) != (c, 8, 8):
             raise ValueError(
-                f"{self._label()}: expected tables of shape ({c}, 8, 8), got {tuple(y.tables.shape)}"
+                f"{self.label}: expected tables of shape ({c}, 8, 8), got {tuple(y.tables.shape)}"
             )
         return geo
 
@@ -379,12 +379,12 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
         self._check_measurement(y)
         if y.sampling != self.sampling:
             raise ValueError(
-                f"{self._label()}: the coefficients use {y.sampling} chroma sampling, the operator "
+                f"{self.label}: the coefficients use {y.sampling} chroma sampling, the operator "
                 f"{self.sampling}"
             )
         if not torch.equal(y.tables.to("cpu", torch.int64), self._tables.to(torch.int64)):
             raise ValueError(
-                f"{self._label()}: the coefficients were quantised with other tables than the operator's"
+                f"{self.label}: the coefficients were quantised with other tables than the operator's"
             )
 
     # -- helpers for the testing kit and the solvers ---------------------------------------------

@@ -111,12 +111,12 @@ class Quantize(opkit.EncodeDecodeOperator[Tensor]):
 
     def _check_levels(self, y: Any) -> None:
         if not isinstance(y, Tensor):
-            raise TypeError(f"{self._label()}: expected a torch.Tensor of levels, got {type(y).__name__}")
+            raise TypeError(f"{self.label}: expected a torch.Tensor of levels, got {type(y).__name__}")
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-            raise ValueError(f"{self._label()}: expected integer levels, got {y.dtype}")
+            raise ValueError(f"{self.label}: expected integer levels, got {y.dtype}")
         if y.ndim != 4 or tuple(y.shape[1:]) != self.shape:
             raise ValueError(
-                f"{self._label()}: expected integer levels of shape (B, {', '.join(map(str, self.shape))}),"
+                f"{self.label}: expected integer levels of shape (B, {', '.join(map(str, self.shape))}),"
                 f" got {tuple(y.shape)}"
             )
 
@@ -131,7 +131,7 @@ class Quantize(opkit.EncodeDecodeOperator[Tensor]):
         self._check_levels(y)
         if y.numel() and bool(((y < 0) | (y > self.levels - 1)).any()):
             raise ValueError(
-                f"{self._label()}: levels must lie in [0, {self.levels - 1}] for bits={self.params.bits}, "
+                f"{self.label}: levels must lie in [0, {self.levels - 1}] for bits={self.params.bits}, "
                 f"got values in [{int(y.min())}, {int(y.max())}]"
             )
 

@@ -4,7 +4,7 @@ Data: scikit-image's lossless training photographs (:data:`solvers.common.data.T
 resolution and halved, and the training split of the Debian wallpaper photographs that
 ``scripts/fetch_photos.py`` writes (``--photos``). Pairs: the ``jpeg`` operator with the quality
 drawn uniformly in 1..100 per image (4:2:0). Network: the convolution-only ``compact`` preset of
-:data:`solvers.driftrec.score_models.PRESETS` with the OUVE SDE. Everything is seeded; rerunning with the same
+:data:`solvers.sdes.score_models.PRESETS` with the OUVE SDE. Everything is seeded; rerunning with the same
 arguments resumes from the checkpoint in ``--out`` and continues bit for bit.
 
     python scripts/fetch_photos.py --out runs/photos
@@ -23,8 +23,8 @@ import torch
 from solvers import load_driftrec
 from solvers.common.data import folder_photos, training_photos
 from solvers.common.state import STATE_JSON
-from solvers.driftrec.score_models import ScoreModel
-from solvers.driftrec.training import train_driftrec
+from solvers.sdes.score_models import ScoreModel
+from solvers.sdes.training import train_driftrec
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ Data: scikit-image's lossless training photographs (:data:`solvers.common.data.T
 resolution and halved, the training split of the Debian wallpaper photographs that
 ``scripts/fetch_photos.py`` writes (``--photos``; 32 photographs, 1024 and 512 pixels wide), plus
 dead-leaves images (a quarter of every batch). Network: the ``small`` preset of
-:data:`solvers.ddrm.training.PRIOR_PRESETS`, or the weights of an earlier prior (``--init-from``).
+:data:`solvers.priors.training.PRIOR_PRESETS`, or the weights of an earlier prior (``--init-from``).
 ``--focus T,P`` draws a share ``P`` of the timesteps from ``[0, T]`` (the range that DDRM-JPEG and
 late-start runs use). Everything is seeded; rerunning with the same arguments resumes from the
 checkpoint in ``--out`` and continues bit for bit.
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from solvers.common.data import folder_photos, training_photos
-from solvers.ddrm.training import train_prior
+from solvers.priors.training import train_prior
 
 
 def main() -> None:

@@ -9,42 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor
-
 import opkit
-from solvers.ddrm.priors import OraclePrior
-from solvers.ddrm.solver import ddrm
-from solvers.driftrec.sdes import DriftSDE, get_sde
-from solvers.driftrec.solver import driftrec
-from solvers.pigdm.solver import PIGDM_ACCEPTS, pigdm
-
-
-class PointScore:
-    r"""The exact score of DriftRec's perturbation kernel around known clean images.
-
-    For clean images :math:`x_0` the kernel is :math:`\mathcal N(\mu_t(x_0, y), \sigma_t^2 I)`, whose
-    score is :math:`-(x_t - \mu_t)/\sigma_t^2`: the score of a data distribution that is a point
-    mass at :math:`x_0`. A batch that is a multiple ``k`` of ``x0``'s is matched by repeating each
-    image ``k`` times consecutively.
-
-    Parameters
-    ----------
-    x0 : torch.Tensor
-        ``(B, C, H, W)`` clean images in ``[0, 1]``.
-    sde : DriftSDE or str
-        The forward SDE (``"ouve"`` by default, DriftRec's default).
-    """
-
-    def __init__(self, x0: Tensor, sde: DriftSDE | str = "ouve") -> None:
-        self.x0 = x0
-        self.sde = get_sde(sde)
-
-    def __call__(self, x_t: Tensor, y: Tensor, t: Tensor) -> Tensor:
-        """The score at ``x_t`` for the degraded images ``y`` at times ``t`` (``(B,)``)."""
-        k = x_t.shape[0] // self.x0.shape[0]
-        x0 = self.x0.to(x_t).repeat_interleave(k, dim=0)
-        tt = float(t.reshape(-1)[0])
-        return -(x_t - self.sde.mean(x0, y, tt)) / self.sde.std(tt) ** 2
+from solvers.methods.ddrm import ddrm, ddrm_settings
+from solvers.methods.driftrec import driftrec
+from solvers.methods.pigdm import PIGDM_ACCEPTS, pigdm
+from solvers.oracles import OraclePrior, PointScore
 
 
 @opkit.hookimpl
@@ -58,6 +27,7 @@ def opkit_register_solvers(registry: Any) -> None:
         description="DDRM (Kawar et al. 2022): spectral SVD updates; DDRM-JPEG for encode/decode pairs",
         oracle=OraclePrior,
         generator_per_image=True,
+        settings=ddrm_settings,
     )
     registry.add_solver(
         "pigdm",

@@ -62,7 +62,7 @@ def prior_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny untrained diffusers prior (UNet and linear DDPM schedule), for command-line tests."""
     from diffusers import DDPMScheduler
 
-    from solvers.ddrm.training import build_prior_unet
+    from solvers.priors.training import build_prior_unet
 
     d = tmp_path_factory.mktemp("models") / "prior"
     build_prior_unet("tiny", sample_size=16).save_pretrained(str(d / "unet"), safe_serialization=True)

@@ -13,9 +13,8 @@ import pytest
 import torch
 
 import solvers
-from solvers.ddrm import checkpoints
-from solvers.ddrm.adm import ADMConfig, ADMUNet, adm_alphas_cumprod
-from solvers.ddrm.priors import UNetPrior, linear_alphas_cumprod, load_prior, save_prior
+from solvers.priors import UNetPrior, checkpoints, linear_alphas_cumprod, load_prior, save_prior
+from solvers.priors.adm import ADMConfig, ADMUNet, adm_alphas_cumprod
 from tests.adm_reference import diffunet_module, perturb, reference_unet
 
 needs_reference = pytest.mark.skipif(
@@ -171,7 +170,7 @@ def test_load_prior_on_a_pt_checkpoint_gives_eps_at_any_size(tmp_path: Path) -> 
     config = {**CONFIGS["learned-sigma,resblock-updown,head-channels"], "noise_schedule": "cosine"}
     path, ref = _tiny_adm_file(tmp_path, config)
     prior = load_prior(path, config=config)
-    assert isinstance(prior, UNetPrior) and isinstance(prior, solvers.ddrm.priors.DiffusionPrior)
+    assert isinstance(prior, UNetPrior) and isinstance(prior, solvers.priors.DiffusionPrior)
     torch.testing.assert_close(prior.alphas_cumprod, adm_alphas_cumprod("cosine", 1000))
     x, _ = _inputs(config)
     with torch.no_grad():

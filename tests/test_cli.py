@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from opkit.io import load_image, save_image
-from opkit_cli.main import main, parse_params
+from opkit_cli.main import main
+from opkit_cli.parsing import parse_params
 
 
 def _png(path: Path, h: int = 16, w: int = 24) -> Path:

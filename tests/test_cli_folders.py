@@ -18,8 +18,8 @@ from PIL import Image
 
 import opkit
 import solvers
+from opkit_cli.errors import EXIT_ERROR, EXIT_OK
 from opkit_cli.folders import Ranks, expand_inputs, image_seed, make_batches, shard_spec
-from opkit_cli.main import EXIT_ERROR, EXIT_OK
 from tests.helpers import cli
 
 STEPS = ["--steps", "2"]
@@ -114,7 +114,7 @@ def test_batches_group_equal_sizes_in_a_fixed_order(imgs: Path) -> None:
 
 def test_ddrm_with_one_generator_per_measurement_equals_each_alone() -> None:
     class Net:
-        alphas_cumprod = solvers.ddrm.priors.linear_alphas_cumprod()
+        alphas_cumprod = solvers.priors.linear_alphas_cumprod()
 
         def __call__(self, x: torch.Tensor, t: Any) -> torch.Tensor:
             return torch.tanh(x) * 0.3

@@ -16,8 +16,8 @@ from PIL import Image
 
 from opkit.io import load_image
 from opkit_cli.main import main
-from solvers.ddrm import checkpoints
-from solvers.ddrm.adm import ADMUNet
+from solvers.priors import checkpoints
+from solvers.priors.adm import ADMUNet
 from tests.adm_reference import perturb
 from tests.test_adm import write_hub_model
 
@@ -76,7 +76,8 @@ def test_convert_then_restore_with_a_class_label(tmp_path: Path, adm_checkpoint:
     with pytest.raises(SystemExit, match="--model-config"):  # a .pt without an official name needs one
         main([*common, "--model", str(ckpt), "-o", str(tmp_path / "x.png")])
     blind = ["restore", str(img), "--op", "denoise", "--steps", "2", "--quiet", "--solver", "driftrec"]
-    with pytest.raises(SystemExit, match="apply to --solver ddrm"):
+    prior_solvers = r"apply to the solvers with a diffusion prior \(.*ddrm.*\), not driftrec"
+    with pytest.raises(SystemExit, match=prior_solvers):
         main([*blind, "--class-label", "1", "-o", str(tmp_path / "x.png")])
 
 

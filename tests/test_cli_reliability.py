@@ -26,7 +26,8 @@ from PIL import Image
 
 import opkit
 from opkit.io import load_image
-from opkit_cli.main import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
+from opkit_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from opkit_cli.main import main
 from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def png(path: Path, h: int = 16, w: int = 16, seed: int = 0, channels: int = 3) 
 
 @pytest.fixture(scope="module")
 def drift_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from solvers.driftrec.score_models import ScoreModel
+    from solvers.sdes.score_models import ScoreModel
 
     d = tmp_path_factory.mktemp("models") / "drift"
     ScoreModel.from_preset("tiny").save_pretrained(d)

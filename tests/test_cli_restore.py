@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from opkit.io import load_image
-from opkit_cli.main import infer_image_shape, main
+from opkit_cli.entries import infer_image_shape
+from opkit_cli.main import main
 
 
 def _png(path: Path, h: int = 16, w: int = 24, seed: int = 0) -> Path:
@@ -131,24 +132,32 @@ def test_train_commands_write_loadable_models(tmp_path: Path) -> None:
     assert callable(load_driftrec(drift))
 
 
-def test_ddrm_settings_come_from_the_model_and_flags_win() -> None:
+def test_the_runner_takes_the_entrys_settings_and_the_flags_win() -> None:
     import argparse
 
-    from opkit_cli.main import ddrm_settings
+    import opkit
+    from opkit_cli.runner import Runner
 
     class Model:
         def __init__(self) -> None:
             self.settings = {"jpeg": {"t_start": 45, "steps": 6, "num_samples": 8, "eta": 0.8}}
 
-    none = dict(steps=None, samples=None, eta=None, eta_b=None, t_start=None)
-    args = argparse.Namespace(op="jpeg", **none)
-    assert ddrm_settings(args, Model()) == {"t_start": 45, "steps": 6, "num_samples": 8, "eta": 0.8}
-    args = argparse.Namespace(op="jpeg", **{**none, "samples": 2, "eta_b": 0.5})
-    want = {"t_start": 45, "steps": 6, "num_samples": 2, "eta": 0.8, "eta_b": 0.5}
-    assert ddrm_settings(args, Model()) == want
-    args = argparse.Namespace(op="sr_block", **{**none, "steps": 3})
-    assert ddrm_settings(args, Model()) == {"steps": 3}
-    assert ddrm_settings(args, object()) == {"steps": 3}  # a model without settings
+    none = dict(steps=None, samples=None, eta=None, eta_b=None, t_start=None, sigma_y=0.0)
+    runner = Runner.__new__(Runner)  # the keyword assembly alone, without loading a model
+    runner.entry = opkit.default_registry().solver_entry("ddrm")
+    jpeg = opkit.create("jpeg", shape=(3, 16, 16), quality=10)
+    runner.args = argparse.Namespace(op="jpeg", **none)
+    # DDRM's defaults for encode/decode pairs, then the model's tuned settings
+    want = {"t_start": 45, "steps": 6, "num_samples": 8, "eta": 0.8, "eta_b": 0.4}
+    assert runner.keywords(jpeg, Model()) == want
+    runner.args = argparse.Namespace(op="jpeg", **{**none, "samples": 2, "eta_b": 0.5, "sigma_y": 0.0})
+    assert runner.keywords(jpeg, Model()) == {**want, "num_samples": 2, "eta_b": 0.5}
+    sr = opkit.create("sr_block", shape=(3, 16, 16), factor=2)
+    runner.args = argparse.Namespace(op="sr_block", **{**none, "steps": 3, "sigma_y": 0.1})
+    svd = {"steps": 3, "eta": 0.85, "eta_b": 1.0, "t_start": None, "sigma_y": 0.1}
+    assert runner.keywords(sr, Model()) == svd
+    assert runner.keywords(sr, object()) == svd  # a model without settings
+    assert runner.effective(sr, object())["num_samples"] == 1  # the signature's default
 
 
 def test_main_job_prints_only_progress_and_result_lines(tmp_path: Path) -> None:

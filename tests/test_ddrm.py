@@ -13,7 +13,8 @@ from torch import Tensor
 import opkit
 import solvers
 from opkit.testing import strategies as ost
-from solvers.ddrm.priors import OraclePrior, linear_alphas_cumprod
+from solvers.oracles import OraclePrior
+from solvers.priors import linear_alphas_cumprod
 from tests.test_ddrm_toys import RoundingCodec, toy_svd_operators
 
 SHAPE = (3, 4, 6)
@@ -145,8 +146,8 @@ def test_encode_decode_defaults_are_the_paper_s() -> None:
     c = solvers.ddrm(codec, y, Recorder(), generator=_gen(3), eta=1.0, eta_b=0.5, t_start=300)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(a, c)
-    assert solvers.ddrm.solver.DDRM_DEFAULTS["encode_decode"] == (1.0, 0.4, 300)
-    assert solvers.ddrm.solver.DDRM_DEFAULTS["svd"] == (0.85, 1.0, None)
+    assert solvers.methods.ddrm.DDRM_DEFAULTS["encode_decode"] == (1.0, 0.4, 300)
+    assert solvers.methods.ddrm.DDRM_DEFAULTS["svd"] == (0.85, 1.0, None)
 
 
 def test_callback_sees_model_input_and_prediction() -> None:

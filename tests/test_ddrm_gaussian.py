@@ -34,8 +34,9 @@ from torch import Tensor
 
 import opkit
 import solvers
-from solvers.ddrm import solver as _ddrm
-from solvers.ddrm.priors import GaussianPrior, uniform_timesteps
+from solvers.methods import ddrm as _ddrm
+from solvers.oracles import GaussianPrior
+from solvers.priors import uniform_timesteps
 from tests.helpers import dense_matrix
 from tests.test_ddrm_toys import toy_svd_operators
 

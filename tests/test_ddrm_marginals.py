@@ -39,7 +39,8 @@ from torch import Tensor
 
 import opkit
 import solvers
-from solvers.ddrm.priors import OraclePrior, uniform_timesteps
+from solvers.oracles import OraclePrior
+from solvers.priors import uniform_timesteps
 from tests.test_ddrm_toys import toy_svd_operators
 
 SHAPE = (3, 4, 6)

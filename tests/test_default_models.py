@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import solvers.driftrec.solver
+import solvers.methods.driftrec
 from opkit.metrics import psnr
 from solvers import load_prior
 from solvers.common.data import photo
-from solvers.ddrm.priors import DEFAULT_PRIOR_DIR
+from solvers.priors import DEFAULT_PRIOR_DIR
 
 
 def test_default_prior_is_bundled_and_loads_offline() -> None:
@@ -36,7 +36,7 @@ def test_default_prior_denoises_a_held_out_photograph() -> None:
 
 
 def test_default_driftrec_missing_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(solvers.driftrec.solver, "DEFAULT_DRIFTREC_DIR", tmp_path / "absent")
+    monkeypatch.setattr(solvers.sdes.score_models, "DEFAULT_DRIFTREC_DIR", tmp_path / "absent")
     with pytest.raises(ValueError, match="no default DriftRec model is bundled"):
         solvers.load_driftrec("default")
 

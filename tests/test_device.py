@@ -19,7 +19,7 @@ import torch
 import opkit
 import solvers
 from opkit.testing import check_operator
-from solvers.ddrm.priors import OraclePrior
+from solvers.oracles import OraclePrior
 
 pytestmark = pytest.mark.cuda
 

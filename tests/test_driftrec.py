@@ -12,8 +12,8 @@ from scipy.integrate import solve_ivp
 from torch import Tensor
 
 import solvers
-from solvers.driftrec.samplers import euler_heun, euler_maruyama, probability_flow
-from solvers.driftrec.sdes import OUVE, TSDVE, CosVE, DriftSDE
+from solvers.sdes import OUVE, TSDVE, CosVE, DriftSDE
+from solvers.sdes.samplers import euler_heun, euler_maruyama, probability_flow
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -225,7 +225,7 @@ def test_driftrec_rejects_bad_input() -> None:
 
 
 def test_driftrec_refuses_an_sde_other_than_the_models() -> None:
-    model = solvers.driftrec.score_models.ScoreModel.from_preset("tiny", "cosve")
+    model = solvers.sdes.score_models.ScoreModel.from_preset("tiny", "cosve")
     y = torch.rand(1, 3, 8, 8)
     with pytest.raises(ValueError, match="trained for"):
         solvers.driftrec(y, model, sde="ouve", steps=1)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import solvers
-from solvers.driftrec.score_models import PRESETS, ScoreModel, build_unet
+from solvers.sdes.score_models import PRESETS, ScoreModel, build_unet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -110,7 +110,7 @@ def test_no_extension_is_built_or_loaded() -> None:
 @pytest.mark.slow
 def test_network_imports_without_any_compile_step() -> None:
     code = (
-        "import solvers, torch; m = solvers.driftrec.score_models.ScoreModel.from_preset('tiny');"
+        "import solvers, torch; m = solvers.sdes.score_models.ScoreModel.from_preset('tiny');"
         "print(m(torch.rand(1,3,8,8), torch.rand(1,3,8,8), torch.tensor([0.5])).shape)"
     )
     out = subprocess.run(

@@ -141,14 +141,14 @@ def test_diffusers_checkpoint_layouts(tmp_path: Path) -> None:
     assert (flat / "scheduler_config.json").is_file()
     torch.testing.assert_close(
         solvers.load_prior(flat).alphas_cumprod,
-        solvers.ddrm.priors.linear_alphas_cumprod(),
+        solvers.priors.linear_alphas_cumprod(),
         rtol=1e-6,
         atol=0,
     )
 
 
 def test_driftrec_vs_ddrm_with_a_model(tmp_path: Path, prior_dir: Path) -> None:
-    from solvers.driftrec.score_models import ScoreModel
+    from solvers.sdes.score_models import ScoreModel
 
     ScoreModel.from_preset("tiny").save_pretrained(tmp_path / "driftrec")
     model = ["--driftrec-model", str(tmp_path / "driftrec"), "--driftrec-steps", "2"]

@@ -29,7 +29,7 @@ from torch import Tensor
 
 import opkit
 import solvers
-from solvers.ddrm.priors import GaussianPrior, OraclePrior
+from solvers.oracles import GaussianPrior, OraclePrior
 from tests.toy_operators import random_dense_svd
 
 SHAPE = (1, 2, 3)

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from solvers import load_prior
 from solvers.common.data import dead_leaves
-from solvers.ddrm.training import train_prior
+from solvers.priors.training import train_prior
 
 
 def _images() -> list[torch.Tensor]:
@@ -54,7 +54,7 @@ def test_resume_continues_bit_for_bit(tmp_path: Path) -> None:
 
 
 def test_sample_timesteps_focus_puts_the_share_on_the_low_range() -> None:
-    from solvers.ddrm.training import sample_timesteps
+    from solvers.priors.training import sample_timesteps
 
     g = torch.Generator().manual_seed(0)
     t = sample_timesteps(20000, 1000, g, focus=(99, 0.5))
@@ -83,7 +83,7 @@ def test_init_from_starts_with_the_saved_weights(tmp_path: Path) -> None:
 
 
 def test_grey_fraction_turns_photograph_crops_grey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import solvers.ddrm.training as pt
+    import solvers.priors.training as pt
 
     seen: list[torch.Tensor] = []
     real = pt.prior_loss

@@ -13,10 +13,9 @@ import torch
 from torch import Tensor
 
 import solvers
-from solvers.ddrm.priors import (
+from solvers.oracles import GaussianPrior, OraclePrior
+from solvers.priors import (
     DiffusionPrior,
-    GaussianPrior,
-    OraclePrior,
     UNetPrior,
     linear_alphas_cumprod,
     load_prior,
@@ -233,9 +232,9 @@ def test_load_pipeline_layout_and_run_ddrm(tmp_path: Path) -> None:
 
 
 def test_load_prior_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import solvers.ddrm.priors
+    import solvers.priors.loading
 
-    monkeypatch.setattr(solvers.ddrm.priors, "DEFAULT_PRIOR_DIR", tmp_path / "absent")
+    monkeypatch.setattr(solvers.priors.loading, "DEFAULT_PRIOR_DIR", tmp_path / "absent")
     with pytest.raises(ValueError, match="no default DDRM prior is bundled"):
         load_prior("default")
     with pytest.raises(FileNotFoundError, match="never downloads"):

@@ -9,8 +9,8 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
-from solvers.driftrec import sdes
-from solvers.driftrec.sdes import OUVE, TSDVE, CosVE, DriftSDE
+from solvers.sdes import OUVE, TSDVE, CosVE, DriftSDE
+from solvers.sdes import forward as sdes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,8 +13,7 @@ import opkit
 import solvers
 from opkit.registry import DuplicateSolverError, OpkitPluginWarning, Registry
 from opkit.testing import check_solver, toy_operators
-from solvers._plugin import PointScore
-from solvers.ddrm.priors import OraclePrior
+from solvers.oracles import OraclePrior, PointScore
 
 
 def _load(monkeypatch: pytest.MonkeyPatch, **named: str) -> Registry:

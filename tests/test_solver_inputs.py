@@ -13,9 +13,9 @@ from torch import Tensor
 
 import opkit
 import solvers
-from solvers.ddrm.priors import OraclePrior
-from solvers.driftrec.score_models import ScoreModel
-from solvers.driftrec.sdes import OUVE
+from solvers.oracles import OraclePrior
+from solvers.sdes import OUVE
+from solvers.sdes.score_models import ScoreModel
 
 
 def _x(shape: tuple[int, ...] = (1, 3, 16, 16), seed: int = 0) -> Tensor:
@@ -217,7 +217,7 @@ def test_save_pretrained_writes_atomically(tmp_path: Path, monkeypatch: pytest.M
     def interrupted(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("solvers.driftrec.score_models.save_file", interrupted)
+    monkeypatch.setattr("solvers.sdes.score_models.save_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ScoreModel.from_preset("tiny", seed=1).save_pretrained(target)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before

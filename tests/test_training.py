@@ -10,9 +10,9 @@ from torch import Tensor
 
 import opkit
 import solvers
-from solvers.driftrec.score_models import ScoreModel
-from solvers.driftrec.sdes import OUVE, TSDVE
-from solvers.driftrec.training import PairMaker, dsm_loss, random_crops, train_driftrec
+from solvers.sdes import OUVE, TSDVE
+from solvers.sdes.score_models import ScoreModel
+from solvers.sdes.training import PairMaker, dsm_loss, random_crops, train_driftrec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -100,7 +100,7 @@ def test_random_crops_are_seeded_and_in_bounds() -> None:
         random_crops(ims, 24, 1, torch.Generator())
 
 
-def _train(**kw: Any) -> solvers.driftrec.training.TrainResult:
+def _train(**kw: Any) -> solvers.sdes.training.TrainResult:
     args: dict[str, Any] = {
         "model": ScoreModel.from_preset("tiny", OUVE(), seed=0, **TINY),
         "sigma_y": 0.1,

@@ -19,7 +19,8 @@ from torch import Tensor
 
 import opkit
 from solvers.common import Progress, SolveInfo, check_common, check_operator_kind, normal_
-from solvers.ddrm.priors import OraclePrior, uniform_timesteps
+from solvers.oracles import OraclePrior
+from solvers.priors import uniform_timesteps
 
 
 def ddnm(
@@ -75,7 +76,7 @@ def ddnm(
     hh1 = op.pinv(op(torch.ones((1, *op.shape), dtype=y.dtype, device=y.device)))  # H†H 1
     range_part = 2.0 * op.pinv(yk) - hh1  # H†y_m with y_m = 2y - H1 (model range)
     x = normal_(torch.empty_like(range_part), generator)
-    with Progress(len(timesteps), f"DDNM ({op._label()})", progress) as bar, torch.no_grad():
+    with Progress(len(timesteps), f"DDNM ({op.label})", progress) as bar, torch.no_grad():
         for i, t in enumerate(timesteps):
             bar.start()
             a = float(alphas[t])

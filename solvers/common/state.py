@@ -1,6 +1,6 @@
 """Training state (optimizer, random generators, counters) saved with safetensors and JSON.
 
-Shared by :mod:`solvers.driftrec.training` and :mod:`solvers.ddrm.training`: the file names, the EMA
+Shared by :mod:`solvers.sdes.training` and :mod:`solvers.priors.training`: the file names, the EMA
 update, and the state files (nothing is pickled, and a resumed run continues bit for bit).
 :func:`read_json` and :func:`read_safetensors` read the files
 of a model folder and turn a damaged file into a ``ValueError`` that names it.

@@ -6,7 +6,7 @@ import torch
 
 import opkit
 from solvers import pigdm
-from solvers.ddrm.priors import OraclePrior
+from solvers.oracles import OraclePrior
 
 
 @opkit.hookimpl

@@ -67,8 +67,7 @@ from solvers.common import (
     repeat_rows,
 )
 from solvers.common.finite import FiniteWatch, check_finite, working_dtype
-from solvers.ddrm.priors import uniform_timesteps
-from solvers.ddrm.solver import _check_model
+from solvers.priors import check_prior, uniform_timesteps
 
 __all__ = ["PIGDM_ACCEPTS", "pigdm"]
 
@@ -150,7 +149,7 @@ def pigdm(
     Examples
     --------
     >>> import opkit, torch
-    >>> from solvers.ddrm.priors import OraclePrior
+    >>> from solvers.oracles import OraclePrior
     >>> x = torch.rand(1, 3, 8, 8, dtype=torch.float64)
     >>> op = opkit.create("sr_block", shape=(3, 8, 8), factor=2)
     >>> out = pigdm(op, op(x), OraclePrior(x), steps=5)
@@ -158,14 +157,12 @@ def pigdm(
     True
     """
     kind = check_operator_kind("pigdm", op, PIGDM_ACCEPTS)
-    alphas = _check_model(model)
+    alphas = check_prior(model)
     check_common(steps, num_samples)
     sigma_y = check_non_negative("sigma_y", sigma_y)
     eta = check_unit("eta", eta)
     if sigma_y > 0 and kind != "svd":
-        raise ValueError(
-            f"sigma_y > 0 needs an operator with an SVD; {op._label()} is {kind.replace('_', '/')}"
-        )
+        raise ValueError(f"sigma_y > 0 needs an operator with an SVD; {op.label} is {kind.replace('_', '/')}")
     timesteps = uniform_timesteps(alphas.numel(), steps, t_start)
     abar = [float(alphas[t]) for t in timesteps]
 
@@ -174,17 +171,17 @@ def pigdm(
         op.check_measurement(y)
         dec_y = op.decode(y)
         if not isinstance(dec_y, Tensor) or not dec_y.is_floating_point():
-            raise ValueError(f"{op._label()}.decode(y) must return a floating image tensor")
+            raise ValueError(f"{op.label}.decode(y) must return a floating image tensor")
         if dec_y.ndim != 4 or tuple(dec_y.shape[1:]) != op.shape:
             raise ValueError(
-                f"y does not fit {op._label()}: it decodes to shape {tuple(dec_y.shape)}, "
+                f"y does not fit {op.label}: it decodes to shape {tuple(dec_y.shape)}, "
                 f"expected (B, {', '.join(map(str, op.shape))})"
             )
         check_finite("Decode(y)", dec_y)
         like = dec_y
     else:
         if not isinstance(y, Tensor) or not y.is_floating_point():
-            raise ValueError(f"y must be a floating tensor for {op._label()}")
+            raise ValueError(f"y must be a floating tensor for {op.label}")
         op.check_measurement(y)
         check_finite("y", y)
         like = y
@@ -207,7 +204,7 @@ def pigdm(
         start = guide.back_projection()
         x = math.sqrt(a0) * start + math.sqrt(1 - a0) * noise
     x0g = x
-    bar = Progress(len(timesteps), f"ΠGDM ({op._label()})", progress)
+    bar = Progress(len(timesteps), f"ΠGDM ({op.label})", progress)
     with bar:
         for i, t in enumerate(timesteps):
             bar.start()

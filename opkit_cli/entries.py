@@ -1,27 +1,18 @@
-"""Operators of the ``opkit`` command line: registry look-ups, parameter checks, shape inference,
-and the ``opkit ops`` and ``opkit degrade`` commands.
+"""Registry look-ups of the ``opkit`` command line: operator and solver entries, ``--param``
+checks, building operators and inferring an image's shape from its measurement's, each with
+one-line errors.
 """
 
 from __future__ import annotations
 
-import argparse
 import inspect
-import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import torch
-
 import opkit
-from opkit.io import (
-    save_image,
-    write_atomic,
-)
-from opkit_cli.io import LOSSLESS_SUFFIXES, check_outputs, read_input
-from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, one_line, parse_params
+from opkit_cli.errors import fail, one_line
 
 
 def _entry_or_fail(lookup: Callable[[str], Any], name: str) -> Any:
@@ -123,86 +114,3 @@ def quiet_registry() -> opkit.Registry:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", opkit.OpkitPluginWarning)
         return opkit.default_registry()
-
-
-def _keywords(defaults: dict[str, Any]) -> str:
-    """``name`` or ``name=default`` for each keyword, comma-separated, or ``(none)``."""
-    text = ", ".join(
-        name if default is inspect.Parameter.empty else f"{name}={default!r}"
-        for name, default in defaults.items()
-    )
-    return text or "(none)"
-
-
-def _print_skipped(reg: opkit.Registry) -> None:
-    for name, why in reg.skipped.items():
-        print(f"(skipped plugin {name}: {one_line(why)})", file=sys.stderr)
-
-
-def cmd_ops(args: argparse.Namespace) -> int:
-    """List the registered operators with their parameters and plugins."""
-    reg = quiet_registry()
-    for entry in reg.entries():
-        print(f"{entry.name:<14} {entry.description}")
-        print(f"{'':<14} parameters: {_keywords(entry.parameters())}   [plugin: {entry.plugin}]")
-    _print_skipped(reg)
-    return EXIT_OK
-
-
-def cmd_solvers(args: argparse.Namespace) -> int:
-    """List the registered solvers: operator kinds, model, options and plugin."""
-    reg = quiet_registry()
-    for entry in reg.solver_entries():
-        print(f"{entry.name:<14} {entry.description}")
-        kinds = ", ".join(entry.accepts)
-        print(f"{'':<14} operators: {kinds}   model: {entry.model}   [plugin: {entry.plugin}]")
-        print(f"{'':<14} options: {_keywords(entry.options())}")
-    _print_skipped(reg)
-    return EXIT_OK
-
-
-def cmd_degrade(args: argparse.Namespace) -> int:
-    """Apply an operator (and optional Gaussian noise) to an image and write the result."""
-    params = parse_params(args.param)
-    check_params(args.op, params)
-    out = Path(args.output)
-    suffix = out.suffix.lower()
-    # any suffix may name a format plugin's file (checked once the operator exists)
-    check_outputs([("-o", args.output, None)], inputs=[args.image], force=args.force)
-    x = read_input(args.image, max_pixels_of(args))
-    op = create_operator(args.op, tuple(x.shape[1:]), params)
-    coded = isinstance(op, opkit.EncodeDecodeOperator)
-    if args.sigma_y > 0 and coded:
-        fail(f"--sigma-y does not apply to --op {args.op}: its measurement is a noiseless code")
-    if suffix not in LOSSLESS_SUFFIXES:
-        # a file format plugin writes the measurement itself (the jpeg plugin: a real .jpg file)
-        written = opkit.write_measurement(op, x, suffix)
-        if written is None:
-            fail(
-                f"-o {out}: no file format plugin writes {suffix or 'suffix-less'} files for --op "
-                f"{args.op} (a lossy image file would degrade the result again); write a lossless "
-                f"format ({', '.join(LOSSLESS_SUFFIXES)})"
-            )
-        data = written[1]
-        write_atomic(out, data)
-        bpp = 8 * len(data) / (x.shape[-1] * x.shape[-2])
-        size = f"{len(data)} bytes, {bpp:.2f} bits/pixel"
-        print(f"wrote {out} (the {args.op} measurement as a {suffix} file: {size})")
-        return EXIT_OK
-    y = op(x)
-    if coded:
-        image = op.decode(y)  # a viewable image: Decode(Encode(x)), never the raw codes
-    elif isinstance(y, torch.Tensor) and y.ndim == 4 and y.shape[1] in (1, 3):
-        if args.sigma_y > 0:
-            g = torch.Generator().manual_seed(args.seed)
-            from solvers.common import randn
-
-            y = y + args.sigma_y * randn(y.shape, y, g)
-        image = y
-    else:
-        if args.sigma_y > 0:
-            fail(f"--sigma-y applies to image-valued measurements, not {args.op}")
-        image = op.pinv(y)
-    save_image(image, out)
-    print(f"wrote {out} ({args.op}, {tuple(image.shape[1:])})")
-    return EXIT_OK

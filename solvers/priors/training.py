@@ -35,7 +35,7 @@ from opkit.operators import per_sample
 from solvers.common import randn
 from solvers.common.data import dead_leaves, random_crops
 from solvers.common.state import STATE_JSON, STATE_NAME, WEIGHTS_NAME, ema_update, load_state, save_state
-from solvers.ddrm.priors import BETA_END, BETA_START, linear_alphas_cumprod
+from solvers.priors.schedules import BETA_END, BETA_START, linear_alphas_cumprod
 
 __all__ = ["PRIOR_PRESETS", "build_prior_unet", "prior_loss", "sample_timesteps", "train_prior"]
 

@@ -56,9 +56,9 @@ from opkit.params import check_non_negative, check_unit
 from solvers.common import Progress, SolveInfo, check_common, repeat_rows
 from solvers.common import normal_ as _normal_
 from solvers.common.finite import FiniteWatch, check_finite, working_dtype
-from solvers.ddrm.priors import _check_alphas_cumprod, uniform_timesteps
+from solvers.priors import check_prior, uniform_timesteps
 
-__all__ = ["DDRM_DEFAULTS", "ddrm"]
+__all__ = ["DDRM_DEFAULTS", "ddrm", "ddrm_settings"]
 
 #: Paper defaults per operator kind: ``(eta, eta_b, t_start)``; ``t_start=None`` is the full schedule.
 DDRM_DEFAULTS: dict[str, tuple[float, float, int | None]] = {
@@ -67,6 +67,35 @@ DDRM_DEFAULTS: dict[str, tuple[float, float, int | None]] = {
 }
 
 Callback = Callable[[int, int, Tensor, Tensor], Any]
+
+
+def ddrm_settings(model: Any, op: opkit.Operator[Any]) -> dict[str, Any]:
+    """DDRM's settings for a prior and an operator: the paper's defaults, then the prior's own.
+
+    The defaults of :data:`DDRM_DEFAULTS` for the operator's kind; then what the prior ships
+    for the operator's registered name in ``prior.settings`` (``ddrm_settings.json`` of a model
+    folder, tuned on validation photographs; :func:`solvers.load_prior`). DDRM's registry entry
+    carries this function, so callers such as the command line need not know DDRM.
+
+    Parameters
+    ----------
+    model : prior or None
+        The prior (``None`` before it is loaded: the defaults alone).
+    op : opkit.Operator
+        The operator.
+
+    Returns
+    -------
+    dict
+        Keywords of :func:`ddrm` (``eta``, ``eta_b``, ``t_start``, and any of ``steps``,
+        ``num_samples`` the prior ships).
+    """
+    kind = "encode_decode" if isinstance(op, opkit.EncodeDecodeOperator) else "svd"
+    eta, eta_b, t_start = DDRM_DEFAULTS[kind]
+    out: dict[str, Any] = {"eta": eta, "eta_b": eta_b, "t_start": t_start}
+    tuned = getattr(model, "settings", None) or {}
+    out.update(tuned.get(op.name, {}) if op.name else {})
+    return out
 
 
 def ddrm(
@@ -105,7 +134,7 @@ def ddrm(
     ==================  ======  ======  ==============================================
 
     with 20 model calls uniformly skipped over the prior's schedule (the papers use the
-    1000-step linear β schedule of DDPM, :func:`solvers.ddrm.priors.linear_alphas_cumprod`).
+    1000-step linear β schedule of DDPM, :func:`solvers.priors.linear_alphas_cumprod`).
 
     Parameters
     ----------
@@ -118,10 +147,10 @@ def ddrm(
         float16 and bfloat16 measurements are computed in float32; the result has their dtype.
     model : prior
         Any object with ``alphas_cumprod`` and ``__call__(x_t, t, **kwargs) -> ε`` for VP inputs
-        with data in ``[-1, 1]`` (see :mod:`solvers.ddrm.priors`); ``t`` is passed as a ``(B,)`` long
+        with data in ``[-1, 1]`` (see :mod:`solvers.priors`); ``t`` is passed as a ``(B,)`` long
         tensor.
     steps : int
-        Number of model calls (timesteps, see :func:`solvers.ddrm.priors.uniform_timesteps`).
+        Number of model calls (timesteps, see :func:`solvers.priors.uniform_timesteps`).
     eta : float, optional
         η in ``[0, 1]``: the share of fresh noise in each step.
     eta_b : float, optional
@@ -187,7 +216,7 @@ def ddrm(
     Examples
     --------
     >>> import opkit, torch
-    >>> from solvers.ddrm.priors import OraclePrior
+    >>> from solvers.oracles import OraclePrior
     >>> x = torch.rand(1, 3, 8, 8, dtype=torch.float64)
     >>> op = opkit.create("denoise", shape=(3, 8, 8))
     >>> out = ddrm(op, op(x), OraclePrior(x), steps=5)
@@ -208,7 +237,7 @@ def ddrm(
     eta = d_eta if eta is None else check_unit("eta", eta)
     eta_b = d_eta_b if eta_b is None else check_unit("eta_b", eta_b)
     sigma_y = check_non_negative("sigma_y", sigma_y)
-    alphas = _check_model(model)
+    alphas = check_prior(model)
     check_common(steps, num_samples)
     if t_start is None:
         t_start = d_start
@@ -253,15 +282,6 @@ def ddrm(
 # --------------------------------------------------------------------------------------------
 # validation helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _check_model(model: Any) -> Tensor:
-    if not callable(model) or not hasattr(model, "alphas_cumprod"):
-        raise TypeError(
-            "model must follow the prior protocol: an object with alphas_cumprod and "
-            f"__call__(x_t, t) -> eps (see solvers.ddrm.priors); got {type(model).__name__}"
-        )
-    return _check_alphas_cumprod(model.alphas_cumprod, "model")
 
 
 def _inner_expand(c: Tensor, shape: torch.Size, inner: int = 256) -> Tensor:
@@ -349,7 +369,7 @@ class _Run:
     def svd(self, op: opkit.SVDOperator, y: Tensor, sig: float) -> Tensor:
         """Spectral DDRM; ``sig`` is the measurement noise in the model range (2 σ_y)."""
         if not isinstance(y, Tensor):
-            raise ValueError(f"y must be a tensor for {op._label()}, got {type(y).__name__}")
+            raise ValueError(f"y must be a tensor for {op.label}, got {type(y).__name__}")
         if not y.is_floating_point():
             raise ValueError(f"y must be a floating tensor, got {y.dtype}")
         op.check_measurement(y)
@@ -395,7 +415,7 @@ class _Run:
         buf_in = torch.empty(img_shape, dtype=y.dtype, device=y.device)
         buf_x0 = (torch.empty_like(buf_in), torch.empty_like(buf_in))
 
-        bar = self._bar(f"DDRM ({op._label()})")
+        bar = self._bar(f"DDRM ({op.label})")
         try:
             for i, t in enumerate(self.timesteps):
                 bar.start()
@@ -445,12 +465,12 @@ class _Run:
         op.check_measurement(y)
         dec_y = op.decode(y)
         if not isinstance(dec_y, Tensor) or not dec_y.is_floating_point():
-            raise ValueError(f"{op._label()}.decode(y) must return a floating image tensor")
+            raise ValueError(f"{op.label}.decode(y) must return a floating image tensor")
         self.out_dtype = dec_y.dtype
         dec_y = dec_y.to(working_dtype(dec_y.dtype))  # half precision: compute in float32
         if dec_y.ndim != 4 or tuple(dec_y.shape[1:]) != op.shape:
             raise ValueError(
-                f"y does not fit {op._label()}: it decodes to shape {tuple(dec_y.shape)}, "
+                f"y does not fit {op.label}: it decodes to shape {tuple(dec_y.shape)}, "
                 f"expected (B, {', '.join(map(str, op.shape))})"
             )
         check_finite("Decode(y)", dec_y)
@@ -463,7 +483,7 @@ class _Run:
         noise = _normal_(torch.empty(dec_y.shape, dtype=dec_y.dtype, device=dec_y.device), self.generator)
         x_in = torch.add(2.0 * dec_y - 1.0, noise, alpha=math.sqrt((1 - a0) / a0)).mul_(math.sqrt(a0))
         buf_f, buf_f01 = torch.empty_like(noise), torch.empty_like(noise)
-        bar = self._bar(f"DDRM-JPEG ({op._label()})")
+        bar = self._bar(f"DDRM-JPEG ({op.label})")
         mix = dec_y
         try:
             for i, t in enumerate(self.timesteps):

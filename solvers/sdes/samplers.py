@@ -9,8 +9,8 @@ Every sampler integrates the reverse of the forward SDE
 
 Signature shared by the samplers: ``sampler(score, sde, y, x, ...)`` where ``score(x, y, t)``
 takes ``t`` as a tensor ``(B,)`` of ``x``'s dtype, ``sde`` is the forward
-:class:`~solvers.driftrec.sdes.DriftSDE`, ``y`` the corrupted images ``(B, C, H, W)``, ``x`` the
-initial state at :math:`t = 1` (normally :meth:`~solvers.driftrec.sdes.DriftSDE.prior_sample`),
+:class:`~solvers.sdes.DriftSDE`, ``y`` the corrupted images ``(B, C, H, W)``, ``x`` the
+initial state at :math:`t = 1` (normally :meth:`~solvers.sdes.DriftSDE.prior_sample`),
 and the return value is ``(x_final, SamplerInfo)``. ``callback(i, t, x)`` is called after every
 step with the step index, the time reached and the state.
 """
@@ -27,7 +27,7 @@ from torch import Tensor
 from opkit.params import check_positive_int
 from solvers.common import randn
 from solvers.common.finite import FiniteWatch
-from solvers.driftrec.sdes import DriftSDE
+from solvers.sdes.forward import DriftSDE
 
 __all__ = ["SAMPLERS", "SamplerInfo", "euler_heun", "euler_maruyama", "probability_flow"]
 

@@ -1,17 +1,15 @@
 r"""DriftRec: blind restoration by a task-adapted conditional diffusion (Welker et al.).
 
-The forward SDE (:mod:`solvers.driftrec.sdes`) drifts a clean image toward its corrupted version ``y``
+The forward SDE (:mod:`solvers.sdes`) drifts a clean image toward its corrupted version ``y``
 while adding noise; a conditional score model learns :math:`\nabla\log p_t(x_t\mid y)`
-(:mod:`solvers.driftrec.training`), and restoration runs the reverse process from
-:math:`x_1 = y + \sigma_1 z` down to :math:`t_\varepsilon` (:mod:`solvers.driftrec.samplers`). The
+(:mod:`solvers.sdes.training`), and restoration runs the reverse process from
+:math:`x_1 = y + \sigma_1 z` down to :math:`t_\varepsilon` (:mod:`solvers.sdes.samplers`). The
 corruption operator is never needed at inference: the method is blind.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,14 +20,10 @@ import opkit
 from opkit.solver import KINDS
 from solvers.common import Progress, callback_arity, check_common, check_operator_kind
 from solvers.common.finite import check_finite, working_dtype
-from solvers.driftrec.samplers import SAMPLERS, SamplerInfo, euler_heun, euler_maruyama, probability_flow
-from solvers.driftrec.score_models import ScoreModel
-from solvers.driftrec.sdes import DriftSDE, get_sde
+from solvers.sdes.forward import DriftSDE, get_sde
+from solvers.sdes.samplers import SAMPLERS, SamplerInfo, euler_heun, euler_maruyama, probability_flow
 
-__all__ = ["DEFAULT_DRIFTREC_DIR", "color_correct", "driftrec", "load_driftrec"]
-
-#: Where the bundled default DriftRec JPEG model lives (``solvers/weights/driftrec``).
-DEFAULT_DRIFTREC_DIR = Path(__file__).resolve().parent.parent / "weights" / "driftrec"
+__all__ = ["color_correct", "driftrec"]
 
 ScoreFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -102,10 +96,10 @@ def _degraded_image(op: opkit.Operator[Any], y: Any) -> Tensor:
     try:
         op.check_measurement(y)
     except (TypeError, AttributeError) as exc:
-        raise ValueError(f"y does not fit {op._label()}: {exc}") from None
+        raise ValueError(f"y does not fit {op.label}: {exc}") from None
     image = op.decode(y) if coded else op.pinv(y)
     if not isinstance(image, Tensor) or tuple(image.shape[1:]) != tuple(op.shape):
-        raise ValueError(f"y does not fit {op._label()}: it gives an image of shape {_shape(image)}")
+        raise ValueError(f"y does not fit {op.label}: it gives an image of shape {_shape(image)}")
     return image
 
 
@@ -173,7 +167,7 @@ def driftrec(
     progress : bool, optional
         Show a tqdm progress bar; by default only when stderr is a terminal.
     return_info : bool
-        Also return the :class:`~solvers.driftrec.samplers.SamplerInfo` (NFE, steps, rejected steps).
+        Also return the :class:`~solvers.sdes.samplers.SamplerInfo` (NFE, steps, rejected steps).
     sde : str or DriftSDE, optional
         ``"ouve"``, ``"tsdve"``, ``"cosve"``, an SDE object, or ``"model"`` for the model's own
         ``sde`` attribute. A model that carries an SDE refuses a different one. By default the
@@ -262,34 +256,3 @@ def driftrec(
             out = color_correct(out, y)
     out = out.to(out_dtype)
     return (out, info) if return_info else out
-
-
-def load_driftrec(
-    path: str | os.PathLike[str],
-    *,
-    ema: bool = True,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-) -> ScoreModel:
-    """Load a DriftRec score model: :meth:`ScoreModel.from_pretrained
-    <solvers.driftrec.score_models.ScoreModel.from_pretrained>`, plus the bundled model.
-
-    ``path`` is a directory written by ``save_pretrained`` or by
-    :func:`~solvers.driftrec.training.train_driftrec`, or ``"default"``: the JPEG model bundled
-    with the package (:data:`DEFAULT_DRIFTREC_DIR`; see the model card in the documentation).
-    ``ema``, ``device`` and ``dtype`` are passed on. Raises ``FileNotFoundError`` if ``path`` is
-    not a model directory, and ``ValueError`` for ``"default"`` in an installation without the
-    bundled model (and for a damaged model, as ``from_pretrained`` does).
-    """
-    if isinstance(path, str) and path == "default":
-        path = DEFAULT_DRIFTREC_DIR
-        if not (path / "config.json").is_file():
-            raise ValueError(
-                "load_driftrec('default'): no default DriftRec model is bundled in this installation "
-                f"(expected {path}); train one with solvers.driftrec.training.train_driftrec "
-                "(or scripts/train_default_driftrec.py) and pass its directory"
-            )
-    p = Path(path)
-    if not p.is_dir():
-        raise FileNotFoundError(f"DriftRec model directory not found: {p}")
-    return ScoreModel.from_pretrained(p, ema=ema, device=device, dtype=dtype)

@@ -56,7 +56,7 @@ class Checkpoint:
     paper : str
         The paper that trained it and the restoration paper(s) that used it.
     config : mapping or None
-        guided-diffusion settings (:class:`solvers.ddrm.adm.ADMConfig`) of an ADM checkpoint, with
+        guided-diffusion settings (:class:`solvers.priors.adm.ADMConfig`) of an ADM checkpoint, with
         ``diffusion_steps`` and ``noise_schedule``; ``None`` for a hub model.
     file : str or None
         The official file name of an ADM checkpoint.

@@ -1,7 +1,7 @@
 r"""Training DriftRec score models by conditional denoising score matching.
 
 For a pair :math:`(x_0, y)` the forward SDE's perturbation kernel is
-:math:`\mathcal N(\mu_t, \sigma_t^2 I)` (:mod:`solvers.driftrec.sdes`), and the paper's σ-weighted loss
+:math:`\mathcal N(\mu_t, \sigma_t^2 I)` (:mod:`solvers.sdes`), and the paper's σ-weighted loss
 (eq. 15) is
 
 .. math::
@@ -27,7 +27,7 @@ Pairs come from clean images and **any** opkit operator (never a plugin import):
 
 Optimisation follows the paper: AdamW (learning rate 1e-4), an exponential moving average of the
 weights with decay 0.999 (used for inference), random crops. Checkpoints are diffusers-style
-directories (:mod:`solvers.driftrec.score_models`) that also hold the raw weights, the optimizer state, the
+directories (:mod:`solvers.sdes.score_models`) that also hold the raw weights, the optimizer state, the
 step, the loss history and the random generators, so a resumed run continues bit for bit.
 """
 
@@ -52,8 +52,8 @@ from opkit.params import check_positive_int
 from solvers.common import randn
 from solvers.common.data import as_image_list, random_crops
 from solvers.common.state import STATE_JSON, STATE_NAME, ema_update, load_state, read_safetensors, save_state
-from solvers.driftrec.score_models import RAW_WEIGHTS_NAME, WEIGHTS_NAME, ScoreModel
-from solvers.driftrec.sdes import DriftSDE, get_sde
+from solvers.sdes.forward import DriftSDE, get_sde
+from solvers.sdes.score_models import RAW_WEIGHTS_NAME, WEIGHTS_NAME, ScoreModel
 
 __all__ = ["QUALITY_DRAWS", "PairMaker", "TrainResult", "dsm_loss", "random_crops", "train_driftrec"]
 

@@ -43,10 +43,11 @@ from opkit.io import atomic_directory
 from opkit.operators import per_sample
 from solvers.common.state import WEIGHTS_NAME as _WEIGHTS_NAME
 from solvers.common.state import read_json, read_safetensors
-from solvers.driftrec.sdes import DriftSDE, get_sde
+from solvers.sdes.forward import DriftSDE, get_sde
 
 __all__ = [
     "CONFIG_NAME",
+    "DEFAULT_DRIFTREC_DIR",
     "DRIFTREC_CONFIG_NAME",
     "PARAMETERIZATIONS",
     "PRESETS",
@@ -54,12 +55,15 @@ __all__ = [
     "WEIGHTS_NAME",
     "ScoreModel",
     "build_unet",
+    "load_driftrec",
 ]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = _WEIGHTS_NAME
 RAW_WEIGHTS_NAME = "raw_model.safetensors"
 DRIFTREC_CONFIG_NAME = "driftrec.json"
+#: Where the bundled default DriftRec JPEG model lives (``solvers/weights/driftrec``).
+DEFAULT_DRIFTREC_DIR = Path(__file__).resolve().parent.parent / "weights" / "driftrec"
 FORMAT_VERSION = 2  # 2 added "parameterization" and "sigma_data"; version 1 files are "noise"
 
 #: What the U-Net's output means (see the module docstring): ``"noise"`` (the paper's), or
@@ -462,3 +466,34 @@ class ScoreModel(nn.Module):
 def _contiguous(state: dict[str, Tensor]) -> dict[str, Tensor]:
     # safetensors refuses shared or non-contiguous storage; clone into independent buffers
     return {k: v.detach().contiguous().clone() for k, v in state.items()}
+
+
+def load_driftrec(
+    path: str | os.PathLike[str],
+    *,
+    ema: bool = True,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> ScoreModel:
+    """Load a DriftRec score model: :meth:`ScoreModel.from_pretrained
+    <ScoreModel.from_pretrained>`, plus the bundled model.
+
+    ``path`` is a directory written by ``save_pretrained`` or by
+    :func:`~solvers.sdes.training.train_driftrec`, or ``"default"``: the JPEG model bundled
+    with the package (:data:`DEFAULT_DRIFTREC_DIR`; see the model card in the documentation).
+    ``ema``, ``device`` and ``dtype`` are passed on. Raises ``FileNotFoundError`` if ``path`` is
+    not a model directory, and ``ValueError`` for ``"default"`` in an installation without the
+    bundled model (and for a damaged model, as ``from_pretrained`` does).
+    """
+    if isinstance(path, str) and path == "default":
+        path = DEFAULT_DRIFTREC_DIR
+        if not (path / "config.json").is_file():
+            raise ValueError(
+                "load_driftrec('default'): no default DriftRec model is bundled in this installation "
+                f"(expected {path}); train one with solvers.sdes.training.train_driftrec "
+                "(or scripts/train_default_driftrec.py) and pass its directory"
+            )
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"DriftRec model directory not found: {p}")
+    return ScoreModel.from_pretrained(p, ema=ema, device=device, dtype=dtype)

@@ -1,0 +1,69 @@
+"""Errors and exit codes of the ``opkit`` command line: the leaf every other module imports.
+
+Every error ends a command with one line on stderr starting with ``opkit:`` (:func:`fail`), and
+one of the exit codes below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+#: Exit status of a command that succeeded.
+EXIT_OK = 0
+#: Exit status of a command that failed (one ``opkit: ...`` line on stderr says why).
+EXIT_ERROR = 1
+#: Exit status of a command line argparse refuses (a bad option or value).
+EXIT_USAGE = 2
+#: Exit status after Ctrl-C (128 + SIGINT); partial files are removed.
+EXIT_INTERRUPTED = 130
+
+
+def one_line(text: object) -> str:
+    """``text`` (or an exception's message) with its whitespace, newlines included, collapsed.
+
+    Parameters
+    ----------
+    text : object
+        A string or an exception.
+
+    Returns
+    -------
+    str
+        One line (the exception's type name when its message is empty).
+    """
+    s = " ".join(str(text).split())
+    return s or type(text).__name__
+
+
+def fail(message: object) -> NoReturn:
+    """Stop the command with ``opkit: MESSAGE`` on stderr and exit status :data:`EXIT_ERROR`.
+
+    Parameters
+    ----------
+    message : str or Exception
+        What went wrong, naming the file, option or value.
+
+    Raises
+    ------
+    SystemExit
+        Always.
+    """
+    raise SystemExit(f"opkit: {one_line(message)}")
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Show every warning as one ``opkit: warning: ...`` line on stderr while the block runs."""
+
+    def show(
+        message: Any, category: Any, filename: Any, lineno: Any, file: Any = None, line: Any = None
+    ) -> None:
+        print(f"opkit: warning: {one_line(message)}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
