@@ -29,6 +29,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from opkit.messages import one_line
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ImageReadWarning",
@@ -85,7 +87,7 @@ def _open(p: Path, max_pixels: int | None) -> Iterator[Image.Image]:
             try:
                 im = Image.open(p)
             except _READ_ERRORS as exc:
-                raise ValueError(f"cannot read {p} as an image: {_one_line(exc)}") from exc
+                raise ValueError(f"cannot read {p} as an image: {one_line(exc)}") from exc
             with im:
                 check_pixels(p, *im.size, max_pixels)
                 yield im
@@ -249,7 +251,7 @@ def load_image(
         try:
             arr, alpha = _pixels(p, im)
         except _READ_ERRORS as exc:
-            raise ValueError(f"cannot read {p} as an image: {_one_line(exc)}") from exc
+            raise ValueError(f"cannot read {p} as an image: {one_line(exc)}") from exc
     if alpha is not None and bool((alpha < 1.0).any()):
         warnings.warn(
             f"{p}: its alpha channel (transparency) is dropped; the stored colours are used",
@@ -346,10 +348,6 @@ def image_suffixes() -> tuple[str, ...]:
 # ----------------------------------------------------------------------------------------------
 # writing
 # ----------------------------------------------------------------------------------------------
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def _temp_beside(target: Path, *, directory: bool = False) -> Path:
     """Create (exclusively) a hidden temporary file or folder beside ``target``, keeping its suffix."""
     stem = target.name[: -len(target.suffix)] if target.suffix else target.name
@@ -577,5 +575,5 @@ def check_output(
     try:
         _remove(_temp_beside(p))
     except OSError as exc:
-        raise ValueError(f"{p}: cannot write into {folder}: {exc.strerror or _one_line(exc)}") from None
+        raise ValueError(f"{p}: cannot write into {folder}: {exc.strerror or one_line(exc)}") from None
     return p

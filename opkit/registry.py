@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import attrs
 import pluggy
 
+from opkit.messages import one_line
 from opkit.operators import Operator
 
 E = TypeVar("E")
@@ -217,12 +218,6 @@ class SolverEntry:
             for p in sig.parameters.values()
             if p.name not in common and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
         }
-
-
-def _describe(exc: BaseException) -> str:
-    """``Type: message`` of an exception, on one line."""
-    msg = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 def _first_doc_line(obj: Any) -> str:
@@ -526,7 +521,7 @@ class Registry:
             raise
         except BaseException as exc:  # SystemExit and the like too: one plugin never ends the program
             self._entries, self._solvers, self._file_hooks = before
-            self._skip(name, f"failed to register: {_describe(exc)}")
+            self._skip(name, f"failed to register: {one_line(exc, with_type=True)}")
             return False
         finally:
             self._current_plugin = "<direct>"
@@ -569,7 +564,7 @@ class Registry:
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # SystemExit and the like too
-                self._skip(ep.name, f"failed to import {ep.value!r}: {_describe(exc)}")
+                self._skip(ep.name, f"failed to import {ep.value!r}: {one_line(exc, with_type=True)}")
                 continue
             self.register_plugin(plugin, ep.name)
 

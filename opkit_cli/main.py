@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from opkit.messages import one_line
 from opkit_cli.eval import (
     cmd_eval,
     evaluate_image,
@@ -59,7 +60,6 @@ from opkit_cli.parsing import (
     max_pixels_of,
     nonnegative_float,
     nonnegative_int,
-    one_line,
     one_line_warnings,
     parse_params,
     positive_float,

@@ -20,8 +20,9 @@ from opkit.io import (
     save_image,
     write_atomic,
 )
+from opkit.messages import one_line
 from opkit_cli.io import LOSSLESS_SUFFIXES, check_outputs, read_input
-from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, one_line, parse_params
+from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, parse_params
 
 
 def _entry_or_fail(lookup: Callable[[str], Any], name: str) -> Any:

@@ -18,6 +18,7 @@ import torch
 from opkit.io import (
     DEFAULT_MAX_PIXELS,
 )
+from opkit.messages import one_line
 from opkit.params import check_non_negative, check_positive, check_positive_int, check_unit
 
 #: Exit status of a command that succeeded.
@@ -28,23 +29,6 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 #: Exit status after Ctrl-C (128 + SIGINT); partial files are removed.
 EXIT_INTERRUPTED = 130
-
-
-def one_line(text: object) -> str:
-    """``text`` (or an exception's message) with its whitespace, newlines included, collapsed.
-
-    Parameters
-    ----------
-    text : object
-        A string or an exception.
-
-    Returns
-    -------
-    str
-        One line (the exception's type name when its message is empty).
-    """
-    s = " ".join(str(text).split())
-    return s or type(text).__name__
 
 
 def fail(message: object) -> NoReturn:

@@ -21,6 +21,7 @@ from opkit.io import (
     image_suffixes,
     save_image,
 )
+from opkit.messages import one_line
 from opkit_cli.folders import (
     Ranks,
     check_unique_stems,
@@ -41,7 +42,7 @@ from opkit_cli.operators import (
     quiet_registry,
     solver_entry,
 )
-from opkit_cli.parsing import EXIT_ERROR, EXIT_OK, fail, max_pixels_of, one_line, parse_params
+from opkit_cli.parsing import EXIT_ERROR, EXIT_OK, fail, max_pixels_of, parse_params
 
 
 def _measurement(args: argparse.Namespace, params: dict[str, Any]) -> tuple[Any, Any, torch.Tensor]:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
+from opkit.messages import one_line
 from opkit_cli.io import IMAGE_SUFFIXES, bundled_weights, read_input
 from opkit_cli.models import _check_device
 from opkit_cli.operators import create_operator, operator_entry
-from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, one_line, parse_params
+from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, parse_params
 
 
 def _training_images(folder: str | None, crop: int, max_pixels: int | None) -> list[torch.Tensor]:

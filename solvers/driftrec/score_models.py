@@ -40,6 +40,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from opkit.io import atomic_directory
+from opkit.messages import one_line
 from opkit.operators import per_sample
 from solvers.common.state import WEIGHTS_NAME as _WEIGHTS_NAME
 from solvers.common.state import read_json, read_safetensors
@@ -453,7 +454,7 @@ class ScoreModel(nn.Module):
                 sigma_data=meta.get("sigma_data", 0.05),
             )
         except (RuntimeError, ValueError) as exc:
-            msg = " ".join(str(exc).split())
+            msg = one_line(exc)
             raise ValueError(f"{weights} does not fit {config_path}: {msg}") from None
         model.to(device=device, dtype=dtype)
         return model.eval()
