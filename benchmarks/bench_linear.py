@@ -57,6 +57,7 @@ from torch import Tensor  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 import opkit  # noqa: E402
+from opkit.files import write_atomic  # noqa: E402
 
 H_TARGET = 2.0
 SVD_TARGET = 4.0
@@ -449,8 +450,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(render(args.format))
     if args.rst:
-        with open(args.rst, "w", encoding="utf-8") as fh:
-            fh.write(render("rst") + "\n")
+        write_atomic(args.rst, render("rst") + "\n")
     return 0
 
 

@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from opkit.images import LUMA, to_grey
 from opkit.messages import one_line
 from opkit_cli.eval import (
     cmd_eval,
@@ -70,7 +71,6 @@ from opkit_cli.parsing import (
     unit_float,
 )
 from opkit_cli.restore import (
-    LUMA,
     Restorer,
     check_solver_flags,
     check_steps,
@@ -78,7 +78,6 @@ from opkit_cli.restore import (
     ddrm_settings,
     lift_to_rgb,
     solver_name,
-    to_grey,
 )
 from opkit_cli.train import (
     TRAINING_RUN_MARKERS,

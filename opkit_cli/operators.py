@@ -16,10 +16,8 @@ from typing import Any
 import torch
 
 import opkit
-from opkit.io import (
-    save_image,
-    write_atomic,
-)
+from opkit.files import write_atomic
+from opkit.images import save_image
 from opkit.messages import one_line
 from opkit_cli.io import LOSSLESS_SUFFIXES, check_outputs, read_input
 from opkit_cli.parsing import EXIT_OK, fail, max_pixels_of, parse_params

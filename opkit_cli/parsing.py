@@ -15,9 +15,7 @@ from typing import Any, NoReturn
 
 import torch
 
-from opkit.io import (
-    DEFAULT_MAX_PIXELS,
-)
+from opkit.images import DEFAULT_MAX_PIXELS
 from opkit.messages import one_line
 from opkit.params import check_non_negative, check_positive, check_positive_int, check_unit
 

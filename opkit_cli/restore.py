@@ -16,10 +16,11 @@ from typing import Any
 import torch
 
 import opkit
-from opkit.io import (
+from opkit.images import (
     ImageTooLargeError,
     image_suffixes,
     save_image,
+    to_grey,
 )
 from opkit.messages import one_line
 from opkit_cli.folders import (
@@ -120,18 +121,8 @@ def ddrm_settings(args: argparse.Namespace, model: Any) -> dict[str, Any]:
     return kw
 
 
-#: Luma weights (ITU-R 601, as JPEG and Pillow use them) that turn RGB back into grey.
-LUMA = (0.299, 0.587, 0.114)
-
-
-def to_grey(x: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W)`` to ``(B, 1, H, W)`` with the :data:`LUMA` weights."""
-    w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
-
-
 def lift_to_rgb(name: str, params: dict[str, Any], op: Any, y: Any) -> tuple[Any, Any]:
-    """The three-channel problem whose solutions, in grey (:func:`to_grey`), solve ``(op, y)``.
+    """The three-channel problem whose solutions, in grey (:func:`opkit.images.to_grey`), solve ``(op, y)``.
 
     An operator with a lift of its own gives it (:meth:`opkit.Operator.lift_to_rgb`; JPEG: the
     luma coefficients with zero chroma). Otherwise a greyscale image ``x`` repeated to three

@@ -21,7 +21,7 @@ from PIL import Image
 import opkit
 import opkit.registry
 import solvers
-from opkit.io import load_image
+from opkit.images import load_image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FAST = ["--size", "32", "--steps", "2"]
