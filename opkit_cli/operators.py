@@ -32,7 +32,7 @@ def _entry_or_fail(lookup: Callable[[str], Any], name: str) -> Any:
 
 def operator_entry(name: str) -> opkit.OperatorEntry:
     """The registry entry of ``name``, or a one-line error listing the operators."""
-    return _entry_or_fail(opkit.default_registry().entry, name)  # type: ignore[no-any-return]
+    return _entry_or_fail(opkit.default_registry().operator_entry, name)  # type: ignore[no-any-return]
 
 
 def solver_entry(name: str) -> opkit.SolverEntry:
@@ -141,7 +141,7 @@ def _print_skipped(reg: opkit.Registry) -> None:
 def cmd_ops(args: argparse.Namespace) -> int:
     """List the registered operators with their parameters and plugins."""
     reg = quiet_registry()
-    for entry in reg.entries():
+    for entry in reg.operator_entries():
         print(f"{entry.name:<14} {entry.description}")
         print(f"{'':<14} parameters: {_keywords(entry.parameters())}   [plugin: {entry.plugin}]")
     _print_skipped(reg)

@@ -181,7 +181,7 @@ def _model_channels(model: Any) -> int | None:
 
 def solver_name(text: str) -> str:
     """argparse type of ``--solver``: a registered solver name (see ``opkit solvers``)."""
-    names = quiet_registry().solvers_available()  # `opkit solvers` lists skipped plugins
+    names = quiet_registry().solver_names()  # `opkit solvers` lists skipped plugins
     if text not in names:
         raise argparse.ArgumentTypeError(f"unknown solver {text!r}; available: {', '.join(names)}")
     return text

@@ -424,4 +424,4 @@ def _strategy() -> st.SearchStrategy[dict[str, Any]]:
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
     """Register ``blur``."""
-    registry.add("blur", _factory, strategy=_strategy())
+    registry.add_operator("blur", _factory, strategy=_strategy())

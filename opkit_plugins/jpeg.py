@@ -700,7 +700,7 @@ def _strategy() -> st.SearchStrategy[dict[str, Any]]:
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
     """Register ``jpeg``."""
-    registry.add("jpeg", _factory, strategy=_strategy())
+    registry.add_operator("jpeg", _factory, strategy=_strategy())
 
 
 #: File suffixes the ``jpeg`` plugin reads as measurements.

@@ -461,5 +461,5 @@ def _bicubic_strategy() -> st.SearchStrategy[dict[str, Any]]:
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
     """Register ``sr_block`` and ``sr_bicubic``."""
-    registry.add("sr_block", _block_factory, strategy=_block_strategy())
-    registry.add("sr_bicubic", _bicubic_factory, strategy=_bicubic_strategy())
+    registry.add_operator("sr_block", _block_factory, strategy=_block_strategy())
+    registry.add_operator("sr_bicubic", _bicubic_factory, strategy=_bicubic_strategy())
