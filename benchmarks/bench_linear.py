@@ -100,7 +100,7 @@ def _prep_blur(op: Any, x: Tensor) -> Tensor:
 
 
 def _prep_reflect_blur(op: Any, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    from opkit_plugins._separable import symmetric_index
+    from opkit_plugins._separable.correlation import symmetric_index
 
     weight = _prep_blur(op, x)
     lc, lr = op.col_kernel.numel(), op.row_kernel.numel()
