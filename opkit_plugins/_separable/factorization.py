@@ -4,13 +4,17 @@
 1-D correlation, cached (:func:`functools.lru_cache`) by the kernel's bytes and the geometry, so
 that building an operator again, or a square image whose two axes share a kernel, costs no second
 SVD and no second matrix.
+
+The factorisations run with one thread and denormal flushing on (LAPACK is much faster so); both
+settings are scoped to the call (:func:`lapack_settings`) and the caller's own values are put back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +28,8 @@ __all__ = [
     "Geometry",
     "correlation_factor",
     "factorize",
+    "flushes_denormals",
+    "lapack_settings",
     "svd_cache_size",
 ]
 
@@ -119,6 +125,47 @@ def _dense_svd(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return U, s, Vh.mT
 
 
+def flushes_denormals() -> bool:
+    """Whether this thread flushes denormal (subnormal) numbers to zero.
+
+    torch sets the mode (:func:`torch.set_flush_denormal`) but has no getter; the smallest
+    positive float64 survives a tensor's arithmetic only when the mode is off.
+
+    Returns
+    -------
+    bool
+        The mode of the calling thread.
+    """
+    return torch.tensor([5e-324], dtype=torch.float64).mul(1.0).item() == 0.0
+
+
+@contextlib.contextmanager
+def lapack_settings() -> Iterator[None]:
+    """Run the block with the factorisations' settings, and put the caller's own back afterwards.
+
+    In the block, torch uses at most :data:`FACTOR_THREADS` threads and flushes denormal numbers
+    to zero (subnormal eigenvector entries slow LAPACK about tenfold). On leaving it, whatever
+    happened inside, the caller's thread count and denormal mode (:func:`flushes_denormals`) are
+    restored, so building an operator changes no process-wide setting.
+
+    Yields
+    ------
+    None
+    """
+    threads = torch.get_num_threads()
+    flush = flushes_denormals()
+    wanted = max(1, min(FACTOR_THREADS, threads))
+    if wanted != threads:
+        torch.set_num_threads(wanted)
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(flush)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 def _svd(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Full SVD ``(U, σ, V)`` (descending ``σ``) of a float64 CPU matrix.
 
@@ -129,12 +176,10 @@ def _svd(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     factor) is first split into its even and odd blocks (:func:`_half_blocks`), two problems of
     half the size, and the two factorisations are unfolded back (:func:`_unfold`): a quarter of
     the ``O(n³)`` work, and exact (the split is an orthogonal change of basis made of slices).
+    Runs under :func:`lapack_settings`.
     """
     m, n = A.shape
-    flush = torch.set_flush_denormal(True)  # subnormal eigenvector entries slow LAPACK ~10x
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(FACTOR_THREADS, threads)))
-    try:
+    with lapack_settings():
         if m >= 2 and torch.equal(A, A.flip(0, 1)):
             even, odd = _half_blocks(A)
             Ue, se, Ve = _dense_svd(even)
@@ -154,10 +199,6 @@ def _svd(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if bool((order == torch.arange(m)).all()):
             return U, sigma, V
         return U[:, order], sigma[order], torch.cat([V[:, order], V[:, m:]], 1)
-    finally:
-        torch.set_num_threads(threads)
-        if flush:
-            torch.set_flush_denormal(False)
 
 
 def _wide(A: Tensor) -> Tensor:
