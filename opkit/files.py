@@ -118,29 +118,29 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-@contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
+def atomic_path(path: PathLike) -> contextlib.AbstractContextManager[Path]:
     """Write a file atomically: yield a temporary path beside ``path``, then rename it onto ``path``.
 
-    The block writes the whole file to the yielded path (which keeps ``path``'s suffix, so writers
-    that pick the format from it work). When the block succeeds, the file is flushed to disk and
-    renamed onto ``path`` in one step (:func:`os.replace`); when it raises, a
-    :exc:`KeyboardInterrupt` included, the temporary file is removed and ``path`` is untouched.
+    The block writes the whole file to the yielded path, ``.NAME.XXXXXXXX.part.SUFFIX`` (created
+    empty; it keeps ``path``'s suffix, so writers that pick the format from it work). When the
+    block succeeds, the file is flushed to disk and renamed onto ``path`` in one step
+    (:func:`os.replace`); when it raises, a :exc:`KeyboardInterrupt` included, the temporary file
+    is removed and ``path`` is untouched.
 
     Parameters
     ----------
     path : str or path-like
         The target file; its folder must exist.
 
-    Yields
-    ------
-    pathlib.Path
-        The temporary file to write (created empty): ``.NAME.XXXXXXXX.part.SUFFIX``.
+    Returns
+    -------
+    contextlib.AbstractContextManager of pathlib.Path
+        Use it in a ``with`` statement; it gives the temporary file to write.
 
     Raises
     ------
     IsADirectoryError
-        If ``path`` is a folder (before the block runs).
+        If ``path`` is a folder (at once, before any writing).
 
     Examples
     --------
@@ -154,11 +154,25 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     target = Path(path)
     if target.is_dir():
         raise IsADirectoryError(f"{target} is a folder, not a file")
-    tmp = _temp_beside(target)
+    return _written_beside(target, directory=False)
+
+
+@contextlib.contextmanager
+def _written_beside(target: Path, *, directory: bool) -> Iterator[Path]:
+    """The one writer: a temporary file (or folder) beside ``target``, put in its place when complete."""
+    tmp = _temp_beside(target, directory=directory)
     try:
         yield tmp
-        _fsync(tmp)
-        os.replace(tmp, target)
+        files = sorted(tmp.rglob("*")) if directory else [tmp]
+        for f in files:
+            if f.is_file() and not f.is_symlink():
+                _fsync(f)
+        if not directory:
+            os.replace(tmp, target)
+        elif target.is_dir():
+            _replace_directory(tmp, target)
+        else:
+            os.rename(tmp, target)
     except BaseException:
         _remove(tmp)
         raise
@@ -241,32 +255,32 @@ def _replace_directory(staging: Path, target: Path) -> None:
     _remove(staging)
 
 
-@contextlib.contextmanager
-def atomic_directory(path: PathLike) -> Iterator[Path]:
+def atomic_directory(path: PathLike) -> contextlib.AbstractContextManager[Path]:
     """Write a folder atomically: yield a staging folder beside ``path``, then swap it in whole.
 
-    The block writes every file of the folder into the yielded staging folder. When the block
-    succeeds, every file is flushed to disk and the staging folder takes ``path``'s place in one
-    step: a rename for a new ``path``; for an existing folder, the two folders are exchanged (Linux
-    ``renameat2``; elsewhere two renames, the old folder moved aside first) and the old one is
-    removed. Files of the old folder that the block did not write are *not* kept: the folder is
-    replaced whole. When the block raises, a :exc:`KeyboardInterrupt` included, the staging
+    The block writes every file of the folder into the yielded staging folder,
+    ``.NAME.XXXXXXXX.part`` (created empty, beside ``path``, whose parent must exist). When the
+    block succeeds, every file is flushed to disk and the staging folder takes ``path``'s place in
+    one step: a rename for a new ``path``; for an existing folder, the two folders are exchanged
+    (Linux ``renameat2``; elsewhere two renames, the old folder moved aside first) and the old one
+    is removed. Files of the old folder that the block did not write are *not* kept: the folder
+    is replaced whole. When the block raises, a :exc:`KeyboardInterrupt` included, the staging
     folder is removed and ``path`` is untouched.
 
     Parameters
     ----------
     path : str or path-like
-        The target folder; its parent must exist.
+        The target folder.
 
-    Yields
-    ------
-    pathlib.Path
-        The staging folder (created empty): ``.NAME.XXXXXXXX.part``.
+    Returns
+    -------
+    contextlib.AbstractContextManager of pathlib.Path
+        For a ``with`` statement, giving the staging folder.
 
     Raises
     ------
     NotADirectoryError
-        If ``path`` exists and is not a folder (before the block runs).
+        If ``path`` exists and is not a folder (at once).
 
     Examples
     --------
@@ -280,19 +294,7 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{target} exists and is not a folder")
-    staging = _temp_beside(target, directory=True)
-    try:
-        yield staging
-        for f in staging.rglob("*"):
-            if f.is_file() and not f.is_symlink():
-                _fsync(f)
-        if target.is_dir():
-            _replace_directory(staging, target)
-        else:
-            os.rename(staging, target)
-    except BaseException:
-        _remove(staging)
-        raise
+    return _written_beside(target, directory=True)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -347,43 +347,15 @@ class Registry:
             )
 
     def operator_names(self) -> list[str]:
-        """Sorted names of the registered operators.
-
-        Returns
-        -------
-        list of str
-            E.g. ``['blur', 'colorize', 'denoise', ...]``.
-        """
+        """Sorted names of the registered operators."""
         return sorted(self._operators)
 
     def operator_entry(self, name: str) -> OperatorEntry:
-        """The :class:`OperatorEntry` of the operator ``name``.
-
-        Parameters
-        ----------
-        name : str
-            A registered operator name.
-
-        Returns
-        -------
-        OperatorEntry
-            Its entry.
-
-        Raises
-        ------
-        KeyError
-            For an unknown name; the message lists the registered operators.
-        """
+        """The :class:`OperatorEntry` of ``name``; ``KeyError`` listing the operators if unknown."""
         return _lookup("operator", self._operators, name)
 
     def operator_entries(self) -> list[OperatorEntry]:
-        """Every operator entry, sorted by name.
-
-        Returns
-        -------
-        list of OperatorEntry
-            The entries.
-        """
+        """Every operator entry, sorted by name."""
         return [self._operators[n] for n in self.operator_names()]
 
     def create(self, name: str, *, shape: Iterable[int], **params: Any) -> Operator[Any]:
@@ -479,43 +451,15 @@ class Registry:
         )
 
     def solver_names(self) -> list[str]:
-        """Sorted names of the registered solvers.
-
-        Returns
-        -------
-        list of str
-            E.g. ``['ddrm', 'diffpir', 'dps', 'driftrec', 'pigdm']``.
-        """
+        """Sorted names of the registered solvers."""
         return sorted(self._solvers)
 
     def solver_entry(self, name: str) -> SolverEntry:
-        """The :class:`SolverEntry` of the solver ``name``.
-
-        Parameters
-        ----------
-        name : str
-            A registered solver name.
-
-        Returns
-        -------
-        SolverEntry
-            Its entry.
-
-        Raises
-        ------
-        KeyError
-            For an unknown name; the message lists the registered solvers.
-        """
+        """The :class:`SolverEntry` of ``name``; ``KeyError`` listing the solvers if unknown."""
         return _lookup("solver", self._solvers, name)
 
     def solver_entries(self) -> list[SolverEntry]:
-        """Every solver entry, sorted by name.
-
-        Returns
-        -------
-        list of SolverEntry
-            The entries.
-        """
+        """Every solver entry, sorted by name."""
         return [self._solvers[n] for n in self.solver_names()]
 
     # -- file formats -------------------------------------------------------------------------

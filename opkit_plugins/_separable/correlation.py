@@ -8,7 +8,7 @@ convolutions elsewhere), which the operators use when no singular value was drop
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as nnf
@@ -114,6 +114,33 @@ def correlation_matrix(
 SHIFT_TAPS = 64
 
 
+def _tap_ranges(
+    taps: Sequence[float], stride: int, lo: int, n: int, out: int
+) -> Iterator[tuple[float, int, int, int]]:
+    """``(k, j0, j1, i0)`` for each non-zero tap ``k = taps[t]`` that meets the signal.
+
+    Output ``j`` reads input ``j·stride + t − lo``; that index lies in ``[0, n)`` exactly for
+    ``j0 ≤ j < j1`` (within ``[0, out)``), starting at input ``i0``.
+    """
+    for t, k in enumerate(taps):  # over the taps, not the pixels
+        if k == 0.0:
+            continue
+        j0 = max(0, -((t - lo) // stride)) if t < lo else 0
+        j1 = min(out, (n - 1 - t + lo) // stride + 1) if n - 1 - t + lo >= 0 else 0
+        if j1 > j0:
+            yield k, j0, j1, j0 * stride + t - lo
+
+
+def _strided(x: Tensor, dim: int, start: int, count: int, stride: int) -> Tensor:
+    """The view of ``count`` samples ``start, start + stride, …`` of ``x`` along ``dim``."""
+    view = x.narrow(dim, start, (count - 1) * stride + 1)
+    if stride > 1:
+        idx = [slice(None)] * x.ndim
+        idx[dim] = slice(None, None, stride)
+        view = view[tuple(idx)]
+    return view
+
+
 def _correlate_axis(x: Tensor, taps: Sequence[float], dim: int, stride: int, lo: int, out: int) -> Tensor:
     """Zero-padded strided correlation along one axis as a sum of shifted slices.
 
@@ -126,21 +153,8 @@ def _correlate_axis(x: Tensor, taps: Sequence[float], dim: int, stride: int, lo:
     shape = list(x.shape)
     shape[dim] = out
     y = x.new_zeros(shape)
-    for t, k in enumerate(taps):  # over the taps, not the pixels
-        if k == 0.0:
-            continue
-        # output j reads x[j·stride + t − lo]: valid for j0 ≤ j < j1
-        j0 = max(0, -((t - lo) // stride)) if t < lo else 0
-        j1 = min(out, (n - 1 - t + lo) // stride + 1) if n - 1 - t + lo >= 0 else 0
-        if j1 <= j0:
-            continue
-        first = j0 * stride + t - lo
-        src = x.narrow(dim, first, (j1 - j0 - 1) * stride + 1)
-        if stride > 1:
-            idx = [slice(None)] * x.ndim
-            idx[dim] = slice(None, None, stride)
-            src = src[tuple(idx)]
-        y.narrow(dim, j0, j1 - j0).add_(src, alpha=k)
+    for k, j0, j1, i0 in _tap_ranges(taps, stride, lo, n, out):
+        y.narrow(dim, j0, j1 - j0).add_(_strided(x, dim, i0, j1 - j0, stride), alpha=k)
     return y
 
 
@@ -155,19 +169,8 @@ def _correlate_axis_adjoint(
     shape = list(y.shape)
     shape[dim] = n
     x = y.new_zeros(shape)
-    for t, k in enumerate(taps):  # over the taps, not the pixels
-        if k == 0.0:
-            continue
-        j0 = max(0, -((t - lo) // stride)) if t < lo else 0
-        j1 = min(out, (n - 1 - t + lo) // stride + 1) if n - 1 - t + lo >= 0 else 0
-        if j1 <= j0:
-            continue
-        dst = x.narrow(dim, j0 * stride + t - lo, (j1 - j0 - 1) * stride + 1)
-        if stride > 1:
-            idx = [slice(None)] * x.ndim
-            idx[dim] = slice(None, None, stride)
-            dst = dst[tuple(idx)]
-        dst.add_(y.narrow(dim, j0, j1 - j0), alpha=k)
+    for k, j0, j1, i0 in _tap_ranges(taps, stride, lo, n, out):
+        _strided(x, dim, i0, j1 - j0, stride).add_(y.narrow(dim, j0, j1 - j0), alpha=k)
     return x
 
 
