@@ -34,7 +34,7 @@ from _tasks import BASELINE, OPERATOR, TASKS, centre_crop, make_problem, scores
 from torch import Tensor
 
 import solvers
-from opkit.io import load_image
+from opkit.images import load_image
 from solvers.common.data import EVAL_PHOTOS, photo
 
 ALL = (*TASKS, "driftrec10", "main")

@@ -57,6 +57,7 @@ from torch import Tensor  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 import opkit  # noqa: E402
+from opkit.files import write_atomic  # noqa: E402
 
 H_TARGET = 2.0
 SVD_TARGET = 4.0
@@ -98,14 +99,19 @@ def _prep_blur(op: Any, x: Tensor) -> Tensor:
     return torch.outer(kc, kr).expand(x.shape[1], 1, kc.numel(), kr.numel()).contiguous()
 
 
-def _prep_reflect_blur(op: Any, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    from opkit_plugins._separable import symmetric_index
+def _symmetric_pad_index(n: int, before: int, after: int) -> Tensor:
+    """Indices of numpy's ``mode="symmetric"`` padding of a length-``n`` axis (the peer's padding)."""
+    import numpy as np
 
+    return torch.from_numpy(np.pad(np.arange(n), (before, after), mode="symmetric"))
+
+
+def _prep_reflect_blur(op: Any, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     weight = _prep_blur(op, x)
     lc, lr = op.col_kernel.numel(), op.row_kernel.numel()
     h, w = x.shape[-2:]
-    rows = symmetric_index(h, -((lc - 1) // 2), h + lc - 1 - (lc - 1) // 2).to(x.device)
-    cols = symmetric_index(w, -((lr - 1) // 2), w + lr - 1 - (lr - 1) // 2).to(x.device)
+    rows = _symmetric_pad_index(h, (lc - 1) // 2, lc - 1 - (lc - 1) // 2).to(x.device)
+    cols = _symmetric_pad_index(w, (lr - 1) // 2, lr - 1 - (lr - 1) // 2).to(x.device)
     return weight, rows, cols
 
 
@@ -449,8 +455,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(render(args.format))
     if args.rst:
-        with open(args.rst, "w", encoding="utf-8") as fh:
-            fh.write(render("rst") + "\n")
+        write_atomic(args.rst, render("rst") + "\n")
     return 0
 
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 from _tasks import BASELINE, centre_crop, make_problem, scores
 
 import solvers
+from opkit.files import write_atomic
 from solvers.common.data import EVAL_PHOTOS, photo
 
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         lines.append(rule)
         cmd = "python benchmarks/bench_pigdm.py " + " ".join(argv if argv is not None else [])
         text = f"Measured with ``{cmd.strip()}`` ({head}).\n\n" + "\n".join(lines) + "\n"
-        Path(a.rst).write_text(text, encoding="utf-8")
+        write_atomic(a.rst, text)
         print(f"wrote {a.rst}")
     return rows
 

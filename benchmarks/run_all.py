@@ -206,7 +206,9 @@ def write_block(page: Path, device: str, title: str, block: str) -> None:
                 "(a later run on the same device replaces its block; the tables above stay).\n"
             )
         text = text.rstrip("\n") + "\n\n" + block
-    page.write_text(text, encoding="utf-8")
+    from opkit.files import write_atomic  # opkit (and torch) only once needed
+
+    write_atomic(page, text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         print(f"run_all: --device {args.device}: {why}", file=sys.stderr)
         return 2
+    from opkit.files import write_atomic  # opkit (and torch) only once the device is known
+
     start = time.perf_counter()
     label = _label(args.device)
     out_dir = args.out or HERE / "results" / args.device.replace(":", "_")
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd += args.pytest_args.split()
         # the tests get at most half the budget: the benchmarks must still run
         rc, text, sec = _run(cmd, min(left() * 0.5, 300.0), env)
-        (out_dir / "tests.txt").write_text(text, encoding="utf-8")
+        write_atomic(out_dir / "tests.txt", text)
         tail = text.strip().splitlines()[-1] if text.strip() else ""
         status = "ok" if rc == 0 else f"FAILED ({rc})"
         failed |= rc != 0
@@ -270,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             extra = extra + step.gpu_extra
         cmd = [sys.executable, str(HERE / step.script), "--device", args.device, *extra]
         rc, text, sec = _run(cmd, min(remaining - 5, step.cap_s * (1 if args.quick else 2)), env)
-        (out_dir / f"{step.name}.txt").write_text(text, encoding="utf-8")
+        write_atomic(out_dir / f"{step.name}.txt", text)
         status = "ok" if rc == 0 else f"FAILED ({rc})"
         failed |= rc != 0
         summary.append((step.name, status, sec))

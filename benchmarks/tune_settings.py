@@ -27,7 +27,7 @@ import torch
 from _tasks import TASKS, centre_crop, make_problem, scores
 
 import solvers
-from opkit.io import load_image
+from opkit.images import load_image
 
 
 def _value(v: str) -> Any:

@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from opkit import metrics
-from opkit.io import save_image, to_uint8
+from opkit.files import atomic_path
+from opkit.images import save_image, to_uint8
 from solvers.common.data import EVAL_PHOTOS, photo
 
 #: Metrics of one image per method: ``{"DDRM": {"PSNR": 24.1, "SSIM": 0.71}, ...}``.
@@ -196,6 +197,7 @@ def save_figures(out: str | Path, task: str, degraded: Tensor, restored: Tensor,
     save_image(shown.clamp(0, 1), out / f"{task}_input.png")
     save_image(restored.clamp(0, 1), out / f"{task}_restored.png")
     path = out / f"{task}_grid.png"
-    grid(panels).save(path, optimize=True)
+    with atomic_path(path) as tmp:
+        grid(panels).save(tmp, format="PNG", optimize=True)
     print(f"wrote {out / task}_{{input,restored,grid}}.png")
     return path

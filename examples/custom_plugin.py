@@ -85,13 +85,13 @@ def opkit_register_operators(registry: opkit.Registry) -> None:
     The strategy draws the factory's keyword arguments (even widths) for opkit's generic property
     suite, which then checks this operator like the built-in ones.
     """
-    registry.add(NAME, hdecimate2, strategy=shapes(multiple_of=2).map(lambda s: {"shape": s}))
+    registry.add_operator(NAME, hdecimate2, strategy=shapes(multiple_of=2).map(lambda s: {"shape": s}))
 
 
 def register() -> opkit.Registry:
     """Register this module as a plugin of the process-wide registry (once per process)."""
     reg = opkit.default_registry()
-    if NAME not in reg:
+    if NAME not in reg.operator_names():
         # Any module or object holding an ``opkit_register_operators`` hook is a plugin; this
         # script's own module is one. A failing plugin is skipped with a warning saying why.
         if not reg.register_plugin(sys.modules[__name__], "example_hdecimate2"):

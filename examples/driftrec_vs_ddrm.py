@@ -27,7 +27,7 @@ from _common import Scores, held_out_crop, label, parser, report, save_figures, 
 
 import solvers
 from opkit import metrics
-from opkit.io import load_image, save_image
+from opkit.images import load_image, save_image
 from opkit_plugins.jpeg import from_file
 
 QUALITY = 10

@@ -19,6 +19,8 @@ import argparse
 import importlib
 from pathlib import Path
 
+from opkit.files import write_atomic
+
 OUT = Path("docs/_static/gallery")
 #: The example scripts, in gallery order.
 EXAMPLES = (
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
         "",
     ]
     path = Path(args.out) / "results.rst"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_atomic(path, "\n".join(lines))
     print(f"\nwrote {path}:\n" + "\n".join(lines))
     return captions
 

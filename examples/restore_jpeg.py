@@ -20,7 +20,7 @@ import torch
 from _common import Scores, held_out_crop, label, parser, report, save_figures, score, tuned
 
 import solvers
-from opkit.io import load_image, save_image
+from opkit.images import load_image, save_image
 from opkit_plugins.jpeg import from_file
 
 QUALITY = 10

@@ -33,7 +33,7 @@ from opkit.registry import (
     hookimpl,
     read_measurement,
     reload,
-    solvers_available,
+    solver_names,
     write_measurement,
 )
 from opkit.solver import Solver, operator_kind
@@ -65,7 +65,7 @@ __all__ = [
     "read_measurement",
     "reload",
     "solver",
-    "solvers_available",
+    "solver_names",
     "testing",
     "write_measurement",
 ]

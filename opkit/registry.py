@@ -1,7 +1,7 @@
-"""The operator registry: plugins register operators through one pluggy hook.
+"""The registry: operators, solvers and file formats, filled by plugins through pluggy hooks.
 
-A plugin is any module (or object) exposing a function named ``opkit_register_operators``
-decorated with :data:`hookimpl`, published under the ``opkit`` entry-point group::
+A plugin is any module (or object) exposing functions decorated with :data:`hookimpl`, published
+under the ``opkit`` entry-point group::
 
     # pyproject.toml of the plugin's distribution
     [project.entry-points.opkit]
@@ -12,15 +12,39 @@ decorated with :data:`hookimpl`, published under the ``opkit`` entry-point group
 
     @opkit.hookimpl
     def opkit_register_operators(registry):
-        registry.add("my_op", MyOp, strategy=my_parameter_strategy)
+        registry.add_operator("my_op", MyOp, strategy=my_parameter_strategy)
 
-The built-in operators in :mod:`opkit_plugins` register through exactly the same path. Loading
-is robust: a plugin that fails to import, fails while registering, or registers a name that
-is already taken is reported with an :class:`OpkitPluginWarning` naming it and skipped as a
-whole, while the others load; this holds for any exception, ``SystemExit`` included (only
-``KeyboardInterrupt`` goes through). Built-in plugins (entry points whose module lies in
-``opkit_plugins``) load first, so a third party cannot shadow a built-in name. The environment
-variable ``OPKIT_DISABLE_PLUGINS`` (comma-separated entry-point names) blocks plugins by name.
+The hooks (:class:`HookSpecs`): ``opkit_register_operators`` and ``opkit_register_solvers`` fill
+the tables; ``opkit_read_measurement`` and ``opkit_write_measurement`` own file formats. The
+names of a :class:`Registry` come in pairs, one per kind of entry:
+
+=========================  =========================  ==================================
+operators                  solvers                    what
+=========================  =========================  ==================================
+``add_operator``           ``add_solver``             register (in a plugin's hook)
+``operator_names()``       ``solver_names()``         sorted names
+``operator_entry(name)``   ``solver_entry(name)``     the entry; ``KeyError`` listing names
+``operator_entries()``     ``solver_entries()``       every entry, sorted by name
+=========================  =========================  ==================================
+
+and, for file formats, ``read_measurement`` / ``write_measurement``. The module-level functions
+work on the process-wide :func:`default_registry`: :func:`available` and :func:`create` for
+operators (the public contract's names), :func:`solver_names` and :func:`get_solver` for solvers,
+:func:`read_measurement` and :func:`write_measurement` for files.
+
+A registry holds one :class:`pluggy.PluginManager`; every plugin is registered with it, so the
+file-format hooks (``firstresult=True``) are answered by pluggy itself: the first result that is
+not ``None`` wins, asked in load order (built-ins first; an implementation marked
+``tryfirst=True`` is asked before the others).
+
+The built-in operators in :mod:`opkit_plugins` and the solvers of :mod:`solvers` register through
+exactly the same path. Loading is robust: a plugin that fails to import, fails while registering,
+or registers a name that is already taken is reported with an :class:`OpkitPluginWarning` naming
+it and skipped as a whole (nothing it registered stays, its file-format hooks included), while the
+others load; this holds for any exception, ``SystemExit`` included (only ``KeyboardInterrupt``
+goes through). Built-in plugins (entry points whose module lies in ``opkit_plugins`` or
+``solvers``) load first, so a third party cannot shadow a built-in name. The environment variable
+``OPKIT_DISABLE_PLUGINS`` (comma-separated entry-point names) blocks plugins by name.
 """
 
 from __future__ import annotations
@@ -35,6 +59,7 @@ from typing import Any, TypeVar
 import attrs
 import pluggy
 
+from opkit.messages import one_line
 from opkit.operators import Operator
 
 E = TypeVar("E")
@@ -44,6 +69,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "DuplicateOperatorError",
     "DuplicateSolverError",
+    "HookSpecs",
     "OperatorEntry",
     "OpkitPluginWarning",
     "Registry",
@@ -56,7 +82,7 @@ __all__ = [
     "hookspec",
     "read_measurement",
     "reload",
-    "solvers_available",
+    "solver_names",
     "write_measurement",
 ]
 
@@ -65,18 +91,22 @@ DISABLE_ENV = "OPKIT_DISABLE_PLUGINS"
 #: Packages of this distribution whose entry points are built-ins (they load first).
 BUILTIN_PACKAGES = ("opkit_plugins", "solvers")
 BUILTIN_PACKAGE = BUILTIN_PACKAGES[0]
-#: File-format hooks: asked in load order, the first result that is not ``None`` wins.
+#: The hooks that fill the tables: run once, for the plugin being registered.
+REGISTER_HOOKS = ("opkit_register_operators", "opkit_register_solvers")
+#: File-format hooks (``firstresult``): asked in load order, the first result not ``None`` wins.
 FILE_HOOKS = ("opkit_read_measurement", "opkit_write_measurement")
-HOOKS = ("opkit_register_operators", "opkit_register_solvers", *FILE_HOOKS)
+HOOKS = (*REGISTER_HOOKS, *FILE_HOOKS)
 
 hookspec = pluggy.HookspecMarker("opkit")
 hookimpl = pluggy.HookimplMarker("opkit")
 
 
-class _HookSpecs:
+class HookSpecs:
+    """The hooks a plugin may implement (each decorated with :data:`hookimpl`)."""
+
     @hookspec
     def opkit_register_operators(self, registry: Registry) -> None:  # pragma: no cover - spec
-        """Register operators with ``registry.add(name, factory, strategy=...)``."""
+        """Register operators with ``registry.add_operator(name, factory, strategy=...)``."""
 
     @hookspec
     def opkit_register_solvers(self, registry: Registry) -> None:  # pragma: no cover - spec
@@ -101,6 +131,21 @@ class _HookSpecs:
 
 class OpkitPluginWarning(UserWarning):
     """A plugin could not be loaded or registered and was skipped."""
+
+
+class _InLoadOrder(pluggy.PluginManager):
+    """A plugin manager that asks the implementations of a hook in the order they were registered.
+
+    pluggy asks the last registered implementation first; marking each one ``trylast`` as it is
+    registered (unless the plugin asked for ``tryfirst``) puts it behind the earlier ones, so the
+    built-ins, loaded first, answer the ``firstresult`` file hooks first.
+    """
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is not None and not opts.get("tryfirst"):
+            opts = {**opts, "trylast": True}
+        return opts
 
 
 class DuplicateOperatorError(ValueError):
@@ -256,12 +301,6 @@ class SolverEntry:
         }
 
 
-def _describe(exc: BaseException) -> str:
-    """``Type: message`` of an exception, on one line."""
-    msg = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
-
-
 def _first_doc_line(obj: Any) -> str:
     doc = inspect.getdoc(obj) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
@@ -277,22 +316,23 @@ def _lookup(kind: str, table: Mapping[str, E], name: str) -> E:
 
 
 class Registry:
-    """A table of operator factories, filled by plugins.
+    """The tables of operators and solvers, and the file formats, filled by plugins.
 
     Most users never build one: :func:`opkit.available` and :func:`opkit.create` use the
     process-wide :func:`default_registry`, filled from the ``opkit`` entry points on first use.
     """
 
     def __init__(self) -> None:
-        self._entries: dict[str, OperatorEntry] = {}
+        self._operators: dict[str, OperatorEntry] = {}
         self._solvers: dict[str, SolverEntry] = {}
-        self._file_hooks: dict[str, list[tuple[str, Callable[..., Any]]]] = {h: [] for h in FILE_HOOKS}
+        self._plugins = _InLoadOrder(ENTRY_POINT_GROUP)
+        self._plugins.add_hookspecs(HookSpecs)
         self._current_plugin = "<direct>"
         self.skipped: dict[str, str] = {}
         """Plugins that were skipped while loading, with the reason."""
 
-    # -- registration -------------------------------------------------------------------------
-    def add(
+    # -- operators ----------------------------------------------------------------------------
+    def add_operator(
         self,
         name: str,
         factory: Callable[..., Operator[Any]],
@@ -322,10 +362,10 @@ class Registry:
         ValueError
             If ``name`` is not a valid identifier or ``factory`` is not callable.
         """
-        self._check_new("operator", name, self._entries, DuplicateOperatorError)
+        self._check_new("operator", name, self._operators, DuplicateOperatorError)
         if not callable(factory):
             raise ValueError(f"factory for {name!r} must be callable, got {factory!r}")
-        self._entries[name] = OperatorEntry(
+        self._operators[name] = OperatorEntry(
             name=name,
             factory=factory,
             strategy=strategy,
@@ -343,18 +383,17 @@ class Registry:
                 f"by plugin {table[name].plugin!r}"
             )
 
-    # -- queries ------------------------------------------------------------------------------
-    def available(self) -> list[str]:
+    def operator_names(self) -> list[str]:
         """Sorted names of the registered operators."""
-        return sorted(self._entries)
+        return sorted(self._operators)
 
-    def entry(self, name: str) -> OperatorEntry:
-        """The :class:`OperatorEntry` for ``name``; ``KeyError`` listing the operators if unknown."""
-        return _lookup("operator", self._entries, name)
+    def operator_entry(self, name: str) -> OperatorEntry:
+        """The :class:`OperatorEntry` of ``name``; ``KeyError`` listing the operators if unknown."""
+        return _lookup("operator", self._operators, name)
 
-    def entries(self) -> list[OperatorEntry]:
-        """All entries, sorted by name."""
-        return [self._entries[n] for n in self.available()]
+    def operator_entries(self) -> list[OperatorEntry]:
+        """Every operator entry, sorted by name."""
+        return [self._operators[n] for n in self.operator_names()]
 
     def create(self, name: str, *, shape: Iterable[int], **params: Any) -> Operator[Any]:
         """Build the operator ``name`` for images of ``shape`` with ``params``.
@@ -373,17 +412,11 @@ class Registry:
         Operator
             The operator; its :attr:`~opkit.Operator.name` is set to ``name``.
         """
-        op = self.entry(name).factory(shape=tuple(shape), **params)
+        op = self.operator_entry(name).factory(shape=tuple(shape), **params)
         if not isinstance(op, Operator):
             raise TypeError(f"factory of {name!r} returned {type(op).__name__}, not an opkit.Operator")
         op.name = name
         return op
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     # -- solvers ------------------------------------------------------------------------------
     def add_solver(
@@ -461,17 +494,17 @@ class Registry:
             settings=settings,
         )
 
-    def solvers_available(self) -> list[str]:
+    def solver_names(self) -> list[str]:
         """Sorted names of the registered solvers."""
         return sorted(self._solvers)
 
     def solver_entry(self, name: str) -> SolverEntry:
-        """The :class:`SolverEntry` for ``name``; ``KeyError`` listing the solvers if unknown."""
+        """The :class:`SolverEntry` of ``name``; ``KeyError`` listing the solvers if unknown."""
         return _lookup("solver", self._solvers, name)
 
     def solver_entries(self) -> list[SolverEntry]:
-        """All solver entries, sorted by name."""
-        return [self._solvers[n] for n in self.solvers_available()]
+        """Every solver entry, sorted by name."""
+        return [self._solvers[n] for n in self.solver_names()]
 
     # -- file formats -------------------------------------------------------------------------
     def read_measurement(
@@ -480,7 +513,7 @@ class Registry:
         """The operator and measurement a file format plugin reads from ``path``.
 
         Plugins' ``opkit_read_measurement(path, max_pixels)`` hooks are asked in load order
-        (built-ins first); the first that returns a result wins.
+        (built-ins first); the first that returns a result wins (pluggy's ``firstresult``).
 
         Parameters
         ----------
@@ -494,7 +527,7 @@ class Registry:
         (Operator, measurement) or None
             ``None`` when no plugin reads this file (read it as a plain image then).
         """
-        got = self._first("opkit_read_measurement", path=str(path), max_pixels=max_pixels)
+        got = self._plugins.hook.opkit_read_measurement(path=str(path), max_pixels=max_pixels)
         if got is None:
             return None
         op, y = got
@@ -506,7 +539,7 @@ class Registry:
         """``op``'s measurement of the image ``x`` as the bytes of a file a format plugin writes.
 
         Plugins' ``opkit_write_measurement(op, x, suffix)`` hooks are asked in load order
-        (built-ins first); the first that returns a result wins.
+        (built-ins first); the first that returns a result wins (pluggy's ``firstresult``).
 
         Parameters
         ----------
@@ -522,21 +555,20 @@ class Registry:
         (str, bytes) or None
             The file's suffix and contents; ``None`` when no plugin writes ``op`` in that format.
         """
-        return self._first("opkit_write_measurement", op=op, x=x, suffix=suffix)  # type: ignore[no-any-return]
-
-    def _first(self, hook: str, **kwargs: Any) -> Any:
-        for _plugin, impl in self._file_hooks[hook]:
-            got = impl(**kwargs)
-            if got is not None:
-                return got
-        return None
+        got = self._plugins.hook.opkit_write_measurement(op=op, x=x, suffix=suffix)
+        if got is None:
+            return None
+        suffix_out, data = got
+        return suffix_out, data
 
     # -- plugin loading -----------------------------------------------------------------------
     def register_plugin(self, plugin: object, name: str) -> bool:
         """Run one plugin's hooks (operators, solvers, file readers), all or nothing.
 
-        A plugin implements at least one of ``opkit_register_operators``,
-        ``opkit_register_solvers`` and ``opkit_read_measurement``.
+        A plugin implements at least one of the hooks of :class:`HookSpecs`. It joins the
+        registry's plugin manager under ``name``; its registering hooks run once, now; its
+        file-format hooks answer from now on. Any failure (a duplicate name included) removes
+        everything it registered and the plugin itself.
 
         Parameters
         ----------
@@ -550,27 +582,25 @@ class Registry:
         bool
             ``True`` if it registered; ``False`` if it failed and was skipped (a warning says why).
         """
-        pm = pluggy.PluginManager("opkit")
-        pm.add_hookspecs(_HookSpecs)
-        before = dict(self._entries), dict(self._solvers), {h: list(v) for h, v in self._file_hooks.items()}
+        pm = self._plugins
+        before = dict(self._operators), dict(self._solvers)
+        joined = False
         self._current_plugin = name
         try:
             pm.register(plugin, name=name)
-            impls = {h: getattr(pm.hook, h).get_hookimpls() for h in HOOKS}
-            if not any(impls.values()):
+            joined = True
+            if not pm.get_hookcallers(plugin):
                 raise ValueError(f"it defines none of the hooks {', '.join(HOOKS)}")
-            if impls["opkit_register_operators"]:
-                pm.hook.opkit_register_operators(registry=self)
-            if impls["opkit_register_solvers"]:
-                pm.hook.opkit_register_solvers(registry=self)
-            for hook in FILE_HOOKS:
-                self._file_hooks[hook].extend((name, impl.function) for impl in impls[hook])
-        except KeyboardInterrupt:
-            self._entries, self._solvers, self._file_hooks = before
-            raise
+            others = [p for p in pm.get_plugins() if p is not plugin]
+            for hook in REGISTER_HOOKS:  # this plugin's implementations only
+                pm.subset_hook_caller(hook, remove_plugins=others)(registry=self)
         except BaseException as exc:  # SystemExit and the like too: one plugin never ends the program
-            self._entries, self._solvers, self._file_hooks = before
-            self._skip(name, f"failed to register: {_describe(exc)}")
+            self._operators, self._solvers = before
+            if joined:
+                pm.unregister(plugin)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            self._skip(name, f"failed to register: {one_line(exc, with_type=True)}")
             return False
         finally:
             self._current_plugin = "<direct>"
@@ -613,7 +643,7 @@ class Registry:
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # SystemExit and the like too
-                self._skip(ep.name, f"failed to import {ep.value!r}: {_describe(exc)}")
+                self._skip(ep.name, f"failed to import {ep.value!r}: {one_line(exc, with_type=True)}")
                 continue
             self.register_plugin(plugin, ep.name)
 
@@ -658,7 +688,7 @@ def available() -> list[str]:
     list of str
         E.g. ``['blur', 'colorize', 'denoise', ...]``.
     """
-    return default_registry().available()
+    return default_registry().operator_names()
 
 
 def create(name: str, *, shape: Iterable[int], **params: Any) -> Operator[Any]:
@@ -695,15 +725,15 @@ def create(name: str, *, shape: Iterable[int], **params: Any) -> Operator[Any]:
     return default_registry().create(name, shape=shape, **params)
 
 
-def solvers_available() -> list[str]:
+def solver_names() -> list[str]:
     """Sorted names of all registered solvers.
 
     Returns
     -------
     list of str
-        E.g. ``['ddrm', 'driftrec', 'pigdm']``.
+        E.g. ``['ddrm', 'diffpir', 'dps', 'driftrec', 'pigdm']``.
     """
-    return default_registry().solvers_available()
+    return default_registry().solver_names()
 
 
 def get_solver(name: str) -> Any:
@@ -712,7 +742,7 @@ def get_solver(name: str) -> Any:
     Parameters
     ----------
     name : str
-        Registered name, see :func:`solvers_available`.
+        Registered name, see :func:`solver_names`.
 
     Returns
     -------

@@ -10,10 +10,8 @@ from pathlib import Path
 import torch
 
 import opkit
-from opkit.io import (
-    save_image,
-    write_atomic,
-)
+from opkit.files import write_atomic
+from opkit.images import save_image
 from opkit_cli.entries import check_params, create_operator
 from opkit_cli.errors import EXIT_OK, fail
 from opkit_cli.io import LOSSLESS_SUFFIXES, check_outputs, read_input

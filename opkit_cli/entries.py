@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import opkit
-from opkit_cli.errors import fail, one_line
+from opkit.messages import one_line
+from opkit_cli.errors import fail
 
 
 def _entry_or_fail(lookup: Callable[[str], Any], name: str) -> Any:
@@ -24,7 +25,7 @@ def _entry_or_fail(lookup: Callable[[str], Any], name: str) -> Any:
 
 def operator_entry(name: str) -> opkit.OperatorEntry:
     """The registry entry of ``name``, or a one-line error listing the operators."""
-    return _entry_or_fail(opkit.default_registry().entry, name)  # type: ignore[no-any-return]
+    return _entry_or_fail(opkit.default_registry().operator_entry, name)  # type: ignore[no-any-return]
 
 
 def solver_entry(name: str) -> opkit.SolverEntry:

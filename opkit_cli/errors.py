@@ -12,6 +12,8 @@ import warnings
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
+from opkit.messages import one_line
+
 #: Exit status of a command that succeeded.
 EXIT_OK = 0
 #: Exit status of a command that failed (one ``opkit: ...`` line on stderr says why).
@@ -20,23 +22,6 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 #: Exit status after Ctrl-C (128 + SIGINT); partial files are removed.
 EXIT_INTERRUPTED = 130
-
-
-def one_line(text: object) -> str:
-    """``text`` (or an exception's message) with its whitespace, newlines included, collapsed.
-
-    Parameters
-    ----------
-    text : object
-        A string or an exception.
-
-    Returns
-    -------
-    str
-        One line (the exception's type name when its message is empty).
-    """
-    s = " ".join(str(text).split())
-    return s or type(text).__name__
 
 
 def fail(message: object) -> NoReturn:

@@ -15,11 +15,8 @@ from typing import Any
 import torch
 
 import opkit
-from opkit.io import (
-    atomic_path,
-    save_image,
-    write_atomic,
-)
+from opkit.files import atomic_path, write_atomic
+from opkit.images import save_image
 from opkit_cli.entries import check_params, create_operator, operator_entry
 from opkit_cli.errors import EXIT_OK, fail
 from opkit_cli.folders import image_seed, running
@@ -330,7 +327,7 @@ def _print_summary(rows: list[dict[str, Any]], images: int, resumed: int) -> Non
 def plot_rate_distortion(rows: list[dict[str, Any]], path: Path) -> None:
     """PSNR against bits per pixel, one line per method (the DDRM-JPEG paper's Figure 3).
 
-    Written atomically (:func:`opkit.io.atomic_path`), in the format of ``path``'s suffix.
+    Written atomically (:func:`opkit.files.atomic_path`), in the format of ``path``'s suffix.
 
     Parameters
     ----------

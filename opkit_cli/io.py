@@ -11,13 +11,8 @@ from pathlib import Path
 
 import torch
 
-from opkit.io import (
-    DEFAULT_MAX_PIXELS,
-    ImageTooLargeError,
-    check_output,
-    load_image,
-    same_file,
-)
+from opkit.files import check_output, same_file
+from opkit.images import DEFAULT_MAX_PIXELS, ImageTooLargeError, load_image
 from opkit_cli.errors import fail
 
 SAMPLES = ("astronaut", "chelsea", "coffee", "camera", "rocket")
@@ -45,7 +40,7 @@ def read_input(
     max_pixels : int or None
         Refuse larger files (``--max-pixels``), from the header, before decoding.
     mode : {None, "RGB", "L"}
-        As :func:`opkit.io.load_image`.
+        As :func:`opkit.images.load_image`.
 
     Returns
     -------
@@ -93,7 +88,7 @@ def check_outputs(
     protected: Sequence[Path] = (),
     force: bool = False,
 ) -> None:
-    """Check every output of a command before any work starts (:func:`opkit.io.check_output`).
+    """Check every output of a command before any work starts (:func:`opkit.files.check_output`).
 
     Parameters
     ----------

@@ -10,8 +10,9 @@ import sys
 from typing import Any
 
 import opkit
+from opkit.messages import one_line
 from opkit_cli.entries import quiet_registry
-from opkit_cli.errors import EXIT_OK, one_line
+from opkit_cli.errors import EXIT_OK
 
 
 def _keywords(defaults: dict[str, Any]) -> str:
@@ -31,7 +32,7 @@ def _print_skipped(reg: opkit.Registry) -> None:
 def cmd_ops(args: argparse.Namespace) -> int:
     """List the registered operators with their parameters and plugins."""
     reg = quiet_registry()
-    for entry in reg.entries():
+    for entry in reg.operator_entries():
         print(f"{entry.name:<14} {entry.description}")
         print(f"{'':<14} parameters: {_keywords(entry.parameters())}   [plugin: {entry.plugin}]")
     _print_skipped(reg)

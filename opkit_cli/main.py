@@ -20,8 +20,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from opkit.messages import one_line
 from opkit_cli.degrade import cmd_degrade
-from opkit_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, one_line, one_line_warnings
+from opkit_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, one_line_warnings
 from opkit_cli.eval import cmd_eval
 from opkit_cli.folders import shard_spec
 from opkit_cli.listing import cmd_ops, cmd_solvers

@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 
-from opkit.io import image_suffixes, save_image
+from opkit.images import image_suffixes, save_image
+from opkit.messages import one_line
 from opkit_cli.entries import solver_entry
-from opkit_cli.errors import EXIT_ERROR, EXIT_OK, fail, one_line
+from opkit_cli.errors import EXIT_ERROR, EXIT_OK, fail
 from opkit_cli.folders import (
     check_unique_stems,
     expand_inputs,

@@ -12,12 +12,11 @@ from typing import Any, NoReturn
 
 import torch
 
-from opkit.io import (
-    DEFAULT_MAX_PIXELS,
-)
+from opkit.images import DEFAULT_MAX_PIXELS
+from opkit.messages import one_line
 from opkit.params import check_non_negative, check_positive, check_positive_int, check_unit
 from opkit_cli.entries import quiet_registry
-from opkit_cli.errors import EXIT_USAGE, fail, one_line
+from opkit_cli.errors import EXIT_USAGE, fail
 
 
 class Parser(argparse.ArgumentParser):
@@ -80,7 +79,7 @@ def _quality(text: str) -> int:
 
 def solver_name(text: str) -> str:
     """argparse type of ``--solver``: a registered solver name (see ``opkit solvers``)."""
-    names = quiet_registry().solvers_available()  # `opkit solvers` lists skipped plugins
+    names = quiet_registry().solver_names()  # `opkit solvers` lists skipped plugins
     if text not in names:
         raise argparse.ArgumentTypeError(f"unknown solver {text!r}; available: {', '.join(names)}")
     return text

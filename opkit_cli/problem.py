@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 import opkit
-from opkit.io import ImageTooLargeError
+from opkit.images import ImageTooLargeError
 from opkit_cli.entries import create_operator, infer_image_shape
 from opkit_cli.errors import fail
 from opkit_cli.io import is_sample, read_input

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from opkit.io import image_suffixes, save_image
+from opkit.images import image_suffixes, save_image
 from opkit_cli.entries import check_params
 from opkit_cli.errors import EXIT_OK, fail
 from opkit_cli.folders import is_many, resolve_device

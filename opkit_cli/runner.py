@@ -17,10 +17,12 @@ from typing import Any
 import torch
 
 import opkit
+from opkit.images import to_grey
+from opkit.messages import one_line
 from opkit.registry import BUILTIN_PACKAGES
 from opkit.solver import accepts
 from opkit_cli.entries import create_operator, quiet_registry, solver_entry
-from opkit_cli.errors import fail, one_line
+from opkit_cli.errors import fail
 from opkit_cli.models import load_model
 
 #: Command-line flags that set solver keywords: ``(argparse dest, keyword, flag)``. A flag the
@@ -35,18 +37,10 @@ FLAGS = (
 )
 #: Keywords of the solver contract every solver takes.
 CONTRACT = ("steps", "num_samples")
-#: Luma weights (ITU-R 601, as JPEG and Pillow use them) that turn RGB back into grey.
-LUMA = (0.299, 0.587, 0.114)
-
-
-def to_grey(x: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W)`` to ``(B, 1, H, W)`` with the :data:`LUMA` weights."""
-    w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
 
 
 def lift_to_rgb(name: str, params: dict[str, Any], op: Any, y: Any) -> tuple[Any, Any]:
-    """The three-channel problem whose solutions, in grey (:func:`to_grey`), solve ``(op, y)``.
+    """The three-channel problem whose solutions, in grey (:func:`opkit.images.to_grey`), solve ``(op, y)``.
 
     An operator with a lift of its own gives it (:meth:`opkit.Operator.lift_to_rgb`; JPEG: the
     luma coefficients with zero chroma). Otherwise a greyscale image ``x`` repeated to three

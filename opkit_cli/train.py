@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 
+from opkit.messages import one_line
 from opkit_cli.entries import create_operator, operator_entry
-from opkit_cli.errors import EXIT_OK, fail, one_line
+from opkit_cli.errors import EXIT_OK, fail
 from opkit_cli.io import IMAGE_SUFFIXES, bundled_weights, read_input
 from opkit_cli.models import check_device
 from opkit_cli.parsing import max_pixels_of, parse_params

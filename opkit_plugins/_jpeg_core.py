@@ -24,10 +24,14 @@ from einops import rearrange
 from torch import Tensor
 from torch.nn import functional as tnf
 
+from opkit.images import LUMA
+
 __all__ = [
     "CHROMA_BASE",
     "LUMA_BASE",
+    "RGB_FIXED",
     "SAMPLINGS",
+    "YCC_FIXED",
     "ZIGZAG",
     "Geometry",
     "decode_exact",
@@ -135,21 +139,51 @@ def _pad_to(plane: Tensor, h: int, w: int) -> Tensor:
 # float arithmetic
 # ------------------------------------------------------------------------------------------------
 def _fix(x: float) -> int:
+    """libjpeg's ``FIX(x)``: ``x`` in 16-bit fixed point, rounded."""
     return int(x * 65536 + 0.5)
 
 
-#: libjpeg's fixed-point RGB -> YCbCr coefficients (jccolor.c), as exact dyadic rationals.
-RGB_TO_YCC = (
-    torch.tensor(
-        [
-            [_fix(0.29900), _fix(0.58700), _fix(0.11400)],
-            [-_fix(0.16874), -_fix(0.33126), _fix(0.5)],
-            [_fix(0.5), -_fix(0.41869), -_fix(0.08131)],
-        ],
-        dtype=torch.float64,
-    )
-    / 65536.0
+def _jfif_coefficients() -> dict[str, float]:
+    """JFIF's colour transform from the luma weights (:data:`opkit.images.LUMA`), as libjpeg writes it.
+
+    With ``(k_r, k_g, k_b)`` the luma weights, ``Cb = (B − Y) / (2(1 − k_b))`` and
+    ``Cr = (R − Y) / (2(1 − k_r))``; libjpeg's constants are these, rounded to five decimals
+    (``jccolor.c``: 0.16874, 0.33126, 0.41869, 0.08131; ``jdcolor.c``: 1.40200, 0.34414, 0.71414,
+    1.77200), and so are these.
+    """
+    kr, kg, kb = LUMA
+    exact = {
+        "cb_r": kr / (2 * (1 - kb)),
+        "cb_g": kg / (2 * (1 - kb)),
+        "cr_g": kg / (2 * (1 - kr)),
+        "cr_b": kb / (2 * (1 - kr)),
+        "r_cr": 2 * (1 - kr),
+        "g_cb": 2 * (1 - kb) * kb / kg,
+        "g_cr": 2 * (1 - kr) * kr / kg,
+        "b_cb": 2 * (1 - kb),
+    }
+    return {name: round(value, 5) for name, value in exact.items()}
+
+
+_JFIF = _jfif_coefficients()
+
+#: libjpeg's fixed-point RGB -> YCbCr coefficients (``jccolor.c``), integers (scaled by 2**16).
+YCC_FIXED = (
+    tuple(_fix(k) for k in LUMA),
+    (-_fix(_JFIF["cb_r"]), -_fix(_JFIF["cb_g"]), _fix(0.5)),
+    (_fix(0.5), -_fix(_JFIF["cr_g"]), -_fix(_JFIF["cr_b"])),
 )
+
+#: libjpeg's fixed-point chroma terms of YCbCr -> RGB (``jdcolor.c``): rows R, G, B; columns
+#: Cb, Cr (scaled by 2**16).
+RGB_FIXED = (
+    (0, _fix(_JFIF["r_cr"])),
+    (-_fix(_JFIF["g_cb"]), -_fix(_JFIF["g_cr"])),
+    (_fix(_JFIF["b_cb"]), 0),
+)
+
+#: libjpeg's fixed-point RGB -> YCbCr coefficients (jccolor.c), as exact dyadic rationals.
+RGB_TO_YCC = torch.tensor(YCC_FIXED, dtype=torch.float64) / 65536.0
 YCC_TO_RGB = torch.linalg.inv(RGB_TO_YCC)
 
 
@@ -565,15 +599,7 @@ def _reciprocals(qkey: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
 @lru_cache(maxsize=8)
 def _ycc_conv(device: torch.device) -> tuple[Tensor, Tensor]:
     """libjpeg's fixed-point RGB -> YCbCr (before the ``>> 16``) as a 1x1 convolution."""
-    f = _fix
-    w = torch.tensor(
-        [
-            [f(0.29900), f(0.58700), f(0.11400)],
-            [-f(0.16874), -f(0.33126), 32768],
-            [32768, -f(0.41869), -f(0.08131)],
-        ],
-        dtype=torch.float32,
-    ).view(3, 3, 1, 1)
+    w = torch.tensor(YCC_FIXED, dtype=torch.float32).view(3, 3, 1, 1)
     b = torch.tensor([32768, 128 * 65536 + 32767, 128 * 65536 + 32767], dtype=torch.float32)
     return w.to(device), b.to(device)
 
@@ -581,8 +607,7 @@ def _ycc_conv(device: torch.device) -> tuple[Tensor, Tensor]:
 @lru_cache(maxsize=8)
 def _rgb_conv(device: torch.device) -> tuple[Tensor, Tensor]:
     """libjpeg's fixed-point chroma terms of YCbCr -> RGB (before the ``>> 16``) as a 1x1 convolution."""
-    f = _fix
-    w = torch.tensor([[0, f(1.40200)], [-f(0.34414), -f(0.71414)], [f(1.77200), 0]], dtype=torch.float32)
+    w = torch.tensor(RGB_FIXED, dtype=torch.float32)
     b = torch.full((3,), 32768.0)  # inputs centred (Cb - 128, Cr - 128): every sum stays below 2**24
     return w.view(3, 2, 1, 1).to(device), b.to(device)
 

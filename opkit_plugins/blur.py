@@ -27,15 +27,11 @@ from torch import Tensor
 import opkit
 from opkit.params import non_negative, one_of
 from opkit.testing.strategies import shapes
-from opkit_plugins._separable import (
-    Factor,
-    SeparableSVDOperator,
-    correlation_factor,
-    dct_factor,
-    is_centred_symmetric,
-    separable_correlation,
-    separable_correlation_adjoint,
-)
+from opkit_plugins._separable.correlation import separable_correlation, separable_correlation_adjoint
+from opkit_plugins._separable.dct import dct_factor, is_centred_symmetric
+from opkit_plugins._separable.factor import Factor
+from opkit_plugins._separable.factorization import correlation_factor
+from opkit_plugins._separable.operator import SeparableSVDOperator
 
 __all__ = [
     "Blur",
@@ -120,7 +116,7 @@ class BlurParams:
         x_{n−1} x_{n−2} …``, as ``scipy.ndimage``'s ``mode="reflect"``, numpy's ``"symmetric"``
         and ``sr_bicubic``'s ``boundary="symmetric"``; not torch's whole-sample ``"reflect"``
         padding). With a symmetric odd kernel a reflective blur is diagonalised exactly by the
-        DCT-II (:class:`~opkit_plugins._separable.DCTFactor`): no eigendecomposition, and
+        DCT-II (:class:`~opkit_plugins._separable.dct.DCTFactor`): no eigendecomposition, and
         ``V``/``Vᵀ`` are fast DCTs.
     """
 
@@ -309,7 +305,7 @@ class Blur(SeparableSVDOperator):
     With ``boundary="reflect"`` and a symmetric odd kernel on an axis, that axis's factor is
     exact and closed-form: ``A = Cᵀ diag(λ) C`` with ``C`` the orthonormal DCT-II and
     ``λ_k = k_c + 2 Σ_d k_{c+d} cos(π k d / n)`` (proof in
-    :class:`~opkit_plugins._separable.DCTFactor`), so construction costs ``O(n·L)`` and
+    :class:`~opkit_plugins._separable.dct.DCTFactor`), so construction costs ``O(n·L)`` and
     ``V``, ``Vᵀ``, ``H†`` (and ``H`` when truncated) are DCTs, ``O(n log n)`` per line. The
     singular values of such an axis are in natural frequency order, not sorted. Other kernels
     (even or asymmetric) with ``boundary="reflect"`` use the dense SVD of the reflective
@@ -424,4 +420,4 @@ def _strategy() -> st.SearchStrategy[dict[str, Any]]:
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
     """Register ``blur``."""
-    registry.add("blur", _factory, strategy=_strategy())
+    registry.add_operator("blur", _factory, strategy=_strategy())

@@ -260,4 +260,4 @@ def _kwargs(draw: st.DrawFn) -> dict[str, Any]:
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
     """Register ``colorize``."""
-    registry.add("colorize", _factory, strategy=_kwargs())
+    registry.add_operator("colorize", _factory, strategy=_kwargs())

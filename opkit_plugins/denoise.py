@@ -50,4 +50,4 @@ def _factory(*, shape: tuple[int, int, int]) -> Denoise:
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
     """Register ``denoise``."""
-    registry.add("denoise", _factory, strategy=st.fixed_dictionaries({"shape": shapes()}))
+    registry.add_operator("denoise", _factory, strategy=st.fixed_dictionaries({"shape": shapes()}))

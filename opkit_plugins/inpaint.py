@@ -298,4 +298,4 @@ def _kwargs(draw: st.DrawFn) -> dict[str, Any]:
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
     """Register ``inpaint``."""
-    registry.add("inpaint", _factory, strategy=_kwargs())
+    registry.add_operator("inpaint", _factory, strategy=_kwargs())

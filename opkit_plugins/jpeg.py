@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 import opkit
-from opkit.io import DEFAULT_MAX_PIXELS, check_pixels
+from opkit.images import DEFAULT_MAX_PIXELS, check_pixels
 from opkit.params import in_range, one_of
 from opkit.testing.strategies import shapes
 from opkit_plugins import _jpeg_core as core
@@ -576,7 +576,7 @@ def from_file(
         Passed to :class:`JpegParams`.
     max_pixels : int or None
         Refuse files whose header declares more pixels (before decoding anything;
-        default :data:`opkit.io.DEFAULT_MAX_PIXELS`, ``None``: no limit).
+        default :data:`opkit.images.DEFAULT_MAX_PIXELS`, ``None``: no limit).
 
     Returns
     -------
@@ -588,7 +588,7 @@ def from_file(
     ------
     FileNotFoundError
         If ``path`` does not exist.
-    opkit.io.ImageTooLargeError
+    opkit.images.ImageTooLargeError
         If the image declares more than ``max_pixels`` pixels.
     ValueError
         A folder; not a JPEG; progressive, lossless, hierarchical or arithmetic-coded; not 8-bit; CMYK/YCCK
@@ -700,7 +700,7 @@ def _strategy() -> st.SearchStrategy[dict[str, Any]]:
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
     """Register ``jpeg``."""
-    registry.add("jpeg", _factory, strategy=_strategy())
+    registry.add_operator("jpeg", _factory, strategy=_strategy())
 
 
 #: File suffixes the ``jpeg`` plugin reads as measurements.
@@ -729,7 +729,7 @@ def jpeg_file(x: Tensor, op: JPEG) -> bytes:
 
     from PIL import Image
 
-    from opkit.io import to_uint8
+    from opkit.images import to_uint8
 
     tables = op.tables
     qtables = [tables[0].flatten().tolist()]

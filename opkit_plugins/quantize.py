@@ -148,7 +148,7 @@ def _factory(*, shape: tuple[int, int, int], bits: int = 8) -> Quantize:
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
     """Register ``quantize``."""
-    registry.add(
+    registry.add_operator(
         "quantize",
         _factory,
         strategy=st.fixed_dictionaries({"shape": shapes(), "bits": st.integers(1, 16)}),

@@ -26,13 +26,13 @@ from torch import Tensor
 import opkit
 from opkit.params import check_positive_int, non_negative, one_of, positive_int
 from opkit.testing.strategies import shapes
-from opkit_plugins._separable import (
-    SeparableSVDOperator,
-    correlation_factor,
+from opkit_plugins._separable.correlation import (
     separable_correlation,
     separable_correlation_adjoint,
     symmetric_index,
 )
+from opkit_plugins._separable.factorization import correlation_factor
+from opkit_plugins._separable.operator import SeparableSVDOperator
 
 __all__ = [
     "BicubicParams",
@@ -235,7 +235,7 @@ class BicubicParams:
         Downsampling factor ``f`` (positive); ``H`` and ``W`` must be multiples of it.
     threshold : float
         1-D singular values below it are zeroed (``≥ 0``; default ``0``: only numerically zero
-        ones, see :func:`opkit_plugins._separable.factorize`).
+        ones, see :func:`opkit_plugins._separable.factorization.factorize`).
     boundary : str
         ``"zero"`` (default: zero padding) or ``"symmetric"`` (half-sample reflection, as
         MATLAB ``imresize`` and the DDRM code).
@@ -380,7 +380,7 @@ class SRBicubic(SeparableSVDOperator):
     instead (MATLAB ``imresize`` and the DDRM code): the reflected taps fold back onto the border
     pixels, and ``y`` is one strided ``conv2d`` of the reflected image. ``A_c`` is
     ``(H/f) × H``, ``A_r`` is ``(W/f) × W``; the SVD is the Kronecker product of their SVDs
-    (:class:`~opkit_plugins._separable.SeparableSVDOperator`, spectral layout ``(B, C, H, W)``,
+    (:class:`~opkit_plugins._separable.operator.SeparableSVDOperator`, spectral layout ``(B, C, H, W)``,
     singular values zero outside the top-left ``H/f × W/f`` corner).
 
     Parameters
@@ -461,5 +461,5 @@ def _bicubic_strategy() -> st.SearchStrategy[dict[str, Any]]:
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
     """Register ``sr_block`` and ``sr_bicubic``."""
-    registry.add("sr_block", _block_factory, strategy=_block_strategy())
-    registry.add("sr_bicubic", _bicubic_factory, strategy=_bicubic_strategy())
+    registry.add_operator("sr_block", _block_factory, strategy=_block_strategy())
+    registry.add_operator("sr_bicubic", _bicubic_factory, strategy=_bicubic_strategy())

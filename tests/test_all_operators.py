@@ -56,4 +56,4 @@ def test_registered_operator_rejects_a_wrong_input_shape(name: str, data: st.Dat
 
 @pytest.mark.parametrize("name", NAMES)
 def test_registered_operator_has_a_description(name: str) -> None:
-    assert opkit.default_registry().entry(name).description, f"{name}: give the factory a docstring"
+    assert opkit.default_registry().operator_entry(name).description, f"{name}: give the factory a docstring"

@@ -292,7 +292,8 @@ def _symmetric_kernel(length: int, seed: int) -> torch.Tensor:
 @pytest.mark.parametrize("n", [1, 2, 3, 8, 13, 64])
 @pytest.mark.parametrize("length", [1, 3, 9, 31, 201])  # 201: reflections wrap several times
 def test_dct_diagonalises_the_reflective_correlation_exactly(n: int, length: int) -> None:
-    from opkit_plugins._separable import correlation_matrix, dct_eigenvalues, dct_matrix
+    from opkit_plugins._separable.correlation import correlation_matrix
+    from opkit_plugins._separable.dct import dct_eigenvalues, dct_matrix
 
     k = _symmetric_kernel(length, n * 1000 + length)
     A = correlation_matrix(k, n, pad=(length - 1) // 2, boundary="symmetric")  # dense, float64
@@ -303,7 +304,7 @@ def test_dct_diagonalises_the_reflective_correlation_exactly(n: int, length: int
 
 @pytest.mark.parametrize("n", [1, 2, 5, 8, 17, 256])
 def test_fast_dct_equals_the_dense_matrix(n: int) -> None:
-    from opkit_plugins._separable import dct, dct_matrix, idct
+    from opkit_plugins._separable.dct import dct, dct_matrix, idct
 
     x = torch.randn(3, 4, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
     C = dct_matrix(n)
@@ -334,7 +335,8 @@ REFLECT = [
 
 @pytest.mark.parametrize("params", REFLECT)
 def test_reflective_blur_equals_dense_float64_and_a_padding_reference(params: dict[str, Any]) -> None:
-    from opkit_plugins._separable import DCTFactor, correlation_matrix
+    from opkit_plugins._separable.correlation import correlation_matrix
+    from opkit_plugins._separable.dct import DCTFactor
 
     shape = (2, 12, 9)
     op = Blur(shape, boundary="reflect", threshold=0.0, **params)
@@ -374,12 +376,13 @@ def test_reflective_blur_obeys_the_laws(params: dict[str, Any], threshold: float
 
 
 def test_reflective_construction_needs_no_eigendecomposition() -> None:
-    import opkit_plugins._separable as sep
+    from opkit_plugins._separable.dct import DCTFactor
+    from opkit_plugins._separable.factorization import svd_cache_size
 
-    before = len(sep._SVD_CACHE)
+    before = svd_cache_size()
     op = Blur((3, 2048, 2048), kernel="gaussian", sigma=2.0, boundary="reflect", threshold=0.0)
-    assert isinstance(op.col_factor, sep.DCTFactor) and op.row_factor is op.col_factor
-    assert len(sep._SVD_CACHE) == before  # no dense SVD, no n × n matrix formed
+    assert isinstance(op.col_factor, DCTFactor) and op.row_factor is op.col_factor
+    assert svd_cache_size() == before  # no dense SVD, no n × n matrix formed
     assert "V" not in op.col_factor.__dict__
 
 
@@ -403,7 +406,7 @@ def test_the_convolution_path_of_other_devices_equals_the_slice_path(
     name: str, params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Off the CPU, H and Hᵀ run as depthwise 1-D (transposed) convolutions: same maps."""
-    import opkit_plugins._separable as sep
+    import opkit_plugins._separable.correlation as sep
 
     op = opkit.create(name, shape=(2, 12, 18), **params)
     x = torch.rand(2, 2, 12, 18, dtype=torch.float64, generator=torch.Generator().manual_seed(7))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from opkit.io import load_image, save_image
+from opkit.images import load_image, save_image
 from opkit_cli.main import main
 from opkit_cli.parsing import parse_params
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from opkit.io import load_image
+from opkit.images import load_image
 from opkit_cli.main import main
 from solvers.priors import checkpoints
 from solvers.priors.adm import ADMUNet

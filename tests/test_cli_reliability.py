@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 import opkit
-from opkit.io import load_image
+from opkit.images import load_image
 from opkit_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from opkit_cli.main import main
 from tests.helpers import cli
@@ -291,12 +291,12 @@ def test_outputs_are_checked_before_any_work(capsys: Any, work: Path) -> None:
 def test_an_unwritable_folder_is_found_before_any_work(
     capsys: Any, work: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from opkit import io as oio
+    from opkit import files as ofiles
 
     def denied(target: Path, *, directory: bool = False) -> Path:
         raise PermissionError(13, "Permission denied", str(target))
 
-    monkeypatch.setattr(oio, "_temp_beside", denied)
+    monkeypatch.setattr(ofiles, "_temp_beside", denied)
     refused(
         cli(
             capsys, "restore", work / "in.png", "--op", "denoise", "--model", "nowhere", "-o", work / "o.png"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from opkit.io import load_image
+from opkit.images import load_image
 from opkit_cli.entries import infer_image_shape
 from opkit_cli.main import main
 

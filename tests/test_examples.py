@@ -21,7 +21,7 @@ from PIL import Image
 import opkit
 import opkit.registry
 import solvers
-from opkit.io import load_image
+from opkit.images import load_image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FAST = ["--size", "32", "--steps", "2"]
@@ -119,7 +119,7 @@ def test_custom_plugin_registers_passes_the_kit_and_restores(
     assert_finite(results, {"custom_plugin": {"H†y", "bicubic", "DDRM"}})
     assert_figures(tmp_path, "custom_plugin", input_shape=(3, 32, 32), panels=3)
     assert module.NAME in opkit.available()
-    assert opkit.default_registry().entry(module.NAME).plugin == "example_hdecimate2"
+    assert opkit.default_registry().operator_entry(module.NAME).plugin == "example_hdecimate2"
     run("custom_plugin", tmp_path / "again", "--model", str(prior_dir))  # registering twice is harmless
     for shape in [(3, 6, 10), (1, 5, 2)]:
         op = opkit.create(module.NAME, shape=shape)

@@ -1,4 +1,4 @@
-"""opkit.io: atomic writes, output checks, the pixel limit and full-precision reading."""
+"""opkit.files and opkit.images: atomic writes, output checks, the pixel limit and full-precision reading."""
 
 from __future__ import annotations
 
@@ -13,18 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from opkit import io as oio
-from opkit.io import (
-    ImageReadWarning,
-    ImageTooLargeError,
-    atomic_directory,
-    atomic_path,
-    check_output,
-    load_image,
-    same_file,
-    save_image,
-    write_atomic,
-)
+from opkit import files as ofiles
+from opkit.files import atomic_directory, atomic_path, check_output, same_file, write_atomic
+from opkit.images import ImageReadWarning, ImageTooLargeError, load_image, save_image
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -136,27 +127,56 @@ def test_atomic_directory_new_folder_appears_complete(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
-def test_atomic_directory_updates_an_existing_folder_file_by_file_marker_last(
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
+def test_atomic_directory_replaces_an_existing_folder_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
+) -> None:
+    target = tmp_path / "run"
+    target.mkdir()
+    (target / "stale.txt").write_text("from the old run")
+    (target / "a.bin").write_text("old a")
+    if not exchange:  # a system without renameat2: the old folder is moved aside, then removed
+        monkeypatch.setattr(ofiles, "_exchange", lambda a, b: False)
+    with atomic_directory(target) as staging:
+        (staging / "state.json").write_text("step 2")
+        (staging / "a.bin").write_text("new a")
+        assert (target / "a.bin").read_text() == "old a"  # untouched while the new one is written
+    assert sorted(p.name for p in target.iterdir()) == ["a.bin", "state.json"]
+    assert (target / "a.bin").read_text() == "new a"
+    assert leftovers(tmp_path) == []
+
+
+def test_atomic_directory_puts_the_old_folder_back_when_the_swap_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "run"
     target.mkdir()
-    (target / "keep.txt").write_text("mine")
-    (target / "a.bin").write_text("old a")
-    order: list[str] = []
-    real_replace = os.replace
+    (target / "a.bin").write_text("old")
+    monkeypatch.setattr(ofiles, "_exchange", lambda a, b: False)
+    real_rename, refused = os.rename, []
 
-    def spy(src: str, dst: str) -> None:
-        order.append(Path(dst).name)
-        real_replace(src, dst)
+    def refuse_the_new_folder(src: str | Path, dst: str | Path) -> None:
+        if Path(dst) == target and not refused:  # the staging folder's rename; not the way back
+            refused.append(src)
+            raise OSError(28, "No space left on device")
+        real_rename(src, dst)
 
-    monkeypatch.setattr(oio.os, "replace", spy)
-    with atomic_directory(target, last=("state.json",)) as staging:
-        (staging / "state.json").write_text("step 2")
-        (staging / "a.bin").write_text("new a")
-        (staging / "z.bin").write_text("z")
-    assert order == ["a.bin", "z.bin", "state.json"]
-    assert (target / "a.bin").read_text() == "new a" and (target / "keep.txt").read_text() == "mine"
+    monkeypatch.setattr(ofiles.os, "rename", refuse_the_new_folder)
+    with pytest.raises(OSError, match="No space left"):
+        with atomic_directory(target) as staging:
+            (staging / "a.bin").write_text("new")
+    assert refused and sorted(p.name for p in target.iterdir()) == ["a.bin"]
+    assert (target / "a.bin").read_text() == "old"
+    assert leftovers(tmp_path) == []
+
+
+def test_atomic_writes_refuse_a_target_of_the_other_kind(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(IsADirectoryError), atomic_path(tmp_path / "folder"):
+        pass
+    with pytest.raises(NotADirectoryError), atomic_directory(tmp_path / "file"):
+        pass
     assert leftovers(tmp_path) == []
 
 
@@ -218,7 +238,7 @@ def test_check_output_reports_an_unwritable_folder(tmp_path: Path, monkeypatch: 
     def denied(target: Path, *, directory: bool = False) -> Path:
         raise PermissionError(13, "Permission denied", str(target))
 
-    monkeypatch.setattr(oio, "_temp_beside", denied)
+    monkeypatch.setattr(ofiles, "_temp_beside", denied)
     with pytest.raises(ValueError, match=r"cannot write into .*: Permission denied"):
         check_output(tmp_path / "x.png")
 
@@ -297,3 +317,91 @@ def test_unreadable_inputs_are_value_errors_naming_the_file(tmp_path: Path) -> N
     (tmp_path / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
     with pytest.raises(ValueError, match=r"cannot read .*junk\.png as an image"):
         load_image(tmp_path / "junk.png")
+
+
+# -- a save killed mid-write ---------------------------------------------------------------------
+#: Run in a child process: start a real save, and stop in the middle of writing (half the bytes on
+#: disk, "writing" on stdout) until the parent kills the process with SIGKILL.
+KILLED_SAVES = {
+    "image": """
+import sys, time
+from pathlib import Path
+import torch
+from PIL import Image
+from opkit.images import save_image
+
+def half_then_hang(self, fp, *args, **kwargs):
+    Path(str(fp)).write_bytes(b"\\x89PNG half of a new file")
+    print("writing", flush=True)
+    time.sleep(120)
+
+Image.Image.save = half_then_hang
+save_image(torch.ones(1, 3, 8, 8), sys.argv[1])
+""",
+    "model": """
+import sys, time
+from pathlib import Path
+import torch
+from diffusers import UNet2DModel
+from solvers.ddrm.priors import UNetPrior, linear_alphas_cumprod, save_prior
+
+net = UNet2DModel(sample_size=8, layers_per_block=1, block_out_channels=(8, 16), norm_num_groups=4,
+                  down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+
+def half_then_hang(self, folder, **kwargs):
+    Path(folder).mkdir(parents=True)
+    (Path(folder) / "config.json").write_text("{")
+    print("writing", flush=True)
+    time.sleep(120)
+
+UNet2DModel.save_pretrained = half_then_hang
+save_prior(UNetPrior(net, linear_alphas_cumprod()), sys.argv[1])
+""",
+}
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` with its bytes."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("what", sorted(KILLED_SAVES))
+def test_a_save_killed_mid_write_leaves_the_old_file_or_folder_intact(tmp_path: Path, what: str) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    if what == "image":
+        target = tmp_path / "out.png"
+        save_image(torch.zeros(1, 3, 8, 8), target)
+        before = {"": target.read_bytes()}
+    else:
+        target = tmp_path / "model"
+        (target / "unet").mkdir(parents=True)
+        (target / "unet" / "config.json").write_text('{"old": true}')
+        (target / "scheduler").mkdir()
+        (target / "scheduler" / "scheduler_config.json").write_text("{}")
+        before = tree(target)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_SAVES[what], str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        line = child.stdout.readline() if child.stdout else ""
+        if line.strip() != "writing":
+            pytest.fail(f"the child did not start writing: {child.communicate(timeout=60)[1]}")
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    after = {"": target.read_bytes()} if what == "image" else tree(target)
+    assert after == before
+    # what the killed save left is its hidden temporary path, which names its target
+    left = [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert len(left) == 1 and ofiles.temporary_target(left[0]) == target

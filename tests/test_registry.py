@@ -26,16 +26,16 @@ def test_builtins_register_through_entry_points() -> None:
     names = {ep.name: ep.value for ep in metadata.entry_points(group="opkit")}
     assert names.get("denoise") == "opkit_plugins.denoise"
     assert "denoise" in opkit.available()
-    assert opkit.default_registry().entry("denoise").plugin == "denoise"
+    assert opkit.default_registry().operator_entry("denoise").plugin == "denoise"
 
 
 def test_good_plugin_loads_and_creates(monkeypatch: pytest.MonkeyPatch) -> None:
     reg = _load(monkeypatch, _eps(good="tests.fake_plugins.good"))
-    assert reg.available() == ["fake_round"]
+    assert reg.operator_names() == ["fake_round"]
     op = reg.create("fake_round", shape=(1, 2, 2), levels=3)
     assert op.name == "fake_round" and op.levels == 3  # type: ignore[attr-defined]
-    assert reg.entry("fake_round").description.startswith("Round to a grid")
-    assert reg.entry("fake_round").parameters() == {"levels": 4}
+    assert reg.operator_entry("fake_round").description.startswith("Round to a grid")
+    assert reg.operator_entry("fake_round").parameters() == {"levels": 4}
 
 
 def test_broken_plugins_warn_by_name_and_others_still_load(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,7 +52,7 @@ def test_broken_plugins_warn_by_name_and_others_still_load(monkeypatch: pytest.M
     assert any("a_broken" in m and "missing_dependency_xyz" in m for m in msgs)
     assert any("b_raises" in m and "boom while registering" in m for m in msgs)
     assert any("d_nohook" in m for m in msgs)
-    assert reg.available() == ["fake_round"]  # b_raises' partial registration rolled back
+    assert reg.operator_names() == ["fake_round"]  # b_raises' partial registration rolled back
     assert set(reg.skipped) == {"a_broken", "b_raises", "d_nohook"}
 
 
@@ -69,7 +69,7 @@ def test_plugins_raising_system_exit_are_skipped_like_any_failing_plugin(
     msgs = [str(w.message) for w in caught]
     assert any("a_exit_import" in m and "failed to import" in m and "SystemExit: 3" in m for m in msgs)
     assert any("b_exit_hook" in m and "SystemExit: plugin gave up" in m for m in msgs)
-    assert reg.available() == ["fake_round"]  # b_exit_hook's partial registration rolled back
+    assert reg.operator_names() == ["fake_round"]  # b_exit_hook's partial registration rolled back
     assert set(reg.skipped) == {"a_exit_import", "b_exit_hook"}
 
 
@@ -82,9 +82,9 @@ def test_duplicate_name_is_an_error_naming_both_plugins(monkeypatch: pytest.Monk
     eps = _eps(first="tests.fake_plugins.good", second="tests.fake_plugins.duplicate")
     with pytest.warns(OpkitPluginWarning, match=r"'second'.*already registered by plugin 'first'"):
         reg = _load(monkeypatch, eps)
-    assert reg.entry("fake_round").plugin == "first"
+    assert reg.operator_entry("fake_round").plugin == "first"
     with pytest.raises(DuplicateOperatorError, match="fake_round"):
-        reg.add("fake_round", lambda shape: None)
+        reg.add_operator("fake_round", lambda shape: None)
 
 
 def test_builtins_load_before_third_parties(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,14 +93,14 @@ def test_builtins_load_before_third_parties(monkeypatch: pytest.MonkeyPatch) -> 
         metadata.EntryPoint(name="zzz_builtin", value="opkit_plugins.denoise", group="opkit"),
     ]
     reg = _load(monkeypatch, eps)
-    assert reg.entry("denoise").plugin == "zzz_builtin"
-    assert reg.available() == ["denoise", "fake_round"]
+    assert reg.operator_entry("denoise").plugin == "zzz_builtin"
+    assert reg.operator_names() == ["denoise", "fake_round"]
 
 
 def test_environment_variable_blocks_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPKIT_DISABLE_PLUGINS", " good , other")
     reg = _load(monkeypatch, _eps(good="tests.fake_plugins.good"))
-    assert reg.available() == []
+    assert reg.operator_names() == []
     assert "OPKIT_DISABLE_PLUGINS" in reg.skipped["good"]
 
 
@@ -113,14 +113,14 @@ def test_add_validates_names_and_factories() -> None:
     reg = Registry()
     for bad in ["Bad", "has space", "1abc", ""]:
         with pytest.raises(ValueError, match="lowercase identifier"):
-            reg.add(bad, lambda shape: None)
+            reg.add_operator(bad, lambda shape: None)
     with pytest.raises(ValueError, match="callable"):
-        reg.add("ok", 3)  # type: ignore[arg-type]
+        reg.add_operator("ok", 3)  # type: ignore[arg-type]
 
 
 def test_factory_must_return_an_operator() -> None:
     reg = Registry()
-    reg.add("nothing", lambda shape: object())
+    reg.add_operator("nothing", lambda shape: object())
     with pytest.raises(TypeError, match=r"not an opkit\.Operator"):
         reg.create("nothing", shape=(1, 1, 1))
 
@@ -129,4 +129,46 @@ def test_reload_rebuilds_the_default_registry() -> None:
     first = opkit.default_registry()
     again = opkit.reload()
     assert again is not first
-    assert again.available() == first.available()
+    assert again.operator_names() == first.operator_names()
+
+
+class _Writes:
+    """A format plugin that writes every operator's measurement as ``.x`` bytes."""
+
+    def __init__(self, data: bytes, fail: bool = False) -> None:
+        self.data, self.fail = data, fail
+
+    @opkit.hookimpl
+    def opkit_write_measurement(self, op: object, x: object, suffix: str | None) -> tuple[str, bytes]:
+        return ".x", self.data
+
+    @opkit.hookimpl
+    def opkit_register_operators(self, registry: Registry) -> None:
+        if self.fail:
+            raise RuntimeError("gave up")
+
+
+class _WritesFirst:
+    """A format plugin that asks pluggy to be asked first."""
+
+    @opkit.hookimpl(tryfirst=True)
+    def opkit_write_measurement(self, op: object, x: object, suffix: str | None) -> tuple[str, bytes]:
+        return ".x", b"eager"
+
+
+def test_file_hooks_are_one_plugin_managers_firstresult_asked_in_load_order() -> None:
+    import torch
+
+    import opkit_plugins.jpeg
+
+    reg = Registry()
+    assert reg.register_plugin(opkit_plugins.jpeg, "jpeg")
+    assert reg.register_plugin(_Writes(b"late"), "late")
+    with pytest.warns(OpkitPluginWarning, match="gave up"):
+        assert not reg.register_plugin(_Writes(b"broken", fail=True), "broken")  # its hooks leave too
+    x = torch.rand(1, 3, 16, 16)
+    jpeg, denoise = opkit.create("jpeg", shape=(3, 16, 16)), opkit.create("denoise", shape=(3, 16, 16))
+    assert reg.write_measurement(jpeg, x)[0] == ".jpg"  # type: ignore[index]  # the built-in, first
+    assert reg.write_measurement(denoise, x) == (".x", b"late")  # the jpeg plugin answered None
+    assert reg.register_plugin(_WritesFirst(), "eager")
+    assert reg.write_measurement(jpeg, x) == (".x", b"eager")  # tryfirst is asked before the rest

@@ -27,7 +27,7 @@ def _load(monkeypatch: pytest.MonkeyPatch, **named: str) -> Registry:
 def test_builtin_solvers_register_through_the_entry_point() -> None:
     names = {ep.name: ep.value for ep in metadata.entry_points(group="opkit")}
     assert names.get("solvers") == "solvers._plugin"
-    assert {"ddrm", "driftrec", "pigdm"} <= set(opkit.solvers_available())
+    assert {"ddrm", "driftrec", "pigdm"} <= set(opkit.solver_names())
     reg = opkit.default_registry()
     assert reg.solver_entry("ddrm").plugin == "solvers"
     assert reg.solver_entry("ddrm").accepts == ("svd", "encode_decode")
@@ -37,7 +37,7 @@ def test_builtin_solvers_register_through_the_entry_point() -> None:
     assert "sigma_y" in reg.solver_entry("pigdm").options()
 
 
-@pytest.mark.parametrize("name", sorted(opkit.solvers_available()))
+@pytest.mark.parametrize("name", sorted(opkit.solver_names()))
 def test_every_registered_solver_passes_the_kit(name: str) -> None:
     report = check_solver(name)
     entry = opkit.default_registry().solver_entry(name)
@@ -80,9 +80,9 @@ def test_solver_plugins_duplicates_and_broken_ones_are_skipped_whole(monkeypatch
             c_raises="tests.fake_plugins.solver_raises",
         )
     msgs = [str(w.message) for w in caught if issubclass(w.category, OpkitPluginWarning)]
-    assert reg.solvers_available() == ["fake_pigdm"]
+    assert reg.solver_names() == ["fake_pigdm"]
     assert reg.solver_entry("fake_pigdm").plugin == "a_good"
-    assert "fake_round_two" not in reg  # b_dup's operator rolled back with its solver
+    assert "fake_round_two" not in reg.operator_names()  # b_dup's operator rolled back with its solver
     assert any("b_dup" in m and "already registered by plugin 'a_good'" in m for m in msgs)
     assert any("c_raises" in m and "solver boom" in m for m in msgs)
     assert set(reg.skipped) == {"b_dup", "c_raises"}
@@ -251,7 +251,7 @@ def test_ddrm_return_info_holds_the_samples() -> None:
 def test_generator_on_another_device() -> None:
     op = toy_operators()["svd"]
     x = torch.rand(1, *op.shape, dtype=torch.float64)
-    for name in opkit.solvers_available():
+    for name in opkit.solver_names():
         entry = opkit.default_registry().solver_entry(name)
         g = torch.Generator(device="cuda").manual_seed(0)
         out = entry.solver(op, op(x), entry.oracle(x), steps=3, generator=g, progress=False)  # type: ignore[misc]

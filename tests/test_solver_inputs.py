@@ -71,7 +71,7 @@ def test_ddrm_refuses_quantize_levels_out_of_range_or_not_integers() -> None:
 def test_every_encode_decode_operator_accepts_its_own_measurement() -> None:
     x = _x()
     checked = []
-    for entry in opkit.default_registry().entries():
+    for entry in opkit.default_registry().operator_entries():
         try:
             op = opkit.create(entry.name, shape=(3, 16, 16))
         except ValueError:  # needs parameters (e.g. inpaint's mask)

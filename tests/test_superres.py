@@ -10,7 +10,7 @@ import torch.nn.functional as nnf
 
 import opkit
 from opkit.testing import check_operator
-from opkit_plugins._separable import symmetric_index
+from opkit_plugins._separable.correlation import symmetric_index
 from opkit_plugins.superres import (
     SRBicubic,
     SRBlock,

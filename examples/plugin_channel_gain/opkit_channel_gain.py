@@ -44,4 +44,4 @@ _params = shapes(channels=3).flatmap(
 
 @opkit.hookimpl
 def opkit_register_operators(registry):
-    registry.add("channel_gain", channel_gain, strategy=_params)
+    registry.add_operator("channel_gain", channel_gain, strategy=_params)

@@ -115,7 +115,7 @@ def operator_kwargs(name: str) -> st.SearchStrategy[dict[str, Any]]:
     """
     from opkit.registry import default_registry
 
-    entry = default_registry().entry(name)
+    entry = default_registry().operator_entry(name)
     if entry.strategy is None:
         return st.fixed_dictionaries({"shape": shapes()})
     return entry.strategy  # type: ignore[no-any-return]
@@ -137,7 +137,7 @@ def operators(names: list[str] | tuple[str, ...] | None = None) -> st.SearchStra
     from opkit.registry import default_registry
 
     reg = default_registry()
-    pool = list(names) if names is not None else reg.available()
+    pool = list(names) if names is not None else reg.operator_names()
     if not pool:
         raise ValueError("no operators are registered")
 

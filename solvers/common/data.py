@@ -190,7 +190,7 @@ def folder_photos(folder: str | os.PathLike[str], *, min_size: int = 64) -> list
     ValueError
         If the folder holds no usable photograph (the message says how to fetch them).
     """
-    from opkit.io import load_image
+    from opkit.images import load_image
 
     files = sorted(Path(folder).glob("*.png"))
     images = [load_image(f, mode="RGB") for f in files]

@@ -16,6 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from opkit.messages import one_line
+
 #: Files of a resumable training run, beside the model's weights.
 STATE_NAME = "training_state.safetensors"
 STATE_JSON = "training_state.json"
@@ -48,7 +50,7 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
     except FileNotFoundError:
         raise
     except Exception as exc:  # safetensors raises its own error type
-        msg = " ".join(str(exc).split())
+        msg = one_line(exc)
         raise ValueError(f"{path} is not a readable safetensors file ({msg})") from None
 
 
@@ -87,7 +89,7 @@ def load_state(
         for name, g in gens.items():
             g.set_state(tensors[f"rng.{name}"])
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        msg = " ".join(str(exc).split())
+        msg = one_line(exc)
         raise ValueError(
             f"{json_path} and {tensors_path.name} do not hold a training state ({msg})"
         ) from None

@@ -30,6 +30,8 @@ import attrs
 import torch
 from torch import Tensor
 
+from opkit.files import atomic_path
+
 __all__ = [
     "PRESETS",
     "Checkpoint",
@@ -274,32 +276,29 @@ def _download(url: str, dest: Path, sha256: str | None) -> None:
     from tqdm.auto import tqdm
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
     h = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url) as resp, part.open("wb") as fh:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
-                for chunk in iter(lambda: resp.read(1 << 20), b""):
-                    fh.write(chunk)
-                    h.update(chunk)
-                    bar.update(len(chunk))
-    except OSError as exc:
-        part.unlink(missing_ok=True)
-        raise OSError(f"could not download {url}: {exc}") from exc
-    digest = h.hexdigest()
-    if sha256 is not None and digest != sha256.lower():
-        part.unlink(missing_ok=True)
-        raise ValueError(
-            f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest}; the file was deleted"
-        )
+    with atomic_path(dest) as part:  # a failed download or checksum leaves nothing behind
+        try:
+            with urllib.request.urlopen(url) as resp, part.open("wb") as fh:
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
+                    for chunk in iter(lambda: resp.read(1 << 20), b""):
+                        fh.write(chunk)
+                        h.update(chunk)
+                        bar.update(len(chunk))
+        except OSError as exc:
+            raise OSError(f"could not download {url}: {exc}") from exc
+        digest = h.hexdigest()
+        if sha256 is not None and digest != sha256.lower():
+            raise ValueError(
+                f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest}; the file was deleted"
+            )
     if sha256 is None:
         warnings.warn(
             f"{dest.name}: its publisher gives no checksum to verify; the downloaded file has "
             f"sha256 {digest}",
             stacklevel=3,
         )
-    part.replace(dest)
 
 
 def checkpoint_path(preset: Checkpoint, *, download: bool = False) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from opkit.files import atomic_directory
 from solvers.common.state import WEIGHTS_NAME, read_json
 from solvers.priors.adm import ADMConfig, ADMUNet, adm_alphas_cumprod
 from solvers.priors.checkpoints import (
@@ -379,7 +380,9 @@ def save_prior(prior: UNetPrior, path: str | Path) -> Path:
         From :func:`load_prior`, or built around an :class:`~solvers.priors.adm.ADMUNet` or a
         ``UNet2DModel``.
     path : str or pathlib.Path
-        The directory (created; files in it are overwritten).
+        The directory: created, or replaced whole. It is written atomically
+        (:func:`opkit.files.atomic_directory`): an interrupted save leaves an existing directory as
+        it was.
 
     Returns
     -------
@@ -391,20 +394,20 @@ def save_prior(prior: UNetPrior, path: str | Path) -> Path:
     TypeError
         For a prior whose network is neither.
     """
-    out = Path(path).expanduser()
+    target = Path(path).expanduser()
     net = prior.net
     if isinstance(net, ADMUNet):
         from safetensors.torch import save_file
 
-        out.mkdir(parents=True, exist_ok=True)
-        cfg = {"_class_name": _ADM_CLASS, **net.config.to_dict()}
-        (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-        state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
-        save_file(state, str(out / _WEIGHTS), metadata={"format": "pt"})
-        return out
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(target) as out:
+            cfg = {"_class_name": _ADM_CLASS, **net.config.to_dict()}
+            (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+            state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+            save_file(state, str(out / _WEIGHTS), metadata={"format": "pt"})
+        return target
     if not hasattr(net, "save_pretrained") or type(net).__name__ != "UNet2DModel":
         raise TypeError(f"save_prior: cannot save a prior around a {type(net).__name__}")
-    net.save_pretrained(str(out / "unet"), safe_serialization=True)  # type: ignore[operator]
     sched = dict(prior.scheduler_config) if prior.scheduler_config is not None else None
     if sched is None:
         a = prior.alphas_cumprod
@@ -415,8 +418,11 @@ def save_prior(prior: UNetPrior, path: str | Path) -> Path:
             "trained_betas": betas.tolist(),
             "prediction_type": prior.prediction_type,
         }
-    (out / "scheduler").mkdir(parents=True, exist_ok=True)
-    (out / "scheduler" / "scheduler_config.json").write_text(
-        json.dumps(sched, indent=2) + "\n", encoding="utf-8"
-    )
-    return out
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(target) as out:
+        net.save_pretrained(str(out / "unet"), safe_serialization=True)  # type: ignore[operator]
+        (out / "scheduler").mkdir()
+        (out / "scheduler" / "scheduler_config.json").write_text(
+            json.dumps(sched, indent=2) + "\n", encoding="utf-8"
+        )
+    return target

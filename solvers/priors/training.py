@@ -31,6 +31,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from opkit.files import atomic_directory
+from opkit.images import to_grey
 from opkit.operators import per_sample
 from solvers.common import randn
 from solvers.common.data import dead_leaves, random_crops
@@ -63,9 +65,6 @@ PRIOR_PRESETS: dict[str, dict[str, Any]] = {
         "norm_num_groups": 32,
     },
 }
-
-#: Rec. 601 luma weights (JPEG's Y), for the grey crops.
-_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 _STATE, _STATE_JSON = STATE_NAME, STATE_JSON
 _RAW = "raw_unet.safetensors"
@@ -183,7 +182,7 @@ def prior_loss(
 
 
 def _save(
-    out: Path,
+    folder: Path,
     raw: Any,
     ema: Any,
     opt: torch.optim.Optimizer,
@@ -194,13 +193,15 @@ def _save(
 ) -> None:
     from diffusers import DDPMScheduler
 
-    out.mkdir(parents=True, exist_ok=True)
-    ema.save_pretrained(str(out / "unet"), safe_serialization=True)
-    DDPMScheduler(
-        num_train_timesteps=1000, beta_start=BETA_START, beta_end=BETA_END, beta_schedule="linear"
-    ).save_pretrained(str(out / "scheduler"))
-    save_file({k: v.detach().cpu().contiguous() for k, v in raw.state_dict().items()}, str(out / _RAW))
-    save_state(out / _STATE, out / _STATE_JSON, opt, gens, {"step": step, "losses": losses, **extra})
+    # atomically: the whole run folder is replaced in one step, never half written
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(folder) as out:
+        ema.save_pretrained(str(out / "unet"), safe_serialization=True)
+        DDPMScheduler(
+            num_train_timesteps=1000, beta_start=BETA_START, beta_end=BETA_END, beta_schedule="linear"
+        ).save_pretrained(str(out / "scheduler"))
+        save_file({k: v.detach().cpu().contiguous() for k, v in raw.state_dict().items()}, str(out / _RAW))
+        save_state(out / _STATE, out / _STATE_JSON, opt, gens, {"step": step, "losses": losses, **extra})
 
 
 def _load(
@@ -331,7 +332,7 @@ def train_prior(
             crops = random_crops(images, crop_size, batch_size - n_leaves, gens["cpu"], flips=True)
             if grey_fraction > 0:
                 grey = torch.rand(crops.shape[0], generator=gens["cpu"]) < grey_fraction
-                luma = (crops * _LUMA.to(crops.dtype)).sum(1, keepdim=True).expand_as(crops)
+                luma = to_grey(crops).expand_as(crops)
                 crops = torch.where(grey.view(-1, 1, 1, 1), luma, crops)
             parts.append(crops)
         if n_leaves:

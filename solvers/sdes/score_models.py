@@ -39,7 +39,8 @@ from diffusers import UNet2DModel
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from opkit.io import atomic_directory
+from opkit.files import atomic_directory
+from opkit.messages import one_line
 from opkit.operators import per_sample
 from solvers.common.state import WEIGHTS_NAME as _WEIGHTS_NAME
 from solvers.common.state import read_json, read_safetensors
@@ -343,8 +344,8 @@ class ScoreModel(nn.Module):
     ) -> Path:
         """Save as a diffusers-style directory (config JSON + safetensors, no pickles).
 
-        The files are written atomically (:func:`opkit.io.atomic_directory`): a new directory
-        appears complete, and in an existing one each file is replaced whole.
+        The files are written atomically (:func:`opkit.files.atomic_directory`): a new directory
+        appears complete, and an existing one is replaced whole, in one step.
 
         Parameters
         ----------
@@ -370,7 +371,7 @@ class ScoreModel(nn.Module):
         Parameters
         ----------
         folder : pathlib.Path
-            Existing directory, e.g. the staging folder of :func:`opkit.io.atomic_directory`.
+            Existing directory, e.g. the staging folder of :func:`opkit.files.atomic_directory`.
         raw_state : dict, optional
             Raw (non-EMA) U-Net weights to store beside this model's (EMA) weights.
         """
@@ -457,7 +458,7 @@ class ScoreModel(nn.Module):
                 sigma_data=meta.get("sigma_data", 0.05),
             )
         except (RuntimeError, ValueError) as exc:
-            msg = " ".join(str(exc).split())
+            msg = one_line(exc)
             raise ValueError(f"{weights} does not fit {config_path}: {msg}") from None
         model.to(device=device, dtype=dtype)
         return model.eval()

@@ -46,7 +46,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 import opkit
-from opkit.io import atomic_directory
+from opkit.files import atomic_directory
 from opkit.operators import per_sample
 from opkit.params import check_positive_int
 from solvers.common import randn
@@ -250,9 +250,9 @@ def _save_checkpoint(
     losses: list[float],
     gens: dict[str, torch.Generator],
 ) -> None:
-    # atomically: the state JSON, which marks a checkpoint as resumable, is moved in last
+    # atomically: the whole checkpoint folder is replaced in one step, never half written
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_directory(path, last=(STATE_JSON,)) as tmp:
+    with atomic_directory(path) as tmp:
         ema.write_files(tmp, raw_state=raw.unet.state_dict())
         save_state(tmp / STATE_NAME, tmp / STATE_JSON, opt, gens, {"step": step, "losses": losses})
 

@@ -8,4 +8,4 @@ from tests.fake_plugins.good import _factory
 
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
-    registry.add("fake_round", _factory)
+    registry.add_operator("fake_round", _factory)

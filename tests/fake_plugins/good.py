@@ -13,4 +13,4 @@ def _factory(*, shape: tuple[int, int, int], levels: int = 4) -> RoundToGrid:
 
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
-    registry.add("fake_round", _factory)
+    registry.add_operator("fake_round", _factory)

@@ -8,5 +8,5 @@ from tests.fake_plugins.good import _factory
 
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
-    registry.add("fake_partial", _factory)
+    registry.add_operator("fake_partial", _factory)
     raise RuntimeError("boom while registering")

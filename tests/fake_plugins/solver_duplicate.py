@@ -9,7 +9,7 @@ from tests.fake_plugins.good import _factory
 
 @opkit.hookimpl
 def opkit_register_operators(registry: Any) -> None:
-    registry.add("fake_round_two", _factory)
+    registry.add_operator("fake_round_two", _factory)
 
 
 @opkit.hookimpl

@@ -1,26 +1,24 @@
-"""Image input/output and safe file writing.
+"""Images: reading image files, writing them, and their pixels (8-bit levels, grey).
 
 Reading: image files become ``(1, C, H, W)`` float tensors in ``[0, 1]`` at their full precision
 (8 or 16 bits per sample, greyscale or colour), with the image size checked against a pixel limit
 *before* any pixel is decoded (a small file can declare a huge image).
 
-Writing: every file the package writes goes through :func:`atomic_path` (or :func:`write_atomic`,
-:func:`atomic_directory` for a folder of files): it is written to a temporary file beside its
-target and renamed onto the target only once complete, so an interrupted or failed write never
-leaves a truncated file, and an existing file is replaced in one step or not at all.
-:func:`check_output` checks an output path before any work starts.
+Writing: :func:`save_image` writes 8-bit files through the package's one atomic writer
+(:func:`opkit.files.atomic_path`): an existing file is replaced whole or not at all.
+
+Colour: :data:`LUMA` holds the ITU-R BT.601 luma weights that every part of opkit uses for grey
+(:func:`to_grey`, :func:`load_image` with ``mode="L"``, the JFIF colour transform of the ``jpeg``
+operator).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import secrets
-import shutil
 import sys
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +27,28 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from opkit.files import PathLike, atomic_path
+from opkit.messages import one_line
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "LUMA",
     "ImageReadWarning",
     "ImageTooLargeError",
-    "atomic_directory",
-    "atomic_path",
-    "check_output",
     "check_pixels",
     "image_suffixes",
     "load_image",
-    "same_file",
     "save_image",
+    "to_grey",
     "to_uint8",
-    "write_atomic",
 ]
 
 #: Default limit on the pixels (width × height) of an image read by :func:`load_image`: 50 megapixels.
 DEFAULT_MAX_PIXELS = 50_000_000
 
-PathLike = str | os.PathLike[str]
+#: ITU-R BT.601 luma weights of red, green and blue: ``Y = 0.299 R + 0.587 G + 0.114 B``
+#: (JFIF's and Pillow's grey).
+LUMA = (0.299, 0.587, 0.114)
 
 
 class ImageTooLargeError(ValueError):
@@ -85,7 +85,7 @@ def _open(p: Path, max_pixels: int | None) -> Iterator[Image.Image]:
             try:
                 im = Image.open(p)
             except _READ_ERRORS as exc:
-                raise ValueError(f"cannot read {p} as an image: {_one_line(exc)}") from exc
+                raise ValueError(f"cannot read {p} as an image: {one_line(exc)}") from exc
             with im:
                 check_pixels(p, *im.size, max_pixels)
                 yield im
@@ -220,8 +220,8 @@ def load_image(
         Any format Pillow reads (PNG, JPEG, TIFF, WebP, BMP, ...).
     mode : {None, "RGB", "L"}
         ``"RGB"`` repeats a greyscale image to three channels; ``"L"`` converts colour to grey
-        with the ITU-R 601 luma weights (0.299, 0.587, 0.114), as Pillow does; ``None`` keeps the
-        file's channels.
+        with the ITU-R 601 luma weights (:func:`to_grey`, computed in float64); ``None`` keeps
+        the file's channels.
     dtype : torch.dtype
         Floating dtype of the result.
     max_pixels : int or None
@@ -249,7 +249,7 @@ def load_image(
         try:
             arr, alpha = _pixels(p, im)
         except _READ_ERRORS as exc:
-            raise ValueError(f"cannot read {p} as an image: {_one_line(exc)}") from exc
+            raise ValueError(f"cannot read {p} as an image: {one_line(exc)}") from exc
     if alpha is not None and bool((alpha < 1.0).any()):
         warnings.warn(
             f"{p}: its alpha channel (transparency) is dropped; the stored colours are used",
@@ -260,9 +260,33 @@ def load_image(
     if mode == "RGB" and t.shape[1] == 1:
         t = t.expand(1, 3, *t.shape[2:])
     elif mode == "L" and t.shape[1] == 3:
-        weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64).view(1, 3, 1, 1)
-        t = (t * weights).sum(1, keepdim=True)
+        t = to_grey(t)
     return t.to(dtype).clamp(0.0, 1.0).contiguous()
+
+
+def to_grey(x: Tensor) -> Tensor:
+    """Colour images to grey with the :data:`LUMA` weights: ``Y = 0.299 R + 0.587 G + 0.114 B``.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(B, 3, H, W)`` colour images.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, 1, H, W)``, in ``x``'s dtype and on its device (the weights are rounded to that
+        dtype).
+
+    Examples
+    --------
+    >>> to_grey(torch.ones(1, 3, 2, 2)).shape
+    torch.Size([1, 1, 2, 2])
+    """
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected colour images (B, 3, H, W), got {tuple(x.shape)}")
+    w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
 
 
 def to_uint8(x: Tensor) -> np.ndarray:
@@ -295,7 +319,7 @@ def save_image(x: Tensor, path: PathLike, *, quality: int | None = None) -> Path
     """Write one image in ``[0, 1]`` to ``path`` as 8-bit (format from the suffix), atomically.
 
     The file is written beside ``path`` under a temporary name and renamed onto ``path`` when
-    complete (:func:`atomic_path`): an existing file is replaced whole or not at all.
+    complete (:func:`opkit.files.atomic_path`): an existing file is replaced whole or not at all.
 
     Parameters
     ----------
@@ -341,241 +365,3 @@ def image_suffixes() -> tuple[str, ...]:
     """
     Image.init()
     return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE))
-
-
-# ----------------------------------------------------------------------------------------------
-# writing
-# ----------------------------------------------------------------------------------------------
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _temp_beside(target: Path, *, directory: bool = False) -> Path:
-    """Create (exclusively) a hidden temporary file or folder beside ``target``, keeping its suffix."""
-    stem = target.name[: -len(target.suffix)] if target.suffix else target.name
-    for _ in range(100):
-        tmp = target.with_name(f".{stem}.{secrets.token_hex(4)}.part{target.suffix}")
-        try:
-            if directory:
-                tmp.mkdir()
-            else:
-                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        return tmp
-    raise FileExistsError(f"cannot create a temporary file beside {target}")  # pragma: no cover
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-
-
-@contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Write a file atomically: yield a temporary path beside ``path``, then rename it onto ``path``.
-
-    The block writes the whole file to the yielded path (which keeps ``path``'s suffix, so writers
-    that pick the format from it work). When the block succeeds, the file is flushed to disk and
-    renamed onto ``path`` in one step (:func:`os.replace`); when it raises, a
-    :exc:`KeyboardInterrupt` included, the temporary file is removed and ``path`` is untouched.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The target; its folder must exist.
-
-    Yields
-    ------
-    pathlib.Path
-        The temporary file to write (created empty): ``.NAME.XXXXXXXX.part.SUFFIX``.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> target = pathlib.Path(tempfile.mkdtemp()) / "hello.txt"
-    >>> with atomic_path(target) as tmp:
-    ...     _ = tmp.write_text("hello")
-    >>> target.read_text()
-    'hello'
-    """
-    target = Path(path)
-    tmp = _temp_beside(target)
-    try:
-        yield tmp
-        _fsync(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def write_atomic(path: PathLike, data: bytes | str, *, encoding: str = "utf-8") -> Path:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`).
-
-    Parameters
-    ----------
-    path : str or path-like
-        The target; its folder must exist.
-    data : bytes or str
-        The whole content; text is encoded with ``encoding``.
-    encoding : str
-        Encoding of text.
-
-    Returns
-    -------
-    pathlib.Path
-        ``path``.
-    """
-    target = Path(path)
-    raw = data.encode(encoding) if isinstance(data, str) else bytes(data)
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(raw)
-    return target
-
-
-@contextlib.contextmanager
-def atomic_directory(path: PathLike, *, last: Sequence[str] = ()) -> Iterator[Path]:
-    """Write a folder of files atomically: yield a staging folder beside ``path``, then commit it.
-
-    The block writes every file into the yielded folder. On success, a new ``path`` appears in
-    one rename; an existing ``path`` gets each file renamed into place (each one replaced whole,
-    files it holds that the block did not write are kept), the files named in ``last`` after the
-    others (e.g. the state file that marks a checkpoint complete). On failure, a
-    :exc:`KeyboardInterrupt` included, the staging folder is removed and ``path`` is untouched.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The target folder; its parent must exist.
-    last : sequence of str
-        File names (relative to the folder) to move into place last, in this order.
-
-    Yields
-    ------
-    pathlib.Path
-        The staging folder (created empty): ``.NAME.XXXXXXXX.part``.
-    """
-    target = Path(path)
-    staging = _temp_beside(target, directory=True)
-    try:
-        yield staging
-        files = sorted(f.relative_to(staging) for f in staging.rglob("*") if not f.is_dir())
-        for rel in files:
-            _fsync(staging / rel)
-        if not target.exists():
-            os.rename(staging, target)
-            return
-        order = {name: i for i, name in enumerate(last)}
-        files.sort(key=lambda rel: (order.get(rel.as_posix(), -1), rel.as_posix()))
-        for rel in files:
-            (target / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / rel, target / rel)
-        shutil.rmtree(staging)
-    except BaseException:
-        _remove(staging)
-        raise
-
-
-# ----------------------------------------------------------------------------------------------
-# output checks
-# ----------------------------------------------------------------------------------------------
-def same_file(a: PathLike, b: PathLike) -> bool:
-    """Whether two paths name the same file: one path, a symbolic link or a hard link.
-
-    Parameters
-    ----------
-    a, b : str or path-like
-        Paths; either may not exist.
-
-    Returns
-    -------
-    bool
-        ``True`` when both exist and are the same file (same device and inode), or when neither
-        exists and both resolve to the same path.
-    """
-    pa, pb = Path(a), Path(b)
-    try:
-        return os.path.samefile(pa, pb)
-    except OSError:
-        return pa.resolve() == pb.resolve()
-
-
-def check_output(
-    path: PathLike,
-    *,
-    inputs: Iterable[PathLike] = (),
-    protected: Iterable[PathLike] = (),
-    suffixes: Iterable[str] | None = None,
-    force: bool = False,
-) -> Path:
-    """Check, before any work starts, that a file can be written at ``path`` without losing data.
-
-    In order: the suffix is one of ``suffixes`` (when given); the folder exists and is a folder;
-    ``path`` is not a folder; it is none of ``inputs`` (the same path, a symbolic link or a hard
-    link to one: :func:`same_file`); it lies in none of the ``protected`` folders; it does not
-    exist unless ``force``; the folder accepts a new file (a probe file is created and removed).
-
-    Parameters
-    ----------
-    path : str or path-like
-        The output file.
-    inputs : iterable of path
-        Files the command reads; never overwritten, even with ``force``. (Two outputs of one
-        command are compared with :func:`same_file`.)
-    protected : iterable of path
-        Folders nothing may be written into (e.g. a model folder).
-    suffixes : iterable of str, optional
-        Accepted lower-case suffixes, with the dot.
-    force : bool
-        Allow replacing an existing file.
-
-    Returns
-    -------
-    pathlib.Path
-        ``path``.
-
-    Raises
-    ------
-    FileExistsError
-        If ``path`` exists and ``force`` is false.
-    ValueError
-        For every other problem; the message names it.
-    """
-    p = Path(path)
-    if suffixes is not None:
-        allowed = sorted(set(suffixes))
-        if p.suffix.lower() not in allowed:
-            what = f"an unknown suffix {p.suffix!r}" if p.suffix else "no suffix"
-            raise ValueError(f"{p}: {what}; use one of {', '.join(allowed)}")
-    folder = p.parent
-    if not folder.exists():
-        raise ValueError(f"{p}: the folder {folder} does not exist")
-    if not folder.is_dir():
-        raise ValueError(f"{p}: {folder} is not a folder")
-    if p.is_dir():
-        raise ValueError(f"{p}: is a folder")
-    for inp in inputs:
-        if same_file(p, inp):
-            raise ValueError(f"{p}: refusing to overwrite the input {inp}")
-    for folder_ in protected:
-        if p.resolve().is_relative_to(Path(folder_).resolve()):
-            raise ValueError(f"{p}: refusing to write into {folder_}")
-    if p.exists() and not force:
-        raise FileExistsError(f"{p} exists")
-    try:
-        _remove(_temp_beside(p))
-    except OSError as exc:
-        raise ValueError(f"{p}: cannot write into {folder}: {exc.strerror or _one_line(exc)}") from None
-    return p
