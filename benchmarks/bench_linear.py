@@ -115,6 +115,11 @@ def _prep_reflect_blur(op: Any, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return weight, rows, cols
 
 
+def _depthwise_same(b: Tensor, x: Tensor) -> Tensor:
+    """The peer of a zero-padded blur: one depthwise conv2d with "same" padding."""
+    return F.conv2d(x, b, padding="same", groups=x.shape[1])
+
+
 def _cases() -> list[Case]:
     f = 4
     return [
@@ -130,26 +135,13 @@ def _cases() -> list[Case]:
             _prep_bicubic,
         ),
         Case("colorize (mean)", "colorize", {}, lambda b, x: (b * x).sum(1, keepdim=True), _prep_weights),
-        Case(
-            "blur uniform 9, threshold 0",
-            "blur",
-            {"kernel": "uniform", "size": 9, "threshold": 0.0},
-            lambda b, x: F.conv2d(x, b, padding="same", groups=x.shape[1]),
-            _prep_blur,
-        ),
-        Case(
-            "blur uniform 9, threshold 3e-2",
-            "blur",
-            {"kernel": "uniform", "size": 9, "threshold": 3e-2},
-            lambda b, x: F.conv2d(x, b, padding="same", groups=x.shape[1]),
-            _prep_blur,
-        ),
-        Case(
-            "blur gaussian σ=2, threshold 0",
-            "blur",
-            {"kernel": "gaussian", "sigma": 2.0, "threshold": 0.0},
-            lambda b, x: F.conv2d(x, b, padding="same", groups=x.shape[1]),
-            _prep_blur,
+        *(
+            Case(f"blur {label}", "blur", params, _depthwise_same, _prep_blur)
+            for label, params in (
+                ("uniform 9, threshold 0", {"kernel": "uniform", "size": 9, "threshold": 0.0}),
+                ("uniform 9, threshold 3e-2", {"kernel": "uniform", "size": 9, "threshold": 3e-2}),
+                ("gaussian σ=2, threshold 0", {"kernel": "gaussian", "sigma": 2.0, "threshold": 0.0}),
+            )
         ),
         Case(
             "blur gaussian σ=2, reflect, threshold 0",

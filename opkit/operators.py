@@ -405,18 +405,8 @@ class SVDOperator(LinearOperator):
         return self.cast("__singulars__", self.singulars, like)
 
     def singulars_pinv_like(self, like: Tensor) -> Tensor:
-        """``s⁺`` (``1/s`` where ``s > 0``, else ``0``) on the device and dtype of ``like``.
-
-        Parameters
-        ----------
-        like : torch.Tensor
-            Tensor whose device and dtype are wanted.
-
-        Returns
-        -------
-        torch.Tensor
-            The pseudo-inverted singular values, finite everywhere.
-        """
+        """The pseudo-inverted singular values ``s⁺`` (``1/s`` where ``s > 0``, else ``0``; finite
+        everywhere), on the device and dtype of the tensor ``like`` (cached)."""
         key = ("__singulars_pinv__", like.device, like.dtype)
         hit = self._cast_cache.get(key)
         if hit is None:

@@ -253,21 +253,11 @@ class ScoreModel(nn.Module):
         return sigma, a, v2.rsqrt(), a * s2 / v2, self.sigma_data * sigma * v2.rsqrt()
 
     def loss_weight(self, t: Tensor) -> Tensor:
-        """Per-sample weight of the σ-weighted score-matching loss (float64, shape ``(B,)``).
+        """Per-sample weight of the σ-weighted score-matching loss at times ``t`` (``(B,)``, float64).
 
-        ``"noise"``: 1 (the paper's eq. 15). ``"preconditioned"``: :math:`v^2 / (a_t s)^2`, which
-        makes the loss the mean squared error of the network's output against its unit-variance
-        target at every noise level.
-
-        Parameters
-        ----------
-        t : torch.Tensor
-            Process times, shape ``(B,)``.
-
-        Returns
-        -------
-        torch.Tensor
-            The weights.
+        ``"noise"``: 1 (the paper's eq. 15). ``"preconditioned"``: :math:`v^2 / (a_t s)^2` (see
+        :meth:`scalings`), which makes the loss the mean squared error of the network's output
+        against its unit-variance target at every noise level.
         """
         if self.parameterization == "noise":
             return torch.ones_like(t, dtype=torch.float64)
