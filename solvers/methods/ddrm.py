@@ -56,6 +56,7 @@ from opkit.params import check_non_negative, check_unit
 from solvers.common import Progress, SolveInfo, check_common, repeat_rows
 from solvers.common import normal_ as _normal_
 from solvers.common.finite import FiniteWatch, check_finite, working_dtype
+from solvers.common.memory import heap_reuse
 from solvers.priors import check_prior, uniform_timesteps
 
 __all__ = ["DDRM_DEFAULTS", "ddrm", "ddrm_settings"]
@@ -98,6 +99,7 @@ def ddrm_settings(model: Any, op: opkit.Operator[Any]) -> dict[str, Any]:
     return out
 
 
+@heap_reuse()
 def ddrm(
     op: opkit.Operator[Any],
     y: Any,

@@ -20,6 +20,7 @@ import opkit
 from opkit.solver import KINDS
 from solvers.common import Progress, callback_arity, check_common, check_operator_kind
 from solvers.common.finite import check_finite, working_dtype
+from solvers.common.memory import heap_reuse
 from solvers.sdes.forward import DriftSDE, get_sde
 from solvers.sdes.samplers import SAMPLERS, SamplerInfo, euler_heun, euler_maruyama, probability_flow
 
@@ -107,6 +108,7 @@ def _shape(v: Any) -> Any:
     return tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
 
 
+@heap_reuse()
 def driftrec(
     op: Any = None,
     y: Any = None,

@@ -67,6 +67,7 @@ from solvers.common import (
     repeat_rows,
 )
 from solvers.common.finite import FiniteWatch, check_finite, working_dtype
+from solvers.common.memory import heap_reuse
 from solvers.priors import check_prior, uniform_timesteps
 
 __all__ = ["PIGDM_ACCEPTS", "pigdm"]
@@ -76,6 +77,7 @@ __all__ = ["PIGDM_ACCEPTS", "pigdm"]
 PIGDM_ACCEPTS = ("svd", "linear", "encode_decode")
 
 
+@heap_reuse()
 def pigdm(
     op: opkit.Operator[Any],
     y: Any,
