@@ -133,6 +133,8 @@ NOT_RUN = {
     "bench_scale.py": "efficiency of 2 CPU processes against 1 on a folder (one thread each); the multi-GPU "
     "run is the torchrun command of docs/scale.rst",
     "jpeg_parts.py": "the parts of bench_jpeg.py's libjpeg row on the CPU (the library route is CPU only)",
+    "bench_main_job.py": "the README's main job as a user runs it, with the allocator's effect and a time "
+    "breakdown (docs/benchmarks/end_to_end.rst); CPU only",
     "bench_driftrec_jpeg.py": "restoration quality of the bundled DriftRec model per JPEG quality "
     "(docs/models.rst); quality, not device speed",
 }
