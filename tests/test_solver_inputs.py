@@ -222,3 +222,18 @@ def test_save_pretrained_writes_atomically(tmp_path: Path, monkeypatch: pytest.M
         ScoreModel.from_preset("tiny", seed=1).save_pretrained(target)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging folder left
+
+
+# -- an empty batch ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["ddrm", "pigdm", "driftrec"])
+@pytest.mark.parametrize("op_name", ["sr_block", "jpeg"])
+def test_an_empty_batch_is_the_contracts_value_error(name: str, op_name: str) -> None:
+    params = {"factor": 2} if op_name == "sr_block" else {"quality": 20}
+    op = opkit.create(op_name, shape=(3, 16, 16), **params)
+    x = _x()
+    model = ScoreModel.from_preset("tiny") if name == "driftrec" else OraclePrior(x)
+    solver = getattr(solvers, name)
+    y = op(x[:0])
+    with pytest.raises(ValueError, match="y holds no measurement: a batch of 0"):
+        solver(op, y, model, steps=2)
+    assert solver(op, op(x), model, steps=2).shape == x.shape  # one measurement works

@@ -114,6 +114,23 @@ def check_common(steps: Any, num_samples: Any) -> None:
     check_positive_int("steps", steps)
 
 
+def check_batch(batch: int) -> None:
+    """``ValueError`` for a measurement batch of size 0 (the contract's error, before any work).
+
+    Parameters
+    ----------
+    batch : int
+        The number of measurements (the first axis of ``y``, or of ``Decode(y)``).
+
+    Raises
+    ------
+    ValueError
+        If ``batch < 1``.
+    """
+    if batch < 1:
+        raise ValueError(f"y holds no measurement: a batch of {batch}; give at least one")
+
+
 def check_operator_kind(solver: str, op: Any, accepted: tuple[str, ...]) -> str:
     """The kind of ``op`` (:func:`opkit.solver.operator_kind`); ``TypeError`` if ``solver`` cannot take it.
 

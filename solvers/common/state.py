@@ -33,11 +33,33 @@ def ema_update(ema_params: Any, params: Any, decay: float) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``; ``ValueError`` naming the file if it is not one."""
+    """The JSON object in ``path``; ``ValueError`` naming the file if it is not one.
+
+    This is the one JSON reader of the model and training files. A file that does not parse,
+    is not UTF-8, nests deeper than Python's parser can follow (a hostile ``[[[[...]]]]``) or
+    holds something other than an object raises ``ValueError`` naming ``path``.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file.
+
+    Returns
+    -------
+    dict
+        The object.
+
+    Raises
+    ------
+    ValueError
+        For anything but a readable JSON object; the message names the file.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+        raise ValueError(f"{path} is not valid JSON: {one_line(exc)}") from None
+    except RecursionError:
+        raise ValueError(f"{path} is not valid JSON: it is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object, not {type(data).__name__}")
     return data
