@@ -97,6 +97,33 @@ def _model_channels(model: Any) -> int | None:
     return None
 
 
+def model_classes(model: Any) -> int | None:
+    """The number of classes of a class-conditional prior, ``0`` for an unconditional one.
+
+    Read from the network's configuration: an ADM network's ``class_cond`` and ``num_classes``,
+    a diffusers ``UNet2DModel``'s ``num_class_embeds``. ``None`` when the model does not say.
+
+    Parameters
+    ----------
+    model : object
+        A loaded prior (or anything).
+
+    Returns
+    -------
+    int or None
+        The class count, ``0``, or ``None``.
+    """
+    cfg = getattr(getattr(model, "net", None), "config", None)
+    if cfg is None:
+        return None
+    if isinstance(getattr(cfg, "class_cond", None), bool):  # ADM
+        return int(cfg.num_classes) if cfg.class_cond else 0
+    n = getattr(cfg, "num_class_embeds", None)
+    if isinstance(n, int):
+        return n
+    return 0 if getattr(cfg, "class_embed_type", None) is None and hasattr(cfg, "num_class_embeds") else None
+
+
 def _flag_value(args: argparse.Namespace, dest: str) -> Any:
     value = getattr(args, dest, None)
     if dest == "sigma_y" and not value:
@@ -152,6 +179,15 @@ class Runner:
         except Exception as exc:  # a damaged model folder raises anything
             fail(f"cannot load the model {args.model}: {one_line(exc)}")
         self.channels = _model_channels(self.model)
+        if label is not None and self.entry.model == "prior":
+            classes = model_classes(self.model)
+            if classes == 0:
+                fail(f"--class-label: the model {args.model} is not class-conditional")
+            if classes is not None and label >= classes:
+                fail(
+                    f"--class-label {label} is out of range: the model {args.model} has {classes} "
+                    f"classes (0 to {classes - 1})"
+                )
 
     # -- the solver's name in messages ------------------------------------------------------
     @property
