@@ -22,6 +22,7 @@ from opkit.solver import accepts, operator_kind
 __all__ = [
     "Progress",
     "SolveInfo",
+    "check_batch",
     "check_common",
     "check_operator_kind",
     "normal_",

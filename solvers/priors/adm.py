@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from opkit.params import check_positive_int, positive_int
 
-__all__ = ["ADMConfig", "ADMUNet", "adm_alphas_cumprod"]
+__all__ = ["MAX_DIFFUSION_STEPS", "ADMConfig", "ADMUNet", "adm_alphas_cumprod"]
 
 #: Channel multipliers guided-diffusion picks from ``image_size`` when ``channel_mult`` is empty.
 DEFAULT_CHANNEL_MULT: dict[int, tuple[float, ...]] = {
