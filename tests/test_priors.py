@@ -336,6 +336,32 @@ def test_deep_or_huge_json_in_a_model_folder_is_a_value_error(tmp_path: Path) ->
         load_prior(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"layers_per_block": 100_000}, "layers_per_block=100000 in 2 blocks needs more tensors than the"),
+        (
+            {"block_out_channels": [10**6, 32]},
+            "block_out_channels starts with 1000000, 'conv_in.weight' with",
+        ),
+        ({"layers_per_block": 2}, "it lacks 'down_blocks.0.resnets.1.norm1.weight'"),
+        ({"down_block_types": ["Nope", "DownBlock2D"]}, "unsupported UNet2DModel configuration"),
+    ],
+)
+def test_a_diffusers_config_that_cannot_fit_its_weights_is_refused_unbuilt(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    import time
+
+    _save_flat(tmp_path, tiny_unet())
+    cfg_path = tmp_path / "config.json"
+    cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), **change}))
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_prior(tmp_path)
+    assert time.perf_counter() - t0 < 5  # nothing of that size was built
+
+
 def test_bundled_prior_ships_settings_for_every_builtin_operator() -> None:
     import opkit
 
