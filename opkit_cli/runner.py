@@ -11,7 +11,7 @@ plugin when either fails. No solver is special-cased by name.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -239,7 +239,15 @@ class Runner:
         """
         settings = self.entry.settings
         m = self.model if model is None else model
-        kw = dict(settings(m, op)) if settings is not None else {}
+        kw: dict[str, Any] = {}
+        if settings is not None:
+            got = self._guarded(settings, m, op)
+            if not isinstance(got, Mapping):
+                fail(
+                    f"{self.who} broke the solver contract: its settings(model, op) returned "
+                    f"{type(got).__name__}, not a dict"
+                )
+            kw = dict(got)
         for dest, key, _ in FLAGS:
             value = _flag_value(self.args, dest)
             if value is not None:
@@ -249,7 +257,19 @@ class Runner:
     def effective(self, op: Any, model: Any = None) -> dict[str, Any]:
         """Every keyword's value in the call for ``op``: the solver's defaults and :meth:`keywords`."""
         m = self.model if model is None else model
-        return {**self.entry.defaults(m, op), **self.keywords(op, m)}
+        keywords = self.keywords(op, m)  # checks the entry's settings first
+        return {**self._guarded(self.entry.defaults, m, op), **keywords}
+
+    def _guarded(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` for the entry's settings: a plugin's failure is named, not an internal error."""
+        try:
+            return fn(*args)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            if self.builtin and not isinstance(exc, SystemExit):
+                raise  # opkit's own bug: main reports it as an internal error
+            fail(f"{self.who} failed in its settings(model, op): {one_line(exc, with_type=True)}")
 
     def check(self, op: Any, model: Any = None) -> None:
         """Refuse settings that cannot work for ``op``, in the command line's terms, before any work.

@@ -770,3 +770,48 @@ def test_a_folder_run_retries_a_batch_whose_result_breaks_the_contract(
     assert "restored 4 image(s)" in stdout and "0 failed" in stdout
     for name in "abcd":  # each the pseudo-inverse of its own measurement, restored alone
         assert torch.equal(load_image(out / f"{name}.png"), load_image(work / "imgs" / f"{name}.png"))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (lambda model, op: 1 / 0, "failed in its settings(model, op): ZeroDivisionError: division by zero"),
+        (lambda model, op: 5, "broke the solver contract: its settings(model, op) returned int, not a dict"),
+    ],
+)
+def test_a_plugin_solvers_failing_settings_are_named(
+    capsys: Any, work: Path, settings: Callable[[Any, Any], Any], message: str
+) -> None:
+    from opkit import registry
+
+    registry.reload()
+    module = types.ModuleType("badplug")
+
+    @opkit.hookimpl
+    def opkit_register_solvers(registry: Any) -> None:
+        registry.add_solver(
+            "tuned", solver_returning(_pinv), accepts=("svd",), model="none", settings=settings
+        )
+
+    module.opkit_register_solvers = opkit_register_solvers  # type: ignore[attr-defined]
+    try:
+        assert opkit.default_registry().register_plugin(module, "badplug")
+        argv = ["restore", work / "in.png", "--op", "denoise", "--solver", "tuned", "-o", work / "o.png"]
+        refused(cli(capsys, *argv), EXIT_ERROR, f"opkit: --solver tuned (plugin 'badplug') {message}")
+    finally:
+        registry.reload()
+    assert not (work / "o.png").exists()
+
+
+# -- more found by trying ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["pipe.png", "pipe.jpg"])
+def test_a_pipe_named_like_an_image_is_refused_not_waited_on(capsys: Any, work: Path, name: str) -> None:
+    fifo = work / name
+    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    t0 = time.perf_counter()
+    for argv in (
+        ["restore", fifo, "--op", "jpeg" if name.endswith(".jpg") else "denoise", "-o", work / "o.png"],
+        ["degrade", fifo, "--op", "denoise", "-o", work / "o.png"],
+    ):
+        refused(cli(capsys, *argv), EXIT_ERROR, f"{fifo} is not a regular file (a pipe, device or socket)")
+    assert time.perf_counter() - t0 < 20 and not (work / "o.png").exists()

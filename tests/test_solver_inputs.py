@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,44 @@ def test_an_empty_batch_is_the_contracts_value_error(name: str, op_name: str) ->
     with pytest.raises(ValueError, match="y holds no measurement: a batch of 0"):
         solver(op, y, model, steps=2)
     assert solver(op, op(x), model, steps=2).shape == x.shape  # one measurement works
+
+
+# -- hostile model files -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("file", "change", "message"),
+    [
+        (
+            "config.json",
+            {"layers_per_block": 100_000},
+            "layers_per_block=100000 in 2 blocks needs more tensors",
+        ),
+        (
+            "config.json",
+            {"block_out_channels": [10**6, 64]},
+            "block_out_channels starts with 1000000",
+        ),
+        (
+            "driftrec.json",
+            {"sde": {"name": "cosve", "nodes": 10**9}},
+            "nodes must be an integer in 16..1000000",
+        ),
+    ],
+)
+def test_a_driftrec_folder_asking_for_a_huge_network_or_table_is_refused_unbuilt(
+    tmp_path: Path, file: str, change: dict[str, Any], message: str
+) -> None:
+    import time
+
+    from solvers.common.state import WEIGHTS_NAME
+
+    d = tmp_path / "m"
+    ScoreModel.from_preset("tiny").save_pretrained(d)
+    assert (d / WEIGHTS_NAME).is_file()
+    data = json.loads((d / file).read_text())
+    if file == "driftrec.json":
+        change = {"sde": {**data["sde"], **change["sde"]}}
+    (d / file).write_text(json.dumps({**data, **change}))
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        solvers.load_driftrec(d)
+    assert time.perf_counter() - t0 < 5

@@ -18,7 +18,13 @@ import torch
 from torch import Tensor
 
 from opkit.files import atomic_directory
-from solvers.common.state import WEIGHTS_NAME, read_json
+from solvers.common.state import (
+    WEIGHTS_NAME,
+    check_unet_shapes,
+    read_json,
+    safetensors_shapes,
+    unet_for_weights,
+)
 from solvers.priors.adm import MAX_DIFFUSION_STEPS, ADMConfig, ADMUNet, adm_alphas_cumprod
 from solvers.priors.checkpoints import (
     PICKLE_SUFFIXES,
@@ -137,66 +143,11 @@ def _load_adm_weights(
     )
 
 
-def _meta_unet(cfg: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], weights: Path) -> Any:
-    """A ``UNet2DModel`` of ``cfg`` on the ``meta`` device, after its size is bounded by the weights.
-
-    A network with more residual layers than the file holds tensors, or a first width other
-    than the file's, cannot match the weights; it is refused before it is built (a hostile
-    ``"layers_per_block": 100000`` would otherwise take minutes and gigabytes).
-    """
-    from diffusers import UNet2DModel
-
-    where = f"load_prior: {weights} does not match its config.json"
-    layers, widths = cfg.get("layers_per_block"), cfg.get("block_out_channels")
-    if isinstance(layers, int) and isinstance(widths, (list, tuple)) and layers * len(widths) > len(shapes):
-        raise ValueError(
-            f"{where}: layers_per_block={layers} in {len(widths)} blocks needs more tensors than the "
-            f"{len(shapes)} it holds"
-        )
-    first = shapes.get("conv_in.weight")
-    if first and isinstance(widths, (list, tuple)) and widths and widths[0] != first[0]:
-        raise ValueError(
-            f"{where}: block_out_channels starts with {widths[0]!r}, 'conv_in.weight' with {first[0]}"
-        )
-    try:
-        with torch.device("meta"):
-            return UNet2DModel.from_config(cfg)  # type: ignore[no-untyped-call]
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
-        raise ValueError(f"load_prior: unsupported UNet2DModel configuration for {weights}: {exc}") from None
-
-
-def _check_unet_shapes(net: Any, shapes: Mapping[str, tuple[int, ...]], weights: Path) -> None:
-    """``ValueError`` naming the first key where the weights' ``shapes`` and ``net`` disagree."""
-    own = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    missing = [k for k in own if k not in shapes]
-    extra = [k for k in shapes if k not in own]
-    wrong = [k for k in own if k in shapes and shapes[k] != own[k]]
-    if missing or extra or wrong:
-        if missing:
-            what = f"lacks {missing[0]!r}"
-        elif extra:
-            what = f"has the unexpected key {extra[0]!r}"
-        else:
-            k = wrong[0]
-            what = f"gives {k!r} the shape {shapes[k]}, not {own[k]}"
-        raise ValueError(f"load_prior: {weights} does not match its config.json: it {what}")
-
-
-def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
-    """The name and shape of every tensor of a safetensors file, from its header (no data read)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception:  # a damaged file: the loader reports it, naming the file
-        return None
-
-
 def _unet_from_pickle(cfg: Mapping[str, Any], weights: Path) -> torch.nn.Module:
     """A diffusers ``UNet2DModel`` from its config and ``.bin`` weights read with weights_only."""
     state = read_state_dict(weights)
-    net = _meta_unet(cfg, {k: tuple(v.shape) for k, v in state.items()}, weights)
+    where = f"load_prior: {weights} does not match its config.json"
+    net = unet_for_weights(cfg, {k: tuple(v.shape) for k, v in state.items()}, where)
     own = net.state_dict()
     for key in list(state):
         if key not in own:
@@ -205,7 +156,7 @@ def _unet_from_pickle(cfg: Mapping[str, Any], weights: Path) -> torch.nn.Module:
                 new = new.replace(old, cur)
             if new in own:
                 state[new] = state.pop(key)
-    _check_unet_shapes(net, {k: tuple(v.shape) for k, v in state.items()}, weights)
+    check_unet_shapes(net, {k: tuple(v.shape) for k, v in state.items()}, where)
     net.load_state_dict(state, strict=True, assign=True)
     module: torch.nn.Module = net
     return module
@@ -238,9 +189,10 @@ def _load_diffusers(
         raise ImportError("load_prior needs diffusers, a dependency of opkit: pip install diffusers") from exc
 
     if has_safetensors:
-        shapes = _safetensors_shapes(unet_dir / _WEIGHTS) if (unet_dir / _WEIGHTS).is_file() else None
+        shapes = safetensors_shapes(unet_dir / _WEIGHTS) if (unet_dir / _WEIGHTS).is_file() else None
         if shapes is not None:  # the configuration fits the weights, checked before building
-            _check_unet_shapes(_meta_unet(cfg, shapes, unet_dir / _WEIGHTS), shapes, unet_dir / _WEIGHTS)
+            where = f"load_prior: {unet_dir / _WEIGHTS} does not match its config.json"
+            check_unet_shapes(unet_for_weights(cfg, shapes, where), shapes, where)
         # low_cpu_mem_usage=False: small models gain nothing from accelerate's lazy loading, and
         # without it diffusers warns on every load that accelerate is missing.
         net = UNet2DModel.from_pretrained(  # type: ignore[no-untyped-call]
