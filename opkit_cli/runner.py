@@ -413,5 +413,7 @@ class Runner:
             fail(f"{broke} it returned shape {tuple(out.shape)} for measurements of images {want}")
         if not out.is_floating_point():
             fail(f"{broke} it returned {out.dtype}, not a floating image")
+        if out.device.type == "meta":
+            fail(f"{broke} it returned a tensor without data (on the meta device)")
         if not bool(torch.isfinite(out).all()):
             fail(f"{broke} its result holds NaN or infinity")

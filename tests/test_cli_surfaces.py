@@ -620,6 +620,10 @@ BROKEN_RESULTS: dict[str, tuple[Callable[[Any, Any], Any], str]] = {
         "it returned torch.uint8, not a floating image",
     ),
     "list": (lambda op, y: [_pinv(op, y)], "it returned list, not an image tensor"),
+    "meta": (
+        lambda op, y: torch.empty(1, 3, 16, 16, device="meta"),
+        "it returned a tensor without data (on the meta device)",
+    ),
 }
 
 
