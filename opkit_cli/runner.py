@@ -179,6 +179,8 @@ class Runner:
         except Exception as exc:  # a damaged model folder raises anything
             fail(f"cannot load the model {args.model}: {one_line(exc)}")
         self.channels = _model_channels(self.model)
+        if op is not None:
+            self.check(op, self.model)  # with the model's own settings and schedule
         if label is not None and self.entry.model == "prior":
             classes = model_classes(self.model)
             if classes == 0:
@@ -292,14 +294,17 @@ class Runner:
         steps, t_start = kw.get("steps"), kw.get("t_start")
         if not isinstance(steps, int):
             return
+        what = f"--steps {steps}"
+        if _flag_value(args, "steps") is None:  # not the user's: the solver's settings for the model
+            what = f"{steps} steps (the settings of --solver {self.entry.name} for this model)"
         if isinstance(t_start, int) and steps > t_start + 1:
             fail(
-                f"--steps {steps} is too many for --op {args.op}: --solver {self.entry.name} starts at "
+                f"{what} is too many for --op {args.op}: --solver {self.entry.name} starts at "
                 f"timestep {t_start} (--t-start) and goes down to 0, so at most {t_start + 1} steps"
             )
         total = getattr(getattr(model, "alphas_cumprod", None), "numel", lambda: None)()
         if total is not None and steps > total:
-            fail(f"--steps {steps} is more than the model's {total} timesteps")
+            fail(f"{what} is more than the model's {total} timesteps")
 
     def steps(self, op: Any) -> int:
         """The number of steps the solver will run (for a progress bar; 0 when unknown)."""

@@ -819,3 +819,19 @@ def test_a_pipe_named_like_an_image_is_refused_not_waited_on(capsys: Any, work: 
     ):
         refused(cli(capsys, *argv), EXIT_ERROR, f"{fifo} is not a regular file (a pipe, device or socket)")
     assert time.perf_counter() - t0 < 20 and not (work / "o.png").exists()
+
+
+def test_steps_from_a_models_settings_are_not_blamed_on_the_flag(
+    capsys: Any, work: Path, prior_dir: Path
+) -> None:
+    model = work / "model"
+    shutil.copytree(prior_dir, model)
+    (model / "ddrm_settings.json").write_text('{"denoise": {"steps": 5000}, "sr_block": {"steps": 5000}}')
+    message = (
+        "5000 steps (the settings of --solver ddrm for this model) is more than the model's 1000 timesteps"
+    )
+    argv = ["restore", work / "in.png", "--op", "denoise", "--model", model, "-o", work / "o.png"]
+    refused(cli(capsys, *argv), EXIT_ERROR, message)
+    ev_argv = ["eval", work / "imgs", "--op", "sr_block", "--param", "factor=2", "--model", model]
+    refused(cli(capsys, *ev_argv, "--multiple", "8"), EXIT_ERROR, message)  # before any image
+    assert cli(capsys, *argv, "--steps", "1")[0] == EXIT_OK  # the flag wins
