@@ -434,8 +434,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     planned = planned_ranks(args).take(files)
     _check_eval_outputs(args, files, targets, planned, resume)
     settings = _settings(args)
-    fingerprint = model_fingerprint(args)
-    keys = {f: part_key(f, settings, fingerprint) for f in files} if parts is not None else {}
+    keys: dict[Path, str] = {}
+    if parts is not None:  # only a run with a resume folder needs to name its work
+        fingerprint = model_fingerprint(args)
+        keys = {f: part_key(f, settings, fingerprint) for f in files}
     with running(args) as ranks:
         mine = ranks.take(files)
         found: dict[str, list[dict[str, Any]]] = {}
