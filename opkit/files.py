@@ -15,8 +15,8 @@ complete file (or folder) or the new one, never a mixture; a process killed whil
 the old target as it was, plus at most a hidden ``.part`` leftover, which no later run touches
 (its name could be a user's own file's).
 
-:func:`check_output` checks an output path before any work starts; :func:`same_file` tells
-whether two paths name one file.
+:func:`check_output` checks an output path before any work starts, :func:`check_folder` a
+folder to write into; :func:`same_file` tells whether two paths name one file.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ __all__ = [
     "PathLike",
     "atomic_directory",
     "atomic_path",
+    "check_folder",
     "check_output",
     "same_file",
     "write_atomic",
@@ -351,4 +352,40 @@ def check_output(
         _remove(_temp_beside(p))
     except OSError as exc:
         raise ValueError(f"{p}: cannot write into {folder}: {exc.strerror or one_line(exc)}") from None
+    return p
+
+
+def check_folder(path: PathLike) -> Path:
+    """Check, before any work starts, that files can be written into the folder ``path``.
+
+    For an existing folder, a probe file is created in it and removed; for a missing one, the
+    same is done in its parent, which must exist (the folder itself is created later, by the
+    command).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The folder.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is a file, its parent does not exist, or the folder accepts no new file; the
+        message names the folder and the reason.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{p} is not a folder")
+    where = p if p.is_dir() else p.absolute().parent
+    if not where.is_dir():
+        raise ValueError(f"{p}: the folder {where} does not exist")
+    try:
+        _remove(_temp_beside(where / ".opkit-probe"))
+    except OSError as exc:
+        raise ValueError(f"cannot write into {where}: {exc.strerror or one_line(exc)}") from None
     return p

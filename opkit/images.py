@@ -77,6 +77,8 @@ def _open(p: Path, max_pixels: int | None) -> Iterator[Image.Image]:
         raise FileNotFoundError(f"no such image file: {p}")
     if p.is_dir():
         raise ValueError(f"{p} is a folder, not an image file")
+    if not p.is_file():  # reading a FIFO or a device would wait forever, or never end
+        raise ValueError(f"{p} is not a regular file (a pipe, device or socket), not an image file")
     old = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None if max_pixels is None else max(max_pixels, old or 0)
     try:

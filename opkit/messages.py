@@ -7,7 +7,37 @@ a JSON decoder's context). :func:`one_line` is the one place that collapses such
 
 from __future__ import annotations
 
-__all__ = ["one_line"]
+__all__ = ["one_line", "printable"]
+
+
+def printable(text: str) -> str:
+    """``text`` with the bytes of a file name that is not valid UTF-8 shown as ``\\xNN``.
+
+    Python gives such a name's undecodable bytes as lone surrogates (``os.fsdecode``), which no
+    terminal, log or UTF-8 file can take; this writes each as its byte's escape instead. Valid
+    text is returned unchanged.
+
+    Parameters
+    ----------
+    text : str
+        Any text, e.g. a path.
+
+    Returns
+    -------
+    str
+        Text that encodes as UTF-8.
+
+    Examples
+    --------
+    >>> import os
+    >>> printable(os.fsdecode(b"caf\\xe9.png"))
+    'caf\\\\xe9.png'
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
 
 
 def one_line(text: object, *, with_type: bool = False) -> str:
@@ -23,7 +53,8 @@ def one_line(text: object, *, with_type: bool = False) -> str:
     Returns
     -------
     str
-        One line. When the text is empty (e.g. ``SystemExit()``), the type's name alone.
+        One line, in UTF-8 (:func:`printable`). When the text is empty (e.g. ``SystemExit()``),
+        the type's name alone.
 
     Examples
     --------
@@ -34,7 +65,7 @@ def one_line(text: object, *, with_type: bool = False) -> str:
     >>> one_line(OSError("no space left"), with_type=True)
     'OSError: no space left'
     """
-    message = " ".join(str(text).split())
+    message = printable(" ".join(str(text).split()))
     name = type(text).__name__
     if not message:
         return name

@@ -28,6 +28,7 @@ an operator of a kind the solver does not accept          ``TypeError``
 a model that does not follow the solver's model protocol  ``TypeError``
 bad ``steps``, ``num_samples`` or option values           ``ValueError``
 a measurement that does not fit ``op`` or is not finite   ``ValueError``
+an empty batch of measurements (``B = 0``)                ``ValueError``
 a model that returns NaN or infinity                      ``ValueError``
 ========================================================  ==============
 """

@@ -52,3 +52,26 @@ def one_line_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.showwarning = show
         yield
+
+
+def reason(exc: BaseException) -> str:
+    """Why one image of a many-image run failed, for its ``opkit: NAME: why`` line.
+
+    The message of a :func:`fail` exit (without ``opkit:``), an ``OSError``'s reason and file,
+    or any other error's type and message.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What the image raised.
+
+    Returns
+    -------
+    str
+        One line.
+    """
+    if isinstance(exc, SystemExit):
+        return one_line(str(exc.code or "failed")).removeprefix("opkit: ")
+    if isinstance(exc, OSError) and exc.strerror:
+        return one_line(f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror)
+    return f"{type(exc).__name__}: {one_line(exc)}"

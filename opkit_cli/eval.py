@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import opkit
-from opkit.files import atomic_path, write_atomic
+from opkit.files import atomic_path, check_folder, same_file, write_atomic
 from opkit.images import save_image
+from opkit.messages import printable
 from opkit_cli.entries import check_params, create_operator, operator_entry
-from opkit_cli.errors import EXIT_OK, fail
-from opkit_cli.folders import image_seed, running
-from opkit_cli.io import IMAGE_SUFFIXES, check_outputs, read_input
-from opkit_cli.models import model_folders
+from opkit_cli.errors import EXIT_ERROR, EXIT_OK, fail, reason
+from opkit_cli.folders import image_seed, planned_ranks, running
+from opkit_cli.io import IMAGE_SUFFIXES, bundled_weights, check_outputs, read_input
+from opkit_cli.models import file_digest, model_fingerprint, model_folders
 from opkit_cli.parsing import max_pixels_of, parse_params
 from opkit_cli.runner import Runner
 
@@ -145,10 +149,14 @@ SETTINGS = (
     "op", "param", "qualities", "solver", "model", "model_config", "class_label", "steps", "samples",
     "eta", "eta_b", "t_start", "sigma_y", "seed", "multiple", "dtype", "save",
 )  # fmt: skip
+#: The fields of every CSV row, in order.
+FIELDS = ("image", "quality", "bpp", "method", "PSNR", "SSIM", "PSNR-B", "BEF")
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(args, k, None) for k in SETTINGS}
+    """The options of :data:`SETTINGS`, as JSON gives them back."""
+    mine: dict[str, Any] = json.loads(json.dumps({k: getattr(args, k, None) for k in SETTINGS}))
+    return mine
 
 
 def _parts_folder(args: argparse.Namespace) -> Path | None:
@@ -156,32 +164,207 @@ def _parts_folder(args: argparse.Namespace) -> Path | None:
     return Path(f"{args.csv}.parts") if args.csv else None
 
 
-def _open_parts(parts: Path, args: argparse.Namespace) -> None:
-    """Create the rows folder, or check that the run it holds had the same settings."""
-    mine = _settings(args)
+@dataclass
+class Resume:
+    """What the ``CSV.parts`` folder of an earlier run holds, found before any work.
+
+    Attributes
+    ----------
+    folder : pathlib.Path or None
+        ``CSV.parts`` (``None`` without ``--csv``).
+    settings : dict or None
+        The settings the folder was made with (``None``: no folder yet, or a damaged
+        ``settings.json``).
+    same : bool
+        The folder exists and was made with this run's settings: this run continues it.
+    """
+
+    folder: Path | None
+    settings: dict[str, Any] | None = None
+    same: bool = False
+
+
+def _check_parts(parts: Path | None, args: argparse.Namespace) -> Resume:
+    """Look at ``CSV.parts`` before any work, writing nothing.
+
+    Refused: a file or a link in its place; a folder that is not an ``opkit eval`` resume folder
+    (no ``settings.json``, and not empty): it is the user's, never used nor removed; without
+    ``--force``, a resume folder made with other settings. A ``settings.json`` that does not
+    parse is this command's own damaged state: it is rewritten, and the parts are checked one by
+    one by their keys.
+    """
+    if parts is None or not (parts.exists() or parts.is_symlink()):
+        return Resume(parts)
+    if parts.is_symlink() or not parts.is_dir():
+        fail(f"--csv {args.csv}: {parts} exists and is not a resume folder of `opkit eval`; move it away")
     info = parts / "settings.json"
-    if parts.is_dir() and info.exists():
-        theirs = json.loads(info.read_text())
-        if theirs != json.loads(json.dumps(mine)):
-            diff = sorted(k for k in mine if json.loads(json.dumps(mine.get(k))) != theirs.get(k))
+    if not info.is_file():
+        if any(parts.iterdir()):
             fail(
-                f"{parts} holds an interrupted run with other settings ({', '.join(diff)}); "
-                "pass --force to start over"
+                f"--csv {args.csv}: {parts} is a folder that `opkit eval` did not make (no settings.json); "
+                "refusing to use or remove it: move it away"
             )
-        return
-    parts.mkdir(exist_ok=True)
-    if not info.exists():
-        write_atomic(info, json.dumps(mine, indent=1))
+        return Resume(parts)
+    try:
+        theirs = json.loads(info.read_text(encoding="utf-8"))
+        if not isinstance(theirs, dict):
+            raise ValueError("not an object")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        print(
+            f"opkit: warning: {parts / 'settings.json'} is damaged; it is rewritten and each finished "
+            "image is checked by its key",
+            file=sys.stderr,
+        )
+        return Resume(parts)
+    mine = _settings(args)
+    if theirs != mine and not args.force:
+        diff = sorted(k for k in mine if mine.get(k) != theirs.get(k))
+        fail(
+            f"{parts} holds an interrupted run with other settings ({', '.join(diff)}); "
+            "pass --force to start over"
+        )
+    return Resume(parts, theirs, theirs == mine)
 
 
 def _part_name(path: Path) -> str:
     return f"{path.name}.json"
 
 
-def _read_part(parts: Path | None, path: Path) -> list[dict[str, Any]]:
-    assert parts is not None
-    rows: list[dict[str, Any]] = json.loads((parts / _part_name(path)).read_text())
-    return rows
+def part_key(path: Path, settings: dict[str, Any], model: str) -> str:
+    """The key of an image's finished rows: it names the work, so that no other work is taken for it.
+
+    SHA-256 of the image file's content, the run's settings (:data:`SETTINGS`) and the model's
+    fingerprint (:func:`~opkit_cli.models.model_fingerprint`).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The image file.
+    settings : dict
+        The run's settings.
+    model : str
+        The model's fingerprint.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
+    work = {"image": file_digest(path), "settings": settings, "model": model}
+    return hashlib.sha256(json.dumps(work, sort_keys=True).encode()).hexdigest()
+
+
+def _valid_rows(rows: Any, name: str) -> bool:
+    """Whether ``rows`` are CSV rows of the image ``name`` as :func:`_score_one` makes them."""
+    if not isinstance(rows, list) or not rows:
+        return False
+    for r in rows:
+        if not isinstance(r, dict) or tuple(r) != FIELDS or r["image"] != name:
+            return False
+        numbers = [r[k] for k in FIELDS[4:]] + ([r["bpp"]] if r["bpp"] is not None else [])
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            return False
+    return True
+
+
+def _read_part(parts: Path, path: Path, key: str) -> tuple[str, list[dict[str, Any]]]:
+    """``(status, rows)`` of an image's part: ``"done"``, ``"missing"``, ``"damaged"`` (it does not
+    parse as rows) or ``"other"`` (the rows of other work: another file, settings or model)."""
+    file = parts / _part_name(path)
+    if not file.is_file():
+        return "missing", []
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError, OSError):
+        return "damaged", []
+    if not isinstance(data, dict) or not _valid_rows(data.get("rows"), path.name):
+        return "damaged", []
+    if data.get("key") != key:
+        return "other", []
+    return "done", data["rows"]
+
+
+def _save_targets(
+    args: argparse.Namespace, files: Sequence[Path], qualities: Sequence[int | None]
+) -> dict[Path, list[Path]]:
+    """Every image's ``--save`` files: ``<stem>[_q<Q>]_degraded.png`` and ``..._restored.png``.
+
+    Images that share a stem (``a.png`` and ``a.jpg``) are named by their whole file name
+    (``a.png_degraded.png``, ``a.jpg_degraded.png``) so that none overwrites another.
+    """
+    if not args.save:
+        return {}
+    save = Path(args.save)
+    stems = Counter(f.stem for f in files)
+    out: dict[Path, list[Path]] = {}
+    for f in files:
+        base = f.stem if stems[f.stem] == 1 else f.name
+        tags = [f"{base}_q{q}" if q is not None else base for q in qualities]
+        out[f] = [save / f"{tag}_{what}.png" for tag in tags for what in ("degraded", "restored")]
+    seen: dict[Path, Path] = {}
+    for f, targets in out.items():
+        for t in targets:
+            if t in seen:
+                fail(f"--save: {seen[t]} and {f} would both be saved as {t}; rename one of them")
+            seen[t] = f
+    return out
+
+
+def _check_eval_outputs(
+    args: argparse.Namespace,
+    files: Sequence[Path],
+    targets: dict[Path, list[Path]],
+    mine: Sequence[Path],
+    resume: Resume,
+) -> None:
+    """Check every output of ``opkit eval`` before any work, writing nothing.
+
+    ``--csv`` and ``--plot`` (:func:`~opkit_cli.io.check_outputs`); nothing is written into the
+    evaluated folder (its images are the inputs of the next run), into ``--model`` or the bundled
+    models; the ``--save`` folder and the files this process will save there: none may exist
+    unless ``--force`` is given or this run continues the very same work (its own files).
+    """
+    folder = Path(args.folder)
+    outputs: list[tuple[str, str | None, Sequence[str] | None]] = [("--csv", args.csv, None)]
+    if args.plot:
+        outputs.append(("--plot", args.plot, _plot_suffixes()))
+    protected = [*model_folders(args), *bundled_weights()]
+    check_outputs(
+        outputs, inputs=[str(p) for p in files], protected=protected, force=args.force or resume.same
+    )
+    for flag, path, _ in outputs:
+        if path and same_file(Path(path).absolute().parent, folder):
+            fail(
+                f"{flag} {path} lies in the evaluated folder {folder}, whose files are inputs; "
+                "write it elsewhere"
+            )
+    if not args.save:
+        return
+    save = Path(args.save)
+    if save.exists() and not save.is_dir():
+        fail(f"--save {save} is a file, not a folder")
+    if same_file(save, folder):
+        fail(f"--save {save} is the folder of the images; choose another one")
+    for model in protected:
+        if save.resolve().is_relative_to(Path(model).resolve()):
+            fail(f"--save {save}: refusing to write into the model folder {model}")
+    try:
+        check_folder(save)
+    except ValueError as exc:
+        fail(f"--save {exc}")
+    others = [Path(p) for _, p, _ in outputs if p]
+    existing: list[Path] = []
+    for f in mine:
+        for t in targets[f]:
+            if t.is_dir():
+                fail(f"--save: {t} is a folder; move it away")
+            if any(same_file(t, o) for o in others):
+                fail(f"--save: {t} is also a --csv or --plot output")
+            if t.exists():
+                existing.append(t)
+    if existing and not (args.force or resume.same):
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        fail(f"--save: {existing[0]}{more} exist(s); pass --force to overwrite them")
 
 
 def _score_one(
@@ -190,26 +373,27 @@ def _score_one(
     params: dict[str, Any],
     qualities: list[int | None],
     restore: Runner,
+    targets: list[Path] | None,
 ) -> list[dict[str, Any]]:
     """The CSV rows of one image (every quality and method); ``--save`` images written."""
     x = _crop_to_multiple(read_input(str(path), max_pixels_of(args), mode="RGB"), args.multiple)
     g = torch.Generator().manual_seed(image_seed(args.seed, path.name))
     restore.generator = g  # one stream per image: its scores depend on nothing else
     rows: list[dict[str, Any]] = []
-    for q in qualities:
+    for i, q in enumerate(qualities):
         p = dict(params, **({"quality": q} if q is not None else {}))
         op = create_operator(args.op, tuple(x.shape[1:]), p)
-        keep: dict[str, torch.Tensor] | None = {} if args.save else None
+        keep: dict[str, torch.Tensor] | None = {} if targets else None
         scores = evaluate_image(x, op, restore, sigma_y=args.sigma_y, generator=g, params=p, keep=keep)
-        if keep:
-            tag = f"{path.stem}_q{q}" if q is not None else path.stem
-            for what, img in keep.items():
-                save_image(img.clamp(0, 1), Path(args.save) / f"{tag}_{what}.png")
+        if keep and targets:
+            save_image(keep["degraded"].clamp(0, 1), targets[2 * i])
+            save_image(keep["restored"].clamp(0, 1), targets[2 * i + 1])
         bpp = file_bpp(x, op)
         for method, m in scores.items():
             rows.append({"image": path.name, "quality": q, "bpp": bpp, "method": method, **m})
         print(
-            f"{path.name} q={q}: " + ", ".join(f"{k} {v['PSNR']:.2f} dB" for k, v in scores.items()),
+            f"{printable(path.name)} q={q}: "
+            + ", ".join(f"{k} {v['PSNR']:.2f} dB" for k, v in scores.items()),
             file=sys.stderr,
         )
     return rows
@@ -218,75 +402,100 @@ def _score_one(
 def cmd_eval(args: argparse.Namespace) -> int:
     """Degrade and restore every image of a folder; print a metrics table, write a CSV.
 
-    Every image gets its own random stream (:func:`~opkit_cli.folders.image_seed`). With
-    ``--csv`` the rows of each finished image are kept in ``CSV.parts`` until the CSV is
-    written, so an interrupted run resumes (``--force`` starts over). The images are dealt to
-    ``--shard i/n`` and to the ranks of ``torchrun``; rank 0 gathers the rows and writes the CSV,
-    in the order of the image names, the same as one process writes.
+    Every image gets its own random stream (:func:`~opkit_cli.folders.image_seed`). Every
+    argument and output is checked before any work and before anything is written or removed.
+    With ``--csv`` the rows of each finished image are kept in ``CSV.parts`` under a key that
+    names the work (:func:`part_key`) until the CSV is written, so an interrupted run resumes
+    (``--force`` redoes every image); a part that does not parse, or holds other work, is
+    redone. The images are dealt to ``--shard i/n`` and to the ranks of ``torchrun``; rank 0
+    gathers the rows and writes the CSV, in the order of the image names, the same as one
+    process writes. An image whose restoration fails is reported and the others go on; the CSV
+    is then not written (exit status 1) and a rerun scores only what is missing.
     """
     params = parse_params(args.param)
     check_params(args.op, params)
     if args.qualities and "quality" not in operator_entry(args.op).parameters():
         fail(f"--qualities sweeps JPEG qualities; {args.op} has no quality parameter")
     files = _eval_images(args)
-    parts = _parts_folder(args)
-    if parts is not None and args.force and parts.is_dir():
-        shutil.rmtree(parts, ignore_errors=True)
-    resuming = parts is not None and parts.is_dir()
-    outputs: list[tuple[str, str | None, Sequence[str] | None]] = [("--csv", args.csv, None)]
-    if args.plot:
-        outputs.append(("--plot", args.plot, _plot_suffixes()))
-    check_outputs(
-        outputs,
-        inputs=[str(p) for p in files],
-        protected=model_folders(args),
-        force=args.force or resuming,
-    )
-    if args.save:
-        save = Path(args.save)
-        if save.exists() and not save.is_dir():
-            fail(f"--save {save} is a file, not a folder")
-        if any(save.resolve() == p.parent.resolve() for p in files):
-            fail(f"--save {save} is the folder of the images; choose another one")
     qualities: list[int | None] = list(args.qualities) if args.qualities else [None]
     first = _crop_to_multiple(read_input(str(files[0]), max_pixels_of(args), mode="RGB"), args.multiple)
     p0 = dict(params, **({"quality": qualities[0]} if qualities[0] is not None else {}))
     op0 = create_operator(args.op, tuple(first.shape[1:]), p0)
-    if args.plot and opkit.write_measurement(op0, torch.zeros((1, *op0.shape))) is None:
-        fail(
-            "--plot draws PSNR against the bits per pixel of the measurement's file; no file format "
-            f"plugin writes one for --op {args.op}"
-        )
+    if args.plot:
+        _plot_suffixes()
+        if opkit.write_measurement(op0, torch.zeros((1, *op0.shape))) is None:
+            fail(
+                "--plot draws PSNR against the bits per pixel of the measurement's file; no file format "
+                f"plugin writes one for --op {args.op}"
+            )
+    parts = _parts_folder(args)
+    resume = _check_parts(parts, args)
+    targets = _save_targets(args, files, qualities)
+    planned = planned_ranks(args).take(files)
+    _check_eval_outputs(args, files, targets, planned, resume)
+    settings = _settings(args)
+    keys: dict[Path, str] = {}
+    if parts is not None:  # only a run with a resume folder needs to name its work
+        fingerprint = model_fingerprint(args)
+        keys = {f: part_key(f, settings, fingerprint) for f in files}
     with running(args) as ranks:
+        mine = ranks.take(files)
+        found: dict[str, list[dict[str, Any]]] = {}
+        status = Counter[str]()
+        if parts is not None and not args.force:
+            for f in mine:
+                state, rows = _read_part(parts, f, keys[f])
+                status[state] += 1
+                if state == "done":
+                    found[f.name] = rows
+        todo = [f for f in mine if f.name not in found]
+        restore = Runner(args, torch.Generator(), progress=False, op=op0) if todo else None
+        # every argument is checked and the model is loaded: only now is anything written
         if parts is not None:
-            _open_parts(parts, args)
+            parts.mkdir(exist_ok=True)
+            if resume.settings != settings:  # new, damaged, or --force over other settings
+                write_atomic(parts / "settings.json", json.dumps(settings, indent=1))
         if args.save:
             Path(args.save).mkdir(exist_ok=True)
-        mine = ranks.take(files)
-        done = {p.name for p in parts.iterdir()} if parts is not None else set()
-        todo = [f for f in mine if _part_name(f) not in done]
-        restore = Runner(args, torch.Generator(), progress=False, op=op0) if todo else None
         fresh: dict[str, list[dict[str, Any]]] = {}
+        failed: list[tuple[str, str]] = []
         for path in todo:
             assert restore is not None
-            fresh[path.name] = _score_one(path, args, params, qualities, restore)
+            try:
+                fresh[path.name] = _score_one(path, args, params, qualities, restore, targets.get(path))
+            except (SystemExit, Exception) as exc:  # this image fails; the others go on
+                failed.append((path.name, reason(exc)))
+                continue
             if parts is not None:
-                write_atomic(parts / _part_name(path), json.dumps(fresh[path.name]))
-        mine_rows: list[dict[str, Any]] = []
-        for f in mine:  # earlier runs' rows from CSV.parts (only with --csv are images skipped)
-            mine_rows += fresh[f.name] if f.name in fresh else _read_part(parts, f)
-        everyone = ranks.gather((len(mine) - len(todo), mine_rows))  # on failure CSV.parts keeps them
-    if not ranks.main:
+                part = {"key": keys[path], "rows": fresh[path.name]}
+                write_atomic(parts / _part_name(path), json.dumps(part))
+        mine_rows = [r for f in mine for r in (fresh.get(f.name) or found.get(f.name) or [])]
+        everyone = ranks.gather((len(found), mine_rows, failed, dict(status)))
+    if not ranks.main:  # rank 0 reports for every rank
         return EXIT_OK
-    resumed = sum(n for n, _ in everyone)
-    rows = [r for _, rs in everyone for r in rs]
-    complete = ranks.shard[1] == 1
-    if not complete and parts is not None and all((parts / _part_name(f)).exists() for f in files):
-        rows = [r for f in files for r in _read_part(parts, f)]
-        complete = True  # the last shard to finish writes the whole CSV
+    resumed = sum(n for n, _, _, _ in everyone)
+    rows = [r for _, rs, _, _ in everyone for r in rs]
+    all_failed = sorted(f for _, _, fs, _ in everyone for f in fs)
+    counts = sum((Counter(c) for _, _, _, c in everyone), Counter[str]())
+    if parts is not None:
+        _say_redone(parts, counts)
+    complete = ranks.shard[1] == 1 and not all_failed
+    if ranks.shard[1] > 1 and not all_failed and parts is not None:
+        every = {f: _read_part(parts, f, keys[f]) for f in files}
+        if all(state == "done" for state, _ in every.values()):
+            rows = [r for f in files for r in every[f][1]]
+            complete = True  # the last shard to finish writes the whole CSV
     order = {f.name: i for i, f in enumerate(files)}
     rows.sort(key=lambda r: order[r["image"]])  # stable: each image's rows keep their order
-    _print_summary(rows, len({r["image"] for r in rows}), resumed)
+    if rows:
+        _print_summary(rows, len({r["image"] for r in rows}), resumed)
+    if all_failed:
+        for name, why in all_failed:
+            print(f"opkit: {printable(name)}: {why}", file=sys.stderr)
+        kept = f"; {args.csv} is not written, a rerun scores only what is missing" if args.csv else ""
+        print(f"opkit: {len(all_failed)} image(s) failed (listed above){kept}", file=sys.stderr)
+        ranks.outlive_peers()
+        return EXIT_ERROR
     if not complete:
         print(
             f"shard {ranks.shard[0]}/{ranks.shard[1]} done; the CSV is written when every shard is "
@@ -296,9 +505,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.csv:
         buf = io.StringIO(newline="")
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(buf, fieldnames=list(FIELDS))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({**r, "image": printable(r["image"])} for r in rows)
         write_atomic(args.csv, buf.getvalue())
         print(f"wrote {args.csv}", file=sys.stderr)
     if args.plot:
@@ -307,6 +516,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if parts is not None:
         shutil.rmtree(parts, ignore_errors=True)
     return EXIT_OK
+
+
+def _say_redone(parts: Path, counts: Counter[str]) -> None:
+    """One warning line for the parts of an earlier run that were not taken (scored again)."""
+    damaged, other = counts.get("damaged", 0), counts.get("other", 0)
+    if damaged:
+        print(
+            f"opkit: warning: {parts}: {damaged} finished image(s) could not be read (damaged); "
+            "they were scored again",
+            file=sys.stderr,
+        )
+    if other:
+        print(
+            f"opkit: warning: {parts}: {other} finished image(s) were scored from another file, "
+            "model or settings; they were scored again",
+            file=sys.stderr,
+        )
 
 
 def _print_summary(rows: list[dict[str, Any]], images: int, resumed: int) -> None:

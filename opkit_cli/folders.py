@@ -20,10 +20,12 @@ import argparse
 import glob
 import hashlib
 import os
+import socket
+import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +67,20 @@ def expand_inputs(specs: Sequence[str]) -> list[Path]:
     -------
     list of pathlib.Path
         Every file once, sorted by name (then path): the order never depends on the shell or the
-        file system.
+        file system. A symbolic link is an input of its own, under its own name, beside the file
+        it points to (``l.png -> a.png`` gives both ``l.png`` and ``a.png``); a path named twice
+        (a folder and one of its files) counts once. A broken link with an image suffix is kept,
+        so that it is reported as a file that cannot be read.
     """
     files: list[Path] = []
     for spec in specs:
         p = Path(spec)
         if p.is_dir():
-            found = [q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES]
+            found = [
+                q
+                for q in p.iterdir()
+                if q.suffix.lower() in IMAGE_SUFFIXES and (q.is_file() or (q.is_symlink() and not q.exists()))
+            ]
             if not found:
                 fail(f"{p} is a folder with no images ({', '.join(IMAGE_SUFFIXES)})")
             files += found
@@ -85,7 +94,7 @@ def expand_inputs(specs: Sequence[str]) -> list[Path]:
             files += found
         else:
             fail(f"no such file: {spec}")
-    unique = {str(f.resolve()): f for f in files}
+    unique = {os.path.abspath(f): f for f in files}  # links are not resolved: each name is an input
     return sorted(unique.values(), key=lambda f: (f.name, str(f)))
 
 
@@ -101,8 +110,9 @@ def check_unique_stems(files: Sequence[Path]) -> None:
 def image_seed(seed: int, name: str) -> int:
     """The seed of the image called ``name`` in a run with ``--seed seed``.
 
-    The first 63 bits of SHA-256 of ``"{seed}/{name}"``: the same for an image whatever the
-    other images, their order, the batch or the shard.
+    The first 63 bits of SHA-256 of ``"{seed}/{name}"`` (the name's bytes as the file system
+    holds them, so that a name that is not valid UTF-8 has a seed too): the same for an image
+    whatever the other images, their order, the batch or the shard.
 
     Parameters
     ----------
@@ -116,7 +126,7 @@ def image_seed(seed: int, name: str) -> int:
     int
         A seed for :meth:`torch.Generator.manual_seed`.
     """
-    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}/".encode() + os.fsencode(name)).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
@@ -172,6 +182,8 @@ class Ranks:
         ``--shard i/n`` (``(0, 1)`` when not given).
     distributed : bool
         ``torch.distributed`` is initialised (``world > 1``).
+    peers : list of (str, int)
+        The host name and process id of every rank, in rank order (filled when the group starts).
     """
 
     rank: int = 0
@@ -179,6 +191,7 @@ class Ranks:
     local_rank: int = 0
     shard: tuple[int, int] = (0, 1)
     distributed: bool = False
+    peers: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def index(self) -> int:
@@ -220,6 +233,37 @@ class Ranks:
                 dist.destroy_process_group()
             self.distributed = False
 
+    def outlive_peers(self, timeout: float = 30.0) -> None:
+        """On rank 0, before it exits with a failure: wait until the other ranks of this machine
+        have exited (they exit 0 once their work is gathered).
+
+        torchrun stops the workers that are still running when one fails, and lists them as
+        failed (killed by ``SIGTERM``) in its report; waiting for them leaves that report with
+        rank 0 alone, whose exit status is the run's. Only processes of this machine can be
+        watched (``/proc``; elsewhere nothing is waited for), and never longer than ``timeout``.
+
+        Parameters
+        ----------
+        timeout : float
+            Seconds to wait at most.
+        """
+        host = socket.gethostname()
+        pids = [pid for h, pid in self.peers if h == host and pid != os.getpid()]
+        deadline = time.monotonic() + timeout
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid in pids if _running(pid)]
+            if pids:
+                time.sleep(0.02)
+
+
+def _running(pid: int) -> bool:
+    """Whether the process ``pid`` runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
 
 def _env_int(name: str, default: int) -> int:
     try:
@@ -228,11 +272,17 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
+#: Device types the command line runs on (``--device``).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def resolve_device(spec: str | None, local_rank: int = 0) -> str:
     """The device of ``--device``: ``auto`` (or none) is this rank's GPU when CUDA is there, else cpu.
 
-    ``cuda`` without an index is ``cuda:LOCAL_RANK`` under ``torchrun``. An unknown or missing
-    device is a one-line error.
+    ``cuda`` without an index is ``cuda:LOCAL_RANK`` under ``torchrun``. Every other answer is a
+    one-line error naming the flag: a device this machine lacks (``cuda`` without a GPU, an index
+    past the last GPU, ``mps`` off a Mac), a device type opkit does not run on (``meta``, which
+    holds no data, ``xla``, ...) and a name that is no device at all (``tpu``).
 
     Parameters
     ----------
@@ -248,10 +298,13 @@ def resolve_device(spec: str | None, local_rank: int = 0) -> str:
     """
     if spec in (None, "auto"):
         return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    choices = "use auto, cpu, cuda, cuda:INDEX or mps"
     try:
         dev = torch.device(spec)
-    except RuntimeError as exc:
-        fail(f"--device {spec}: {exc}")
+    except (RuntimeError, TypeError, ValueError):
+        fail(f"--device {spec}: not a device; {choices}")
+    if dev.type not in DEVICE_TYPES:
+        fail(f"--device {spec}: opkit does not run on {dev.type} devices; {choices}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             fail(f"--device {spec}: CUDA is not available on this machine")
@@ -264,18 +317,37 @@ def resolve_device(spec: str | None, local_rank: int = 0) -> str:
     return str(dev)
 
 
+def planned_ranks(args: argparse.Namespace) -> Ranks:
+    """This process's :class:`Ranks` from ``torchrun``'s environment and ``--shard``, without joining
+    the process group: what :meth:`Ranks.take` gives it is known before any work, for checks.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``shard``.
+
+    Returns
+    -------
+    Ranks
+        Not :attr:`~Ranks.distributed`.
+    """
+    return Ranks(
+        rank=_env_int("RANK", 0),
+        world=_env_int("WORLD_SIZE", 1),
+        local_rank=_env_int("LOCAL_RANK", 0),
+        shard=getattr(args, "shard", None) or (0, 1),
+    )
+
+
 def start_ranks(args: argparse.Namespace) -> Ranks:
     """This process's :class:`Ranks`, with ``args.device`` resolved; joins the ``torchrun`` group.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) the process group starts from torchrun's environment
     (``env://``), with NCCL when the device is a GPU and gloo otherwise.
     """
-    world = _env_int("WORLD_SIZE", 1)
-    rank = _env_int("RANK", 0)
-    local = _env_int("LOCAL_RANK", 0)
-    args.device = resolve_device(getattr(args, "device", None), local)
-    ranks = Ranks(rank=rank, world=world, local_rank=local, shard=getattr(args, "shard", None) or (0, 1))
-    if world > 1:
+    ranks = planned_ranks(args)
+    args.device = resolve_device(getattr(args, "device", None), ranks.local_rank)
+    if ranks.world > 1:
         import torch.distributed as dist
 
         cuda = args.device.startswith("cuda")
@@ -284,6 +356,7 @@ def start_ranks(args: argparse.Namespace) -> Ranks:
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if cuda else "gloo")
         ranks.distributed = True
+        ranks.peers = ranks.gather((socket.gethostname(), os.getpid()))
     return ranks
 
 

@@ -32,6 +32,7 @@ from opkit_cli.parsing import (
     Parser,
     add_max_pixels,
     add_model_arguments,
+    class_label,
     nonnegative_float,
     positive_float,
     positive_int,
@@ -73,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="degraded image (for --op jpeg, a .jpg file is read with its own tables); several files, "
         "a folder or a glob restore every image into the -o folder",
     )
-    s.add_argument("--class-label", type=int, help="class of a class-conditional prior (DDRM-CC)")
+    s.add_argument(
+        "--class-label", type=class_label, help="class of a class-conditional prior (DDRM-CC), from 0"
+    )
     s.add_argument("--truth", help="ground-truth image for --compare")
     s.add_argument("--compare", help="also write input | restoration [| truth] side by side here")
     s.add_argument("-o", "--output", required=True, help="output image, or the folder of <stem>.png outputs")

@@ -13,10 +13,11 @@ from typing import Any
 
 import torch
 
+from opkit.files import check_folder, same_file
 from opkit.images import image_suffixes, save_image
-from opkit.messages import one_line
+from opkit.messages import one_line, printable
 from opkit_cli.entries import solver_entry
-from opkit_cli.errors import EXIT_ERROR, EXIT_OK, fail
+from opkit_cli.errors import EXIT_ERROR, EXIT_OK, fail, reason
 from opkit_cli.folders import (
     check_unique_stems,
     expand_inputs,
@@ -69,7 +70,13 @@ class Bars:
 
 
 def _check_outdir(args: argparse.Namespace, files: Sequence[Path]) -> tuple[Path, dict[Path, Path]]:
-    """The ``-o`` folder of a many-image run and every input's output ``<stem>.png`` in it."""
+    """The ``-o`` folder of a many-image run and every input's output ``<stem>.png`` in it.
+
+    Refused before any work, ``--force`` or not: a file; an image name; a missing parent; a
+    model folder; the folder of an input (its outputs would be inputs of the next run); two
+    inputs with one output name; an output name taken by a folder; a folder that accepts no new
+    file.
+    """
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         fail(f"-o {outdir}: with several inputs -o names a folder, and {outdir} is a file")
@@ -80,11 +87,23 @@ def _check_outdir(args: argparse.Namespace, files: Sequence[Path]) -> tuple[Path
     for folder in [*bundled_weights(), *model_folders(args)]:
         if outdir.resolve().is_relative_to(folder.resolve()):
             fail(f"-o {outdir}: refusing to write into the model folder {folder}")
+    for f in files:
+        if same_file(outdir, f.parent):
+            fail(
+                f"-o {outdir} is the folder of the input {f}: its outputs would become inputs of the "
+                "next run; choose another folder"
+            )
     check_unique_stems(files)
     outputs = {f: outdir / f"{f.stem}.png" for f in files}
     for f, o in outputs.items():
-        if o.exists() and o.resolve() == f.resolve():
+        if o.exists() and same_file(o, f):
             fail(f"-o {outdir}: the output {o} would overwrite the input {f}; choose another folder")
+        if o.is_dir():
+            fail(f"-o {outdir}: the output {o} is a folder; move it away or choose another -o")
+    try:
+        check_folder(outdir)
+    except ValueError as exc:
+        fail(f"-o {outdir}: {exc}")
     return outdir, outputs
 
 
@@ -102,6 +121,36 @@ def _restore_group(
     gens = [torch.Generator().manual_seed(image_seed(args.seed, f.name)) for f, _, _ in group]
     bars.start(runner.steps(op))
     return runner(op, y, params, generator=gens if len(gens) > 1 else gens[0], callback=bars.step)
+
+
+def _restore_and_save(
+    runner: Runner,
+    args: argparse.Namespace,
+    params: dict[str, Any],
+    group: list[tuple[Path, Any, Any]],
+    outputs: dict[Path, Path],
+    bars: Bars,
+) -> list[tuple[str, str]]:
+    """Restore a group in one solver call and save each image; the failures ``(name, why)``.
+
+    When the call fails (a solver that raises, or breaks the contract for the batch), each image
+    of the group is tried alone, so that one bad image fails alone: an image's result does not
+    depend on its batch (its own generator), so the innocent ones give what the batch would have.
+    """
+    try:
+        x = _restore_group(runner, args, params, group, bars)
+    except (SystemExit, Exception) as exc:
+        if len(group) == 1:
+            bars.advance(1)
+            return [(group[0][0].name, reason(exc))]
+        failed: list[tuple[str, str]] = []
+        for item in group:
+            failed += _restore_and_save(runner, args, params, [item], outputs, bars)
+        return failed
+    for i, (f, _, _) in enumerate(group):
+        save_image(x[i : i + 1], outputs[f])
+    bars.advance(len(group))
+    return []
 
 
 def _groups(loaded: list[tuple[Path, Any, Any]]) -> list[list[tuple[Path, Any, Any]]]:
@@ -133,7 +182,9 @@ def restore_many(args: argparse.Namespace, params: dict[str, Any]) -> int:
     (``--batch``); each image's randomness comes from :func:`~opkit_cli.folders.image_seed`.
     The batches are dealt to ``--shard i/n`` and to the ranks of ``torchrun``
     (:class:`~opkit_cli.folders.Ranks`). A file that cannot be read or restored is reported and
-    the others go on; the exit status is then :data:`~opkit_cli.parsing.EXIT_ERROR`.
+    the others go on (a batch whose solver call fails is retried image by image); the exit
+    status is then :data:`~opkit_cli.errors.EXIT_ERROR`. Under ``torchrun`` rank 0 gathers every
+    rank's failures, lists them once and exits 1; the other ranks exit 0.
 
     Parameters
     ----------
@@ -155,7 +206,7 @@ def restore_many(args: argparse.Namespace, params: dict[str, Any]) -> int:
         outdir.mkdir(exist_ok=True)
         size = args.batch if solver_entry(args.solver).generator_per_image else 1
         mine = ranks.take(make_batches(files, size, image_key))
-        todo = [[f for f in b if args.force or not outputs[f].exists()] for b in mine]
+        todo = [[f for f in b if args.force or not outputs[f].is_file()] for b in mine]
         todo = [b for b in todo if b]
         total = sum(len(b) for b in mine)
         skipped = total - sum(len(b) for b in todo)
@@ -172,47 +223,31 @@ def restore_many(args: argparse.Namespace, params: dict[str, Any]) -> int:
                         op, y, _ = measurement_of(str(f), args, params)
                         loaded.append((f, op, y))
                     except (SystemExit, Exception) as exc:  # a bad file: reported, the rest go on
-                        failed.append((f.name, _reason(exc)))
+                        failed.append((f.name, reason(exc)))
                         bars.advance(1)
                 for group in _groups(loaded):
-                    try:
-                        x = _restore_group(runner, args, params, group, bars)
-                    except SystemExit as exc:
-                        failed += [(f.name, _reason(exc)) for f, _, _ in group]
-                        bars.advance(len(group))
-                        continue
-                    for i, (f, _, _) in enumerate(group):
-                        save_image(x[i : i + 1], outputs[f])
-                    bars.advance(len(group))
+                    failed += _restore_and_save(runner, args, params, group, outputs, bars)
         finally:
             bars.close()
         done = total - skipped - len(failed)
         everyone = ranks.gather((done, skipped, failed, time.perf_counter() - tic))
-    if not ranks.main:
-        return EXIT_ERROR if any(r[2] for r in everyone) else EXIT_OK
+    if not ranks.main:  # rank 0 reports every rank's failures, once, and exits 1 for them
+        return EXIT_OK
     n_done = sum(r[0] for r in everyone)
     n_skipped = sum(r[1] for r in everyone)
     all_failed = sorted(f for r in everyone for f in r[2])
     where = f" (shard {args.shard[0]}/{args.shard[1]})" if getattr(args, "shard", None) else ""
     seconds = max(r[3] for r in everyone)  # the slowest rank
     print(
-        f"restored {n_done} image(s) into {outdir}{where}; {n_skipped} already done, "
+        f"restored {n_done} image(s) into {printable(str(outdir))}{where}; {n_skipped} already done, "
         f"{len(all_failed)} failed; {seconds:.2f} s of work on {ranks.world} process(es) after start-up"
     )
     if all_failed:
         for name, why in all_failed:
-            print(f"opkit: {name}: {why}", file=sys.stderr)
+            print(f"opkit: {one_line(name)}: {why}", file=sys.stderr)
         print(
             f"opkit: {len(all_failed)} image(s) failed (listed above); the others are done", file=sys.stderr
         )
+        ranks.outlive_peers()
         return EXIT_ERROR
     return EXIT_OK
-
-
-def _reason(exc: BaseException) -> str:
-    """The message of a :func:`~opkit_cli.parsing.fail` exit (without ``opkit:``) or an error."""
-    if isinstance(exc, SystemExit):
-        return one_line(str(exc.code or "failed")).removeprefix("opkit: ")
-    if isinstance(exc, OSError) and exc.strerror:
-        return one_line(f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror)
-    return f"{type(exc).__name__}: {one_line(exc)}"

@@ -67,6 +67,14 @@ positive_float = _checked("positive_float", float, check_positive, "a finite num
 unit_float = _checked("unit_float", float, check_unit, "a number in ``[0, 1]``")
 
 
+def class_label(text: str) -> int:
+    """argparse type of ``--class-label``: a class index, an integer ``>= 0`` that fits int64."""
+    value = _number(text, int)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a class index (an integer >= 0), got {text!r}")
+    return int(value)
+
+
 def _quality(text: str) -> int:
     try:
         q = int(text)

@@ -11,7 +11,7 @@ plugin when either fails. No solver is special-cased by name.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -97,6 +97,33 @@ def _model_channels(model: Any) -> int | None:
     return None
 
 
+def model_classes(model: Any) -> int | None:
+    """The number of classes of a class-conditional prior, ``0`` for an unconditional one.
+
+    Read from the network's configuration: an ADM network's ``class_cond`` and ``num_classes``,
+    a diffusers ``UNet2DModel``'s ``num_class_embeds``. ``None`` when the model does not say.
+
+    Parameters
+    ----------
+    model : object
+        A loaded prior (or anything).
+
+    Returns
+    -------
+    int or None
+        The class count, ``0``, or ``None``.
+    """
+    cfg = getattr(getattr(model, "net", None), "config", None)
+    if cfg is None:
+        return None
+    if isinstance(getattr(cfg, "class_cond", None), bool):  # ADM
+        return int(cfg.num_classes) if cfg.class_cond else 0
+    n = getattr(cfg, "num_class_embeds", None)
+    if isinstance(n, int):
+        return n
+    return 0 if getattr(cfg, "class_embed_type", None) is None and hasattr(cfg, "num_class_embeds") else None
+
+
 def _flag_value(args: argparse.Namespace, dest: str) -> Any:
     value = getattr(args, dest, None)
     if dest == "sigma_y" and not value:
@@ -152,6 +179,17 @@ class Runner:
         except Exception as exc:  # a damaged model folder raises anything
             fail(f"cannot load the model {args.model}: {one_line(exc)}")
         self.channels = _model_channels(self.model)
+        if op is not None:
+            self.check(op, self.model)  # with the model's own settings and schedule
+        if label is not None and self.entry.model == "prior":
+            classes = model_classes(self.model)
+            if classes == 0:
+                fail(f"--class-label: the model {args.model} is not class-conditional")
+            if classes is not None and label >= classes:
+                fail(
+                    f"--class-label {label} is out of range: the model {args.model} has {classes} "
+                    f"classes (0 to {classes - 1})"
+                )
 
     # -- the solver's name in messages ------------------------------------------------------
     @property
@@ -203,7 +241,15 @@ class Runner:
         """
         settings = self.entry.settings
         m = self.model if model is None else model
-        kw = dict(settings(m, op)) if settings is not None else {}
+        kw: dict[str, Any] = {}
+        if settings is not None:
+            got = self._guarded(settings, m, op)
+            if not isinstance(got, Mapping):
+                fail(
+                    f"{self.who} broke the solver contract: its settings(model, op) returned "
+                    f"{type(got).__name__}, not a dict"
+                )
+            kw = dict(got)
         for dest, key, _ in FLAGS:
             value = _flag_value(self.args, dest)
             if value is not None:
@@ -213,7 +259,19 @@ class Runner:
     def effective(self, op: Any, model: Any = None) -> dict[str, Any]:
         """Every keyword's value in the call for ``op``: the solver's defaults and :meth:`keywords`."""
         m = self.model if model is None else model
-        return {**self.entry.defaults(m, op), **self.keywords(op, m)}
+        keywords = self.keywords(op, m)  # checks the entry's settings first
+        return {**self._guarded(self.entry.defaults, m, op), **keywords}
+
+    def _guarded(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` for the entry's settings: a plugin's failure is named, not an internal error."""
+        try:
+            return fn(*args)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            if self.builtin and not isinstance(exc, SystemExit):
+                raise  # opkit's own bug: main reports it as an internal error
+            fail(f"{self.who} failed in its settings(model, op): {one_line(exc, with_type=True)}")
 
     def check(self, op: Any, model: Any = None) -> None:
         """Refuse settings that cannot work for ``op``, in the command line's terms, before any work.
@@ -236,14 +294,17 @@ class Runner:
         steps, t_start = kw.get("steps"), kw.get("t_start")
         if not isinstance(steps, int):
             return
+        what = f"--steps {steps}"
+        if _flag_value(args, "steps") is None:  # not the user's: the solver's settings for the model
+            what = f"{steps} steps (the settings of --solver {self.entry.name} for this model)"
         if isinstance(t_start, int) and steps > t_start + 1:
             fail(
-                f"--steps {steps} is too many for --op {args.op}: --solver {self.entry.name} starts at "
+                f"{what} is too many for --op {args.op}: --solver {self.entry.name} starts at "
                 f"timestep {t_start} (--t-start) and goes down to 0, so at most {t_start + 1} steps"
             )
         total = getattr(getattr(model, "alphas_cumprod", None), "numel", lambda: None)()
         if total is not None and steps > total:
-            fail(f"--steps {steps} is more than the model's {total} timesteps")
+            fail(f"{what} is more than the model's {total} timesteps")
 
     def steps(self, op: Any) -> int:
         """The number of steps the solver will run (for a progress bar; 0 when unknown)."""
@@ -357,5 +418,7 @@ class Runner:
             fail(f"{broke} it returned shape {tuple(out.shape)} for measurements of images {want}")
         if not out.is_floating_point():
             fail(f"{broke} it returned {out.dtype}, not a floating image")
+        if out.device.type == "meta":
+            fail(f"{broke} it returned a tensor without data (on the meta device)")
         if not bool(torch.isfinite(out).all()):
             fail(f"{broke} its result holds NaN or infinity")

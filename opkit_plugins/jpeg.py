@@ -601,6 +601,8 @@ def from_file(
         raise ValueError(f"{name} is a folder, not a JPEG file")
     if not os.path.exists(name):
         raise FileNotFoundError(f"no such JPEG file: {name}")
+    if not os.path.isfile(name):  # reading a FIFO or a device would wait forever, or never end
+        raise ValueError(f"{name} is not a regular file (a pipe, device or socket), not a JPEG file")
     with open(name, "rb") as fh:
         data = fh.read()
     head = _parse_header(data, name)

@@ -206,6 +206,47 @@ def test_config_is_checked_against_the_state_dict(tmp_path: Path) -> None:
     ADMConfig.from_dict({**config, "use_fp16": True, "timestep_respacing": "250"})  # accepted, no effect
 
 
+def test_an_enormous_configuration_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    import time
+
+    config = CONFIGS["learned-sigma,resblock-updown,head-channels"]
+    ckpt = tmp_path / "small.pt"
+    torch.save(ADMUNet(config).state_dict(), ckpt)
+    cases = [
+        ({"num_res_blocks": 10**9}, "check num_res_blocks or channel_mult"),  # a billion blocks
+        ({"num_channels": 10**6, "num_head_channels": -1}, "check num_channels"),
+        ({"channel_mult": [1] * 10**5}, "check num_res_blocks or channel_mult"),
+        ({"diffusion_steps": 2 * 10**8}, "diffusion_steps must be at most 100000"),
+    ]
+    for change, message in cases:
+        t0 = time.perf_counter()
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_prior(ckpt, config={**config, **change})
+        assert time.perf_counter() - t0 < 5, change  # nothing was built nor allocated
+
+
+def test_null_and_mistyped_configuration_values_are_named(tmp_path: Path) -> None:
+    config = CONFIGS["learned-sigma,resblock-updown,head-channels"]
+    ckpt = tmp_path / "small.pt"
+    torch.save(ADMUNet(config).state_dict(), ckpt)
+    for key, value, message in [
+        ("dropout", None, "dropout must be a number in [0, 1), got None"),
+        ("dropout", "0.1", "dropout must be a number in [0, 1), got '0.1'"),
+        ("num_channels", None, "num_channels must be a positive integer, got None"),
+        ("learn_sigma", None, "learn_sigma must be true or false, got None"),
+        ("diffusion_steps", 2.5, "diffusion_steps must be a positive integer, got 2.5"),
+    ]:
+        cfg = tmp_path / f"{key}.json"
+        cfg.write_text(json.dumps({**config, key: value}))
+        with pytest.raises(ValueError) as info:
+            load_prior(ckpt, config=cfg)
+        assert str(info.value) == f"{cfg}: {message}"
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=re.escape(f"{deep} is not valid JSON: it is nested too deeply")):
+        load_prior(ckpt, config=deep)
+
+
 def test_a_hostile_pickle_is_refused_and_nothing_of_it_runs(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
 

@@ -20,7 +20,7 @@ import opkit
 import solvers
 from opkit_cli.errors import EXIT_ERROR, EXIT_OK
 from opkit_cli.folders import Ranks, expand_inputs, image_seed, make_batches, shard_spec
-from tests.helpers import cli
+from tests.helpers import cli, single_thread
 
 STEPS = ["--steps", "2"]
 
@@ -239,7 +239,7 @@ def test_folder_runs_refuse_unsafe_outputs(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
 ) -> None:
     status, _, err = cli(capsys, *restore(prior_dir, imgs, out=imgs))
-    assert status == EXIT_ERROR and "would overwrite the input" in err
+    assert status == EXIT_ERROR and "is the folder of the input" in err
     png(imgs / "c0.jpg")
     status, _, err = cli(capsys, *restore(prior_dir, imgs, out=tmp_path / "o"))
     assert status == EXIT_ERROR and "the same output" in err
@@ -342,9 +342,10 @@ def test_torchrun_with_two_processes_equals_one(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
 ) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
-    assert cli(capsys, *restore(prior_dir, imgs, out=one, extra=("--batch", "2")))[0] == EXIT_OK
     ev = eval_args(prior_dir, imgs)
-    status, table, err = cli(capsys, *ev, "--csv", tmp_path / "one.csv")
+    with single_thread():  # as many threads as each torchrun worker (OMP_NUM_THREADS=1): docs/scale.rst
+        assert cli(capsys, *restore(prior_dir, imgs, out=one, extra=("--batch", "2")))[0] == EXIT_OK
+        status, table, err = cli(capsys, *ev, "--csv", tmp_path / "one.csv")
     assert status == EXIT_OK, err
     run = " ".join(_torchrun())
     rest = " ".join(map(str, restore(prior_dir, imgs, out=two, extra=("--batch", "2"))))
@@ -378,3 +379,149 @@ def test_eval_resumes_shards_and_saves(
     assert err.count("q=None") == 3  # only the three images left were scored
     assert csv_path.read_text() == whole and not Path(f"{csv_path}.parts").exists()
     assert len(list((tmp_path / "saved").glob("*_restored.png"))) == 7
+
+
+# -- folder edge cases ----------------------------------------------------------------------------
+def test_a_link_beside_its_target_gets_its_own_output(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    (imgs / "link.png").symlink_to("c0.png")
+    out = tmp_path / "out"
+    status, stdout, err = cli(capsys, *restore(prior_dir, imgs, out=out))
+    assert status == EXIT_OK, err
+    assert "restored 8 image(s)" in stdout
+    assert "link.png" in files(out) and "c0.png" in files(out)  # each name is an input
+    assert expand_inputs([str(imgs), str(imgs / "c0.png")]).count(imgs / "c0.png") == 1  # one path, once
+
+
+def test_a_broken_link_is_reported_and_the_rest_go_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    (imgs / "gone.png").symlink_to("nowhere.png")
+    status, stdout, err = cli(capsys, *restore(prior_dir, imgs, out=tmp_path / "out"))
+    assert status == EXIT_ERROR
+    assert "restored 7 image(s)" in stdout and "1 failed" in stdout
+    assert "opkit: gone.png: no such image file" in err
+
+
+def test_a_folder_named_like_an_output_is_not_done(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    out = tmp_path / "out"
+    (out / "c1.png").mkdir(parents=True)
+    for extra in ((), ("--force",)):
+        status, stdout, err = cli(capsys, *restore(prior_dir, imgs, out=out, extra=extra))
+        assert status == EXIT_ERROR and not stdout
+        assert (
+            err.strip()
+            == f"opkit: -o {out}: the output {out / 'c1.png'} is a folder; move it away or choose another -o"
+        )
+    assert [p.name for p in out.iterdir()] == ["c1.png"]
+
+
+def test_a_file_name_that_is_not_utf8_is_restored_and_named(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    odd = os.fsdecode(b"caf\xe9.png")  # latin-1 bytes, as an old camera or archive leaves them
+    png(src / odd, seed=1)
+    png(src / "ok.png", seed=2)
+    (src / os.fsdecode(b"bad\xff.png")).write_bytes(b"not an image")
+    out = tmp_path / "out"
+    status, stdout, err = cli(capsys, *restore(prior_dir, src, out=out))
+    assert status == EXIT_ERROR
+    assert "restored 2 image(s)" in stdout and "1 failed" in stdout
+    assert "opkit: bad\\xff.png: cannot read" in err  # the name shown with its byte, on one line
+    assert sorted(os.fsencode(p.name) for p in out.iterdir()) == [b"caf\xe9.png", b"ok.png"]
+    assert image_seed(0, odd) != image_seed(0, "cafe.png")
+
+
+def test_an_unwritable_output_folder_is_found_before_any_work(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    prior_dir: Path,
+    imgs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opkit import files as ofiles
+
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def denied(target: Path, *, directory: bool = False) -> Path:
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(ofiles, "_temp_beside", denied)
+    t0 = time.perf_counter()
+    for o in (out, tmp_path / "new"):
+        status, stdout, err = cli(capsys, *restore(tmp_path / "nowhere", imgs, out=o))  # no model loaded
+        assert status == EXIT_ERROR and not stdout
+        assert (
+            err.strip()
+            == f"opkit: -o {o}: cannot write into {o if o.exists() else tmp_path}: Permission denied"
+        )
+    status, _, err = cli(capsys, *eval_args(prior_dir, imgs), "--save", tmp_path / "saved")
+    assert status == EXIT_ERROR and "--save cannot write into" in err and "Permission denied" in err
+    assert time.perf_counter() - t0 < 30 and not any(out.iterdir())
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_an_output_folder_that_is_an_input_folder_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, force: bool
+) -> None:
+    jpgs = tmp_path / "jpgs"
+    jpgs.mkdir()
+    for i in range(2):
+        Image.open(png(tmp_path / f"p{i}.png", seed=i)).save(jpgs / f"p{i}.jpg", quality=50)
+    before = files(jpgs)
+    args = ["restore", jpgs, "--op", "jpeg", "--model", prior_dir, *STEPS, "-o", jpgs, "--quiet"]
+    status, _, err = cli(capsys, *args, *(["--force"] if force else []))
+    assert status == EXIT_ERROR
+    assert err.strip() == (
+        f"opkit: -o {jpgs} is the folder of the input {jpgs / 'p0.jpg'}: its outputs would become inputs "
+        "of the next run; choose another folder"
+    )
+    assert files(jpgs) == before
+
+
+def test_a_folder_run_removes_no_file_it_did_not_make(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = {".c1.0123abcd.part.png": b"the user's own file", "notes.part": b"mine too"}
+    for name, data in mine.items():
+        (out / name).write_bytes(data)
+    assert cli(capsys, *restore(prior_dir, imgs, out=out, extra=("--force",)))[0] == EXIT_OK
+    assert all((out / n).read_bytes() == d for n, d in mine.items())
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*mine, *(f"{p.stem}.png" for p in imgs.iterdir())]
+    )
+
+
+def test_torchrun_failures_are_listed_once_by_rank_0(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prior_dir: Path, imgs: Path
+) -> None:
+    (imgs / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (imgs / "cut.png").write_bytes((imgs / "c0.png").read_bytes()[:-200])
+    one = tmp_path / "one"
+    status, single, single_err = cli(capsys, *restore(prior_dir, imgs, out=one))
+    assert status == EXIT_ERROR
+    two = tmp_path / "two"
+    cmd = [*_torchrun(), *map(str, restore(prior_dir, imgs, out=two))]
+    result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == EXIT_ERROR, result.stderr[-3000:]
+    ours = [line for line in result.stderr.splitlines() if line.startswith("opkit:")]
+    assert ours == single_err.strip().splitlines()  # the same lines, once, from rank 0
+    # torchrun reports rank 0's exit status with a traceback of its own launcher (docs/scale.rst):
+    # no frame of opkit's, and no other rank failed
+    frames = [line for line in result.stderr.splitlines() if line.lstrip().startswith('File "')]
+    assert frames and all("/torch/" in line or "torchrun" in line for line in frames), result.stderr
+    assert "<NO_OTHER_FAILURES>" in result.stderr and "exitcode  : 1" in result.stderr
+    # "restored 7 image(s) into OUT; 0 already done, 2 failed; ..."
+    assert (
+        single.replace(str(one), "OUT").split(";")[:2]
+        == result.stdout.replace(str(two), "OUT").split(";")[:2]
+    )
+    assert files(two) == files(one)

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from opkit import files as ofiles
-from opkit.files import atomic_directory, atomic_path, check_output, same_file, write_atomic
+from opkit.files import atomic_directory, atomic_path, check_folder, check_output, same_file, write_atomic
 from opkit.images import ImageReadWarning, ImageTooLargeError, load_image, save_image
 
 
@@ -241,6 +241,40 @@ def test_check_output_reports_an_unwritable_folder(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(ofiles, "_temp_beside", denied)
     with pytest.raises(ValueError, match=r"cannot write into .*: Permission denied"):
         check_output(tmp_path / "x.png")
+
+
+def test_check_folder_probes_the_folder_or_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "f.png").write_bytes(b"x")
+    assert check_folder(tmp_path) == tmp_path
+    assert check_folder(tmp_path / "new") == tmp_path / "new" and not (tmp_path / "new").exists()
+    with pytest.raises(ValueError, match=r"f\.png is not a folder"):
+        check_folder(tmp_path / "f.png")
+    with pytest.raises(ValueError, match=r"the folder .*nodir does not exist"):
+        check_folder(tmp_path / "nodir" / "new")
+    assert leftovers(tmp_path) == []
+
+    def denied(target: Path, *, directory: bool = False) -> Path:
+        raise OSError(28, "No space left on device", str(target))
+
+    monkeypatch.setattr(ofiles, "_temp_beside", denied)
+    for folder, where in ((tmp_path, tmp_path), (tmp_path / "new", tmp_path)):
+        with pytest.raises(ValueError) as info:
+            check_folder(folder)
+        assert str(info.value) == f"cannot write into {where}: No space left on device"
+
+
+def test_messages_of_names_that_are_not_utf8_are_printable() -> None:
+    from opkit.messages import one_line, printable
+
+    name = os.fsdecode(b"caf\xe9 \xff.png")
+    assert printable(name) == "caf\\xe9 \\xff.png"
+    assert (
+        one_line(ValueError(f"cannot read {name}\n at all")).encode("utf-8")
+        == b"cannot read caf\\xe9 \\xff.png at all"
+    )
+    assert printable("d\u00e9j\u00e0 vu") == "d\u00e9j\u00e0 vu"  # valid text unchanged
 
 
 # -- reading -------------------------------------------------------------------------------------

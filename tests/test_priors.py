@@ -302,6 +302,66 @@ def test_ddrm_settings_file_is_read_and_checked(tmp_path: Path) -> None:
         load_prior(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"jpeg": {"steps": "8"}}, "'jpeg': 'steps' must be a positive integer, got '8'"),
+        ({"jpeg": {"eta": "high"}}, "'jpeg': 'eta' must be a number in [0, 1], got 'high'"),
+        ({"jpeg": {"t_start": -1}}, "'jpeg': 't_start' must be an integer >= 0, got -1"),
+        ({"jpeg": {"num_samples": True}}, "'jpeg': 'num_samples' must be a positive integer, got True"),
+        ({"jpeg": {"eta_b": None}}, "'jpeg': 'eta_b' must be a number in [0, 1], got None"),
+    ],
+)
+def test_ddrm_settings_of_the_wrong_type_are_refused_when_the_model_loads(
+    tmp_path: Path, settings: dict[str, Any], message: str
+) -> None:
+    _save_flat(tmp_path, tiny_unet())
+    (tmp_path / "ddrm_settings.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError) as info:
+        load_prior(tmp_path)
+    assert str(info.value) == f"{tmp_path / 'ddrm_settings.json'}: {message}"
+
+
+def test_deep_or_huge_json_in_a_model_folder_is_a_value_error(tmp_path: Path) -> None:
+    _save_flat(tmp_path, tiny_unet())
+    settings = tmp_path / "ddrm_settings.json"
+    settings.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+    with pytest.raises(ValueError, match=r"ddrm_settings\.json is not valid JSON: it is nested too deeply"):
+        load_prior(tmp_path)
+    settings.unlink()
+    sched = tmp_path / "scheduler_config.json"
+    cfg = json.loads(sched.read_text())
+    sched.write_text(json.dumps({**cfg, "num_train_timesteps": 2 * 10**8}))
+    with pytest.raises(ValueError, match=r"num_train_timesteps must be an integer in 1\.\.100000"):
+        load_prior(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"layers_per_block": 100_000}, "layers_per_block=100000 in 2 blocks needs more tensors than the"),
+        (
+            {"block_out_channels": [10**6, 32]},
+            "block_out_channels starts with 1000000, 'conv_in.weight' with",
+        ),
+        ({"layers_per_block": 2}, "it lacks 'down_blocks.0.resnets.1.norm1.weight'"),
+        ({"down_block_types": ["Nope", "DownBlock2D"]}, "unsupported UNet2DModel configuration"),
+    ],
+)
+def test_a_diffusers_config_that_cannot_fit_its_weights_is_refused_unbuilt(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    import time
+
+    _save_flat(tmp_path, tiny_unet())
+    cfg_path = tmp_path / "config.json"
+    cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), **change}))
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_prior(tmp_path)
+    assert time.perf_counter() - t0 < 5  # nothing of that size was built
+
+
 def test_bundled_prior_ships_settings_for_every_builtin_operator() -> None:
     import opkit
 

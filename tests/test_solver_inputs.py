@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,59 @@ def test_save_pretrained_writes_atomically(tmp_path: Path, monkeypatch: pytest.M
         ScoreModel.from_preset("tiny", seed=1).save_pretrained(target)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging folder left
+
+
+# -- an empty batch ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["ddrm", "pigdm", "driftrec"])
+@pytest.mark.parametrize("op_name", ["sr_block", "jpeg"])
+def test_an_empty_batch_is_the_contracts_value_error(name: str, op_name: str) -> None:
+    params = {"factor": 2} if op_name == "sr_block" else {"quality": 20}
+    op = opkit.create(op_name, shape=(3, 16, 16), **params)
+    x = _x()
+    model = ScoreModel.from_preset("tiny") if name == "driftrec" else OraclePrior(x)
+    solver = getattr(solvers, name)
+    y = op(x[:0])
+    with pytest.raises(ValueError, match="y holds no measurement: a batch of 0"):
+        solver(op, y, model, steps=2)
+    assert solver(op, op(x), model, steps=2).shape == x.shape  # one measurement works
+
+
+# -- hostile model files -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("file", "change", "message"),
+    [
+        (
+            "config.json",
+            {"layers_per_block": 100_000},
+            "layers_per_block=100000 in 2 blocks needs more tensors",
+        ),
+        (
+            "config.json",
+            {"block_out_channels": [10**6, 64]},
+            "block_out_channels starts with 1000000",
+        ),
+        (
+            "driftrec.json",
+            {"sde": {"name": "cosve", "nodes": 10**9}},
+            "nodes must be an integer in 16..1000000",
+        ),
+    ],
+)
+def test_a_driftrec_folder_asking_for_a_huge_network_or_table_is_refused_unbuilt(
+    tmp_path: Path, file: str, change: dict[str, Any], message: str
+) -> None:
+    import time
+
+    from solvers.common.state import WEIGHTS_NAME
+
+    d = tmp_path / "m"
+    ScoreModel.from_preset("tiny").save_pretrained(d)
+    assert (d / WEIGHTS_NAME).is_file()
+    data = json.loads((d / file).read_text())
+    if file == "driftrec.json":
+        change = {"sde": {**data["sde"], **change["sde"]}}
+    (d / file).write_text(json.dumps({**data, **change}))
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        solvers.load_driftrec(d)
+    assert time.perf_counter() - t0 < 5

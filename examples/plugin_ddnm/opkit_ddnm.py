@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 import opkit
-from solvers.common import Progress, SolveInfo, check_common, check_operator_kind, normal_
+from solvers.common import Progress, SolveInfo, check_batch, check_common, check_operator_kind, normal_
 from solvers.oracles import OraclePrior
 from solvers.priors import uniform_timesteps
 
@@ -67,6 +67,7 @@ def ddnm(
     if not isinstance(y, Tensor) or not y.is_floating_point():
         raise ValueError("y must be a floating tensor")
     op.check_measurement(y)
+    check_batch(y.shape[0])
     if not bool(torch.isfinite(y).all()):
         raise ValueError("y contains NaN or infinity")
     alphas = model.alphas_cumprod

@@ -144,8 +144,8 @@ def check_solver(
     * **return_info and progress** -- ``return_info`` gives the same result and an ``nfe``;
       ``progress=False`` writes nothing to stderr, ``progress=True`` does;
     * **errors** -- ``TypeError`` for an operator of a kind it does not accept and for a missing
-      model; ``ValueError`` for bad ``steps`` or ``num_samples``, a measurement with NaN and one
-      of the wrong shape.
+      model; ``ValueError`` for bad ``steps`` or ``num_samples``, a measurement with NaN, one
+      of the wrong shape and an empty batch.
 
     Parameters
     ----------
@@ -311,6 +311,7 @@ def check_solver(
         ]
         if isinstance(y, Tensor):
             bad.append(("y of the wrong shape", ValueError, y[..., :-1], model, {}))
+            bad.append(("an empty batch y[:0]", ValueError, y[:0], model, {}))
         if isinstance(y, Tensor) and y.is_floating_point():
             y_nan = y.clone()
             y_nan.view(-1)[0] = float("nan")

@@ -22,6 +22,7 @@ from opkit.solver import accepts, operator_kind
 __all__ = [
     "Progress",
     "SolveInfo",
+    "check_batch",
     "check_common",
     "check_operator_kind",
     "normal_",
@@ -112,6 +113,23 @@ def check_common(steps: Any, num_samples: Any) -> None:
     """``ValueError`` for ``steps`` or ``num_samples`` that are not positive integers."""
     check_positive_int("num_samples", num_samples)
     check_positive_int("steps", steps)
+
+
+def check_batch(batch: int) -> None:
+    """``ValueError`` for a measurement batch of size 0 (the contract's error, before any work).
+
+    Parameters
+    ----------
+    batch : int
+        The number of measurements (the first axis of ``y``, or of ``Decode(y)``).
+
+    Raises
+    ------
+    ValueError
+        If ``batch < 1``.
+    """
+    if batch < 1:
+        raise ValueError(f"y holds no measurement: a batch of {batch}; give at least one")
 
 
 def check_operator_kind(solver: str, op: Any, accepted: tuple[str, ...]) -> str:

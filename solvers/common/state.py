@@ -3,12 +3,15 @@
 Shared by :mod:`solvers.sdes.training` and :mod:`solvers.priors.training`: the file names, the EMA
 update, and the state files (nothing is pickled, and a resumed run continues bit for bit).
 :func:`read_json` and :func:`read_safetensors` read the files
-of a model folder and turn a damaged file into a ``ValueError`` that names it.
+of a model folder and turn a damaged file into a ``ValueError`` that names it;
+:func:`unet_for_weights` and :func:`check_unet_shapes` check a network's ``config.json`` against
+its weights before the network is built.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +36,33 @@ def ema_update(ema_params: Any, params: Any, decay: float) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``; ``ValueError`` naming the file if it is not one."""
+    """The JSON object in ``path``; ``ValueError`` naming the file if it is not one.
+
+    This is the one JSON reader of the model and training files. A file that does not parse,
+    is not UTF-8, nests deeper than Python's parser can follow (a hostile ``[[[[...]]]]``) or
+    holds something other than an object raises ``ValueError`` naming ``path``.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file.
+
+    Returns
+    -------
+    dict
+        The object.
+
+    Raises
+    ------
+    ValueError
+        For anything but a readable JSON object; the message names the file.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+        raise ValueError(f"{path} is not valid JSON: {one_line(exc)}") from None
+    except RecursionError:
+        raise ValueError(f"{path} is not valid JSON: it is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object, not {type(data).__name__}")
     return data
@@ -52,6 +77,106 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
     except Exception as exc:  # safetensors raises its own error type
         msg = one_line(exc)
         raise ValueError(f"{path} is not a readable safetensors file ({msg})") from None
+
+
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
+    """The name and shape of every tensor of a safetensors file, read from its header only.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file.
+
+    Returns
+    -------
+    dict or None
+        ``{name: shape}``; ``None`` for a damaged file (its loader reports it, naming the file).
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception:  # safetensors raises its own error type
+        return None
+
+
+def unet_for_weights(config: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], where: str) -> Any:
+    """The diffusers ``UNet2DModel`` of ``config`` on the ``meta`` device, bounded by its weights first.
+
+    A network with more residual layers (``layers_per_block`` times the number of blocks) than
+    the weights hold tensors, or whose first width is not that of ``conv_in.weight``, cannot
+    match them; it is refused before it is built, so that a hostile ``config.json``
+    (``"layers_per_block": 100000``) costs neither minutes nor gigabytes. The network built holds
+    no data; compare it with :func:`check_unet_shapes`.
+
+    Parameters
+    ----------
+    config : mapping
+        The ``config.json`` of the network.
+    shapes : mapping of str to tuple of int
+        The weights' tensor shapes (:func:`safetensors_shapes`).
+    where : str
+        The start of every message, naming the files (``"W does not fit C"``).
+
+    Returns
+    -------
+    diffusers.UNet2DModel
+        On the ``meta`` device.
+
+    Raises
+    ------
+    ValueError
+        For a configuration that cannot fit the weights or that diffusers refuses.
+    """
+    from diffusers import UNet2DModel
+
+    layers, widths = config.get("layers_per_block"), config.get("block_out_channels")
+    if isinstance(layers, int) and isinstance(widths, (list, tuple)) and layers * len(widths) > len(shapes):
+        raise ValueError(
+            f"{where}: layers_per_block={layers} in {len(widths)} blocks needs more tensors than the "
+            f"{len(shapes)} it holds"
+        )
+    first = shapes.get("conv_in.weight")
+    if first and isinstance(widths, (list, tuple)) and widths and widths[0] != first[0]:
+        raise ValueError(
+            f"{where}: block_out_channels starts with {widths[0]!r}, 'conv_in.weight' with {first[0]}"
+        )
+    try:
+        with torch.device("meta"):
+            return UNet2DModel.from_config(dict(config))  # type: ignore[no-untyped-call]
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        raise ValueError(f"{where}: unsupported UNet2DModel configuration: {one_line(exc)}") from None
+
+
+def check_unet_shapes(net: Any, shapes: Mapping[str, tuple[int, ...]], where: str) -> None:
+    """``ValueError`` naming the first key where the weights' ``shapes`` and ``net`` disagree.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The network (on any device, ``meta`` included).
+    shapes : mapping of str to tuple of int
+        The weights' tensor shapes.
+    where : str
+        The start of the message.
+
+    Raises
+    ------
+    ValueError
+        For a missing key, an unexpected one or another shape.
+    """
+    own = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    missing = [k for k in own if k not in shapes]
+    extra = [k for k in shapes if k not in own]
+    wrong = [k for k in own if k in shapes and tuple(shapes[k]) != own[k]]
+    if missing:
+        raise ValueError(f"{where}: it lacks {missing[0]!r}")
+    if extra:
+        raise ValueError(f"{where}: it has the unexpected key {extra[0]!r}")
+    if wrong:
+        k = wrong[0]
+        raise ValueError(f"{where}: it gives {k!r} the shape {tuple(shapes[k])}, not {own[k]}")
 
 
 def save_state(

@@ -53,7 +53,7 @@ from torch import Tensor
 
 import opkit
 from opkit.params import check_non_negative, check_unit
-from solvers.common import Progress, SolveInfo, check_common, repeat_rows
+from solvers.common import Progress, SolveInfo, check_batch, check_common, repeat_rows
 from solvers.common import normal_ as _normal_
 from solvers.common.finite import FiniteWatch, check_finite, working_dtype
 from solvers.common.memory import heap_reuse
@@ -375,6 +375,7 @@ class _Run:
         if not y.is_floating_point():
             raise ValueError(f"y must be a floating tensor, got {y.dtype}")
         op.check_measurement(y)
+        check_batch(y.shape[0])
         check_finite("y", y)
         self.out_dtype = y.dtype
         y = y.to(working_dtype(y.dtype))  # half precision: compute in float32
@@ -475,6 +476,7 @@ class _Run:
                 f"y does not fit {op.label}: it decodes to shape {tuple(dec_y.shape)}, "
                 f"expected (B, {', '.join(map(str, op.shape))})"
             )
+        check_batch(dec_y.shape[0])
         check_finite("Decode(y)", dec_y)
         k, eta, eta_b = self.k, self.eta, self.eta_b
         batch = dec_y.shape[0]

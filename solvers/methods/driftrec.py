@@ -18,7 +18,7 @@ from torch import Tensor
 
 import opkit
 from opkit.solver import KINDS
-from solvers.common import Progress, callback_arity, check_common, check_operator_kind
+from solvers.common import Progress, callback_arity, check_batch, check_common, check_operator_kind
 from solvers.common.finite import check_finite, working_dtype
 from solvers.common.memory import heap_reuse
 from solvers.sdes.forward import DriftSDE, get_sde
@@ -209,6 +209,7 @@ def driftrec(
     y = image
     if not isinstance(y, Tensor) or y.ndim != 4 or not y.is_floating_point():
         raise ValueError(f"y must be a floating (B, C, H, W) tensor, got {getattr(y, 'shape', type(y))}")
+    check_batch(y.shape[0])
     check_finite("y", y)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")

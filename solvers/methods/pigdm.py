@@ -61,6 +61,7 @@ from opkit.params import check_non_negative, check_unit
 from solvers.common import (
     Progress,
     SolveInfo,
+    check_batch,
     check_common,
     check_operator_kind,
     normal_,
@@ -187,6 +188,7 @@ def pigdm(
         op.check_measurement(y)
         check_finite("y", y)
         like = y
+    check_batch(like.shape[0])
     out_dtype = like.dtype
     wdt = working_dtype(like.dtype)
     k = num_samples

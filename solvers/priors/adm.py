@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from opkit.params import check_positive_int, positive_int
 
-__all__ = ["ADMConfig", "ADMUNet", "adm_alphas_cumprod"]
+__all__ = ["MAX_DIFFUSION_STEPS", "ADMConfig", "ADMUNet", "adm_alphas_cumprod"]
 
 #: Channel multipliers guided-diffusion picks from ``image_size`` when ``channel_mult`` is empty.
 DEFAULT_CHANNEL_MULT: dict[int, tuple[float, ...]] = {
@@ -89,6 +89,26 @@ def _mult_tuple(value: Any) -> tuple[float, ...]:
     if any(m <= 0 for m in out):
         raise ValueError(f"channel_mult must hold positive numbers, got {value!r}")
     return tuple(int(m) if m == int(m) else m for m in out)
+
+
+#: The longest training schedule a configuration may declare (guided-diffusion trains with 1000 or
+#: 4000 steps); a longer one is refused before any memory is spent on it.
+MAX_DIFFUSION_STEPS = 100_000
+
+
+def _dropout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"dropout must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _steps(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check_positive_int(attribute.name, value)
+    if value > MAX_DIFFUSION_STEPS:
+        raise ValueError(
+            f"{attribute.name} must be at most {MAX_DIFFUSION_STEPS} (guided-diffusion's models use 1000 "
+            f"or 4000), got {value!r}"
+        )
 
 
 def _heads(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -145,7 +165,7 @@ class ADMConfig:
     dropout : float
         Dropout rate (inactive when sampling).
     diffusion_steps : int
-        ``T`` of the training schedule.
+        ``T`` of the training schedule, at most :data:`MAX_DIFFUSION_STEPS`.
     noise_schedule : {"linear", "cosine"}
         The β schedule (:func:`adm_alphas_cumprod`).
     predict_xstart : bool
@@ -183,8 +203,8 @@ class ADMConfig:
     use_scale_shift_norm: bool = attrs.field(default=True, validator=_flag)
     resblock_updown: bool = attrs.field(default=False, validator=_flag)
     use_new_attention_order: bool = attrs.field(default=False, validator=_flag)
-    dropout: float = attrs.field(default=0.0, converter=float)
-    diffusion_steps: int = attrs.field(default=1000, validator=positive_int)
+    dropout: float = attrs.field(default=0.0, converter=_dropout)
+    diffusion_steps: int = attrs.field(default=1000, validator=_steps)
     noise_schedule: str = attrs.field(default="linear")
     predict_xstart: bool = attrs.field(default=False, validator=_flag)
     rescale_timesteps: bool = attrs.field(default=False, validator=_flag)
@@ -245,7 +265,10 @@ class ADMConfig:
                 f"unknown ADM configuration key(s) {', '.join(map(repr, unknown))}; "
                 f"known: {', '.join(sorted(names))}"
             )
-        return cls(**{k: v for k, v in config.items() if k in names})
+        try:
+            return cls(**{k: v for k, v in config.items() if k in names})
+        except TypeError as exc:  # a value of a type no converter takes
+            raise ValueError(f"bad ADM configuration: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as JSON-ready guided-diffusion keyword arguments (lists for tuples)."""
@@ -602,10 +625,15 @@ class ADMUNet(nn.Module):
         ------
         ValueError
             When the configuration and the state dict disagree: the message names the first
-            disagreeing key, both shapes and the setting that decides it.
+            disagreeing key, both shapes and the setting that decides it. The settings that
+            decide the network's size (base channels, blocks and their widths) are compared with
+            the state dict's shapes before the network is built, so a configuration far larger
+            than the checkpoint costs neither time nor memory.
         """
+        cfg = ADMConfig.from_dict(config)
+        _check_plan(cfg, {k: tuple(v.shape) for k, v in state.items()}, source)  # before building
         with torch.device("meta"):
-            net = cls(config)
+            net = cls(cfg)
         _check_state_dict(net, state, source)
         net.load_state_dict(state, strict=True, assign=True)
         net.eval()
@@ -752,6 +780,54 @@ def _fingerprint(shapes: Mapping[str, tuple[int, ...]]) -> list[tuple[str, str, 
         ("channel_mult", "input_blocks.*.0", [widths[i] for i in sorted(widths)]),
         ("attention_resolutions", ",".join(attention) or "*.qkv.weight", attention),
     ]
+
+
+def _planned(cfg: ADMConfig) -> dict[str, tuple[str, Any]]:
+    """``{setting: (deciding key, value)}`` of :func:`_fingerprint` for the network of ``cfg``,
+    computed without building it.
+
+    Every setting but ``attention_resolutions``: the class embedding, the widths and the number
+    of encoder blocks, which together bound the size of the network.
+    """
+    widths = cfg.level_channels
+    levels, n = len(widths), cfg.num_res_blocks
+    count = 1 + levels * n + levels - 1
+    blocks: list[int] | None = None  # output channels of the first layer of every encoder block
+    if count <= 100_000:  # else the count alone cannot match any checkpoint
+        blocks = [widths[0]]
+        for level, width in enumerate(widths):
+            blocks += [width] * n
+            if level < levels - 1:
+                blocks.append(width)  # the down-sampling block keeps the width
+    downs = [f"input_blocks.{(level + 1) * (n + 1)}.0.op.weight" for level in range(min(levels - 1, 8))]
+    strided = not cfg.resblock_updown and levels > 1
+    return {
+        "class_cond": ("label_emb.weight", cfg.class_cond),
+        "num_classes": ("label_emb.weight", cfg.num_classes if cfg.class_cond else None),
+        "num_channels": ("time_embed.0.weight", cfg.num_channels),
+        "in_channels": ("input_blocks.0.0.weight", cfg.in_channels),
+        "learn_sigma": ("out.2.weight", cfg.out_channels),
+        "use_scale_shift_norm": ("input_blocks.1.0.emb_layers.1.weight", cfg.use_scale_shift_norm),
+        "resblock_updown": (min(downs) if strided else "input_blocks.*.0.op.weight", not strided),
+        "num_res_blocks or channel_mult": (f"input_blocks.{count - 1}", count),
+        "channel_mult": ("input_blocks.*.0", blocks),
+    }
+
+
+def _check_plan(cfg: ADMConfig, theirs: Mapping[str, tuple[int, ...]], source: str) -> None:
+    """Raise the ValueError of :func:`_check_state_dict` for a size setting that cannot match ``theirs``."""
+    planned = _planned(cfg)
+    for setting, key_s, got in _fingerprint(theirs):
+        if setting not in planned or planned[setting][1] == got:
+            continue
+        key_c, want = planned[setting]
+        if isinstance(want, list) and len(want) > 12:
+            want = f"{len(want)} blocks {want[:4]}..."
+        key = key_s if key_s in theirs else key_c
+        raise ValueError(
+            f"the ADM configuration does not match {source}: check {setting} -- key {key!r} gives "
+            f"{_MEANING[setting]} {got!r} in {source} but {want!r} in the configuration"
+        )
 
 
 def _check_state_dict(net: ADMUNet, state: Mapping[str, Tensor], source: str) -> None:

@@ -18,8 +18,14 @@ import torch
 from torch import Tensor
 
 from opkit.files import atomic_directory
-from solvers.common.state import WEIGHTS_NAME, read_json
-from solvers.priors.adm import ADMConfig, ADMUNet, adm_alphas_cumprod
+from solvers.common.state import (
+    WEIGHTS_NAME,
+    check_unet_shapes,
+    read_json,
+    safetensors_shapes,
+    unet_for_weights,
+)
+from solvers.priors.adm import MAX_DIFFUSION_STEPS, ADMConfig, ADMUNet, adm_alphas_cumprod
 from solvers.priors.checkpoints import (
     PICKLE_SUFFIXES,
     PRESETS,
@@ -59,6 +65,11 @@ def _alphas_from_scheduler_config(cfg: Mapping[str, Any], path: Path) -> Tensor:
         for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas")
         if k in cfg
     }
+    steps = keys.get("num_train_timesteps", 1000)
+    if not _is_int(steps) or not 1 <= steps <= MAX_DIFFUSION_STEPS:
+        raise ValueError(
+            f"{path}: num_train_timesteps must be an integer in 1..{MAX_DIFFUSION_STEPS}, got {steps!r}"
+        )
     try:
         sched: Any = DDPMScheduler(**keys)  # type: ignore[no-untyped-call]
     except (ValueError, NotImplementedError, TypeError) as exc:
@@ -102,13 +113,21 @@ def _adm_config(config: Any, weights: Path) -> ADMConfig:
         cfg_path = Path(config).expanduser()
         if not cfg_path.is_file():
             raise ValueError(f"config {str(config)!r} is neither a preset ({adm_presets}) nor a JSON file")
-        config = read_json(cfg_path)
+        return _config_from_file(read_json(cfg_path), cfg_path)
     elif isinstance(config, str):
         preset_config = PRESETS[config].config
         if preset_config is None:
             raise ValueError(f"preset {config!r} is a diffusers hub model; it has no ADM configuration")
         config = preset_config
     return ADMConfig.from_dict(config)
+
+
+def _config_from_file(config: Mapping[str, Any], path: Path) -> ADMConfig:
+    """:meth:`ADMConfig.from_dict` of a file's object, its errors naming the file."""
+    try:
+        return ADMConfig.from_dict(config)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def _load_adm_weights(
@@ -126,11 +145,9 @@ def _load_adm_weights(
 
 def _unet_from_pickle(cfg: Mapping[str, Any], weights: Path) -> torch.nn.Module:
     """A diffusers ``UNet2DModel`` from its config and ``.bin`` weights read with weights_only."""
-    from diffusers import UNet2DModel
-
     state = read_state_dict(weights)
-    with torch.device("meta"):
-        net = UNet2DModel.from_config(cfg)  # type: ignore[no-untyped-call]
+    where = f"load_prior: {weights} does not match its config.json"
+    net = unet_for_weights(cfg, {k: tuple(v.shape) for k, v in state.items()}, where)
     own = net.state_dict()
     for key in list(state):
         if key not in own:
@@ -139,18 +156,7 @@ def _unet_from_pickle(cfg: Mapping[str, Any], weights: Path) -> torch.nn.Module:
                 new = new.replace(old, cur)
             if new in own:
                 state[new] = state.pop(key)
-    missing = [k for k in own if k not in state]
-    extra = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or extra or wrong:
-        if missing:
-            what = f"lacks {missing[0]!r}"
-        elif extra:
-            what = f"has the unexpected key {extra[0]!r}"
-        else:
-            k = wrong[0]
-            what = f"gives {k!r} the shape {tuple(state[k].shape)}, not {tuple(own[k].shape)}"
-        raise ValueError(f"load_prior: {weights} does not match its config.json: it {what}")
+    check_unet_shapes(net, {k: tuple(v.shape) for k, v in state.items()}, where)
     net.load_state_dict(state, strict=True, assign=True)
     module: torch.nn.Module = net
     return module
@@ -183,6 +189,10 @@ def _load_diffusers(
         raise ImportError("load_prior needs diffusers, a dependency of opkit: pip install diffusers") from exc
 
     if has_safetensors:
+        shapes = safetensors_shapes(unet_dir / _WEIGHTS) if (unet_dir / _WEIGHTS).is_file() else None
+        if shapes is not None:  # the configuration fits the weights, checked before building
+            where = f"load_prior: {unet_dir / _WEIGHTS} does not match its config.json"
+            check_unet_shapes(unet_for_weights(cfg, shapes, where), shapes, where)
         # low_cpu_mem_usage=False: small models gain nothing from accelerate's lazy loading, and
         # without it diffusers warns on every load that accelerate is missing.
         net = UNet2DModel.from_pretrained(  # type: ignore[no-untyped-call]
@@ -214,7 +224,8 @@ def _load_directory(
         weights = unet_dir / _WEIGHTS
         if not weights.is_file():
             raise FileNotFoundError(f"load_prior: missing the weights {weights}")
-        prior = _load_adm_weights(weights, cfg if config is None else config, device, dtype)
+        own = _config_from_file(cfg, cfg_path) if config is None else config
+        prior = _load_adm_weights(weights, own, device, dtype)
     elif config is not None:
         raise ValueError(
             f"load_prior: config applies to ADM checkpoints; {root} is a diffusers model (its "
@@ -229,20 +240,43 @@ def _load_directory(
 
 #: Optional file of a model directory: recommended DDRM settings per operator name.
 SETTINGS_FILE = "ddrm_settings.json"
-_SETTING_KEYS = {"steps", "eta", "eta_b", "t_start", "num_samples"}
+#: The keys of ``ddrm_settings.json`` and the values each takes.
+_SETTING_KEYS = {
+    "steps": ("a positive integer", lambda v: _is_int(v) and v >= 1),
+    "num_samples": ("a positive integer", lambda v: _is_int(v) and v >= 1),
+    "t_start": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "eta": ("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
+    "eta_b": ("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _read_settings(path: Path) -> dict[str, dict[str, Any]]:
-    """Read and check ``ddrm_settings.json``: ``{operator name: {ddrm keyword: value}}``."""
+    """Read and check ``ddrm_settings.json``: ``{operator name: {ddrm keyword: value}}``.
+
+    Every value is checked here, when the model loads, so that a wrong type (``"steps": "8"``)
+    is a ``ValueError`` naming the file, the operator and the key, not an error in a solver call.
+    """
     data = read_json(path)
     out: dict[str, dict[str, Any]] = {}
     for name, kw in data.items():
         if name.startswith("_"):  # comments and provenance
             continue
-        if not isinstance(kw, dict) or not set(kw) <= _SETTING_KEYS:
+        if not isinstance(kw, dict) or not set(kw) <= set(_SETTING_KEYS):
             raise ValueError(
                 f"{path}: settings for {name!r} must be an object with keys among {sorted(_SETTING_KEYS)}"
             )
+        for key, value in kw.items():
+            what, ok = _SETTING_KEYS[key]
+            if not ok(value):
+                raise ValueError(f"{path}: {name!r}: {key!r} must be {what}, got {value!r}")
         out[name] = dict(kw)
     return out
 

@@ -57,7 +57,7 @@ from torch import Tensor
 from opkit.operators import per_sample
 from solvers.common import randn
 
-__all__ = ["OUVE", "SDE_NAMES", "TSDVE", "CosVE", "DriftSDE", "SDEParams", "get_sde"]
+__all__ = ["MAX_NODES", "OUVE", "SDE_NAMES", "TSDVE", "CosVE", "DriftSDE", "SDEParams", "get_sde"]
 
 Time = float | Tensor
 
@@ -78,9 +78,14 @@ def _check_t_eps(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> Non
         raise ValueError(f"{attribute.name} must be a number in [0, 1), got {value!r}")
 
 
+#: The most grid nodes a numerical variance table may have (a million nodes already resolve the
+#: variance far below float32 rounding; a model file asking for more is refused, not allocated).
+MAX_NODES = 1_000_000
+
+
 def _check_nodes(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 16:
-        raise ValueError(f"{attribute.name} must be an integer >= 16, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 16 <= value <= MAX_NODES:
+        raise ValueError(f"{attribute.name} must be an integer in 16..{MAX_NODES}, got {value!r}")
 
 
 @attrs.frozen
@@ -97,7 +102,7 @@ class SDEParams:
         Smallest process time :math:`t_\\varepsilon \\in [0, 1)` used by training and sampling.
     nodes : int
         Number of grid nodes of the numerical variance table (used only by SDEs without a closed
-        form, e.g. :class:`CosVE`).
+        form, e.g. :class:`CosVE`), from 16 to :data:`MAX_NODES`.
     """
 
     gamma: float = attrs.field(validator=_check_gamma, converter=float)

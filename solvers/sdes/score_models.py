@@ -43,7 +43,13 @@ from opkit.files import atomic_directory
 from opkit.messages import one_line
 from opkit.operators import per_sample
 from solvers.common.state import WEIGHTS_NAME as _WEIGHTS_NAME
-from solvers.common.state import read_json, read_safetensors
+from solvers.common.state import (
+    check_unet_shapes,
+    read_json,
+    read_safetensors,
+    safetensors_shapes,
+    unet_for_weights,
+)
 from solvers.sdes.forward import DriftSDE, get_sde
 
 __all__ = [
@@ -434,6 +440,13 @@ class ScoreModel(nn.Module):
         read_json(config_path)  # a clear message for invalid JSON
         try:
             config = UNet2DModel.load_config(path)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"{config_path} does not describe a UNet2DModel: {exc}") from None
+        shapes = safetensors_shapes(weights)
+        if shapes is not None:  # bounded by the weights and compared before anything is built
+            where = f"{weights} does not fit {config_path}"
+            check_unet_shapes(unet_for_weights(config, shapes, where), shapes, where)
+        try:
             with torch.random.fork_rng(devices=[]):
                 unet = UNet2DModel.from_config(config)
         except (OSError, ValueError, TypeError, KeyError) as exc:
