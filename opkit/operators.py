@@ -537,6 +537,29 @@ class EncodeDecodeOperator(Operator[Y]):
         """
         return self.decode(y)
 
+    def calibrate(self, x: Tensor, decoded: Tensor) -> Tensor:
+        """A restoration's global statistics brought back to what the measurement pins down.
+
+        A prior pulls a restoration toward its own typical statistics wherever the code allows
+        a wide range (JPEG's coarse chroma bins let a prior grey the colours). Solvers that
+        restore from ``Decode(y)`` pass their result through this method with the decode as
+        the reference. The default changes nothing; JPEG keeps the mean chroma magnitude within
+        :data:`opkit_plugins.jpeg.CHROMA_BAND` of the decode's.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, *shape)`` restorations in ``[0, 1]``.
+        decoded : torch.Tensor
+            ``(B, *shape)``: ``Decode(y)`` of each row's measurement.
+
+        Returns
+        -------
+        torch.Tensor
+            ``x`` itself when nothing is to be corrected, else a corrected tensor in ``[0, 1]``.
+        """
+        return x
+
     def codes(self, y: Y) -> Tensor:
         """The integer codes of a measurement as one tensor ``(B, ...)``, for exact comparison.
 

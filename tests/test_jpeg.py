@@ -458,3 +458,95 @@ def test_library_route_is_skipped_where_it_does_not_apply() -> None:
     y = op(x)
     assert y._native_source is None
     assert all(torch.equal(a, b) for a, b in zip(y.components, core.encode_libjpeg(x, op._geo, op.tables)))
+
+
+# ------------------------------------------------------------------------------------------------
+# calibrate: the restoration's colour strength kept to the decode's
+# ------------------------------------------------------------------------------------------------
+def _chroma_strength(x: torch.Tensor) -> torch.Tensor:
+    c = torch.einsum("kc,bchw->bkhw", core.RGB_TO_YCC[1:], x.double())
+    return c.square().sum(1).sqrt().mean((-2, -1))
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("c,bchw->bhw", core.RGB_TO_YCC[0], x.double())
+
+
+def _with_chroma_scaled(x: torch.Tensor, s: float) -> torch.Tensor:
+    """``x`` with its JFIF chroma multiplied by ``s`` about its luma (no clamping needed here)."""
+    ycc = torch.einsum("kc,bchw->bkhw", core.RGB_TO_YCC, x.double())
+    ycc[:, 1:] *= s
+    return torch.einsum("ck,bkhw->bchw", core.YCC_TO_RGB, ycc)
+
+
+@pytest.fixture
+def midtone_pair() -> tuple[JPEG, torch.Tensor]:
+    """A colour crop squeezed into [0.25, 0.75] (so that scaling its chroma never clips) and its decode."""
+    x = 0.25 + 0.5 * _as_tensor(_photo("astronaut"))[..., 100:164, 200:264]
+    op = JPEG((3, 64, 64), JpegParams(quality=10))
+    return op, op.decode(op(x))
+
+
+@pytest.mark.parametrize("s", [0.99, 1.0, 1.02])
+def test_calibrate_returns_a_restoration_inside_the_band_itself(
+    midtone_pair: tuple[JPEG, torch.Tensor], s: float
+) -> None:
+    op, dec = midtone_pair
+    x = _with_chroma_scaled(dec, s)
+    assert op.calibrate(x, dec) is x
+
+
+@pytest.mark.parametrize(("s", "edge"), [(0.8, 1.0 - jpeg.CHROMA_BAND), (1.25, 1.0 + jpeg.CHROMA_BAND)])
+def test_calibrate_scales_the_chroma_to_the_nearest_edge_of_the_band_keeping_the_luma(
+    midtone_pair: tuple[JPEG, torch.Tensor], s: float, edge: float
+) -> None:
+    op, dec = midtone_pair
+    x = _with_chroma_scaled(dec, s)
+    out = op.calibrate(x, dec)
+    assert out.dtype == x.dtype and out.shape == x.shape
+    torch.testing.assert_close(_chroma_strength(out), edge * _chroma_strength(dec), rtol=1e-12, atol=0)
+    torch.testing.assert_close(_luma(out), _luma(x), rtol=0, atol=1e-12)
+
+
+def test_calibrate_makes_the_restoration_of_a_grey_jpeg_grey_and_treats_rows_apart(
+    midtone_pair: tuple[JPEG, torch.Tensor],
+) -> None:
+    op, dec = midtone_pair
+    grey_dec = _luma(dec)[:, None].expand(-1, 3, -1, -1)  # R = G = B: Cb = Cr = 0 exactly
+    x = torch.cat([_with_chroma_scaled(dec, 0.5), dec])  # a coloured restoration of a grey file; one in band
+    out = op.calibrate(x, torch.cat([grey_dec, dec]))
+    torch.testing.assert_close(out[0, 0], out[0, 1], rtol=0, atol=1e-12)
+    torch.testing.assert_close(out[0, 1], out[0, 2], rtol=0, atol=1e-12)
+    torch.testing.assert_close(_luma(out[:1]), _luma(x[:1]), rtol=0, atol=1e-12)
+    assert torch.equal(out[1], x[1])
+
+
+def test_calibrate_changes_nothing_for_grey_operators_and_by_default() -> None:
+    grey = JPEG((1, 16, 16), JpegParams(quality=10))
+    x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert grey.calibrate(x, 0.5 * x) is x
+    toy = opkit.create("quantize", shape=(3, 8, 8), bits=2)
+    x3 = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert toy.calibrate(x3, torch.zeros_like(x3)) is x3
+
+
+@pytest.mark.parametrize("solver", ["ddrm", "pigdm"])
+def test_a_prior_that_pulls_toward_grey_cannot_grey_a_jpeg_restoration(
+    midtone_pair: tuple[JPEG, torch.Tensor], solver: str
+) -> None:
+    import solvers
+    from solvers.oracles import OraclePrior
+
+    op, dec = midtone_pair
+    x = 0.25 + 0.5 * _as_tensor(_photo("astronaut"))[..., 100:164, 200:264]
+    pale = _with_chroma_scaled(x, 0.7)  # the prior knows a paler image than the truth
+    y = op(x)
+    run = getattr(solvers, solver)
+    out = run(op, y, OraclePrior(pale), steps=5, generator=torch.Generator().manual_seed(0))
+    ratio = float(_chroma_strength(out) / _chroma_strength(dec))
+    assert abs(ratio - 1.0) <= jpeg.CHROMA_BAND + 1e-9, ratio
+    uncalibrated = JPEG((3, 64, 64), JpegParams(quality=10))
+    uncalibrated.calibrate = lambda a, d: a  # type: ignore[method-assign]
+    raw = run(uncalibrated, y, OraclePrior(pale), steps=5, generator=torch.Generator().manual_seed(0))
+    assert float(_chroma_strength(raw) / _chroma_strength(dec)) < 1.0 - jpeg.CHROMA_BAND  # the prior paled it
+    torch.testing.assert_close(_luma(out), _luma(raw), rtol=0, atol=1e-9)  # the luma is the solver's own

@@ -252,8 +252,12 @@ def pigdm(
     samples = ((x0g + 1.0) * 0.5).detach()
     if clip_x0:
         samples = samples.clamp(0.0, 1.0)
+    if kind == "encode_decode":  # the statistics the code pins down (JPEG: the colours' strength)
+        samples = op.calibrate(samples, like.to(samples.dtype).repeat_interleave(k, dim=0))
     samples = samples.view(batch, k, *op.shape)
     mean = samples.mean(dim=1) if k > 1 else samples[:, 0]
+    if kind == "encode_decode" and k > 1:  # averaging pales what each sample's calibration set right
+        mean = op.calibrate(mean, like.to(mean.dtype))
     mean, samples = mean.to(out_dtype), samples.to(out_dtype)
     if return_info:
         n = len(timesteps)
