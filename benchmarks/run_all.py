@@ -135,6 +135,8 @@ NOT_RUN = {
     "jpeg_parts.py": "the parts of bench_jpeg.py's libjpeg row on the CPU (the library route is CPU only)",
     "bench_main_job.py": "the README's main job as a user runs it, with the allocator's effect and a time "
     "breakdown (docs/benchmarks/end_to_end.rst); CPU only",
+    "bench_colour.py": "the colours and PSNR of DDRM-JPEG's restorations of the held-out photographs "
+    "(docs/models.rst); quality, not device speed",
     "bench_driftrec_jpeg.py": "restoration quality of the bundled DriftRec model per JPEG quality "
     "(docs/models.rst); quality, not device speed",
 }
