@@ -344,16 +344,18 @@ def _segment_distance(px: Tensor, py: Tensor, path: Tensor) -> Tensor:
     dx, dy = path[1:].real - ax, path[1:].imag - ay
     if path.numel() == 1:
         return ((px - path.real) ** 2 + (py - path.imag) ** 2).sqrt()
+    inv_len2 = 1.0 / (dx.square() + dy.square()).clamp_min(1e-300)
     best = torch.full(px.shape, math.inf, dtype=F64)
     chunk = max(1, 2**22 // max(px.numel(), 1))
     for s in range(0, ax.numel(), chunk):  # segments in blocks, bounding the memory
         sl = slice(s, s + chunk)
         qx, qy = px[..., None] - ax[sl], py[..., None] - ay[sl]
-        ll = (dx[sl] ** 2 + dy[sl] ** 2).clamp_min(1e-300)
-        t = ((qx * dx[sl] + qy * dy[sl]) / ll).clamp(0, 1)
-        d = ((qx - t * dx[sl]) ** 2 + (qy - t * dy[sl]) ** 2).sqrt().amin(-1)
-        best = torch.minimum(best, d)
-    return best
+        # t = clip(<q, d> / |d|², 0, 1): the closest point of the segment is a + t d
+        t = (qx * dx[sl]).addcmul_(qy, dy[sl]).mul_(inv_len2[sl]).clamp_(0, 1)
+        qx.addcmul_(t, dx[sl], value=-1.0)
+        qy.addcmul_(t, dy[sl], value=-1.0)
+        best = torch.minimum(best, qx.square_().addcmul_(qy, qy).amin(-1))
+    return best.sqrt_()
 
 
 def _gaussian_smooth(img: Tensor, sigma: float) -> Tensor:
