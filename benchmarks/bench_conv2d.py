@@ -12,7 +12,9 @@ and with the 61×61 Gaussian. ``cs`` (ratio 4) is timed on the same batch for re
 goal is the complexity (Θ(n log n)), not a ratio.
 
 On the CPU, times are the process CPU time with ``--threads`` torch threads (default 1), as the
-other benchmarks (:mod:`_common`).
+other benchmarks (:mod:`_common`). As ``bench_linear.py``, the script re-executes itself with
+glibc's mmap and trim thresholds raised, so that freed blocks are reused instead of each large
+tensor paying fresh page faults on whichever call allocates next (``--no-reexec`` skips it).
 
     python benchmarks/bench_conv2d.py                      # 4 × 3 × 256², 28 rounds
     python benchmarks/bench_conv2d.py --size 512 --rounds 9
@@ -27,13 +29,17 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import torch
+_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**31)}
+if __name__ == "__main__" and "--no-reexec" not in sys.argv and any(k not in os.environ for k in _ENV):
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_ENV})
 
-import opkit
-from opkit import kernels
+import torch  # noqa: E402
+
+import opkit  # noqa: E402
+from opkit import kernels  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import clock, clock_name, device_label, device_of, sync
+from _common import clock, clock_name, device_label, device_of, sync  # noqa: E402
 
 #: Goals of issue 23: each map ≤ 1.5× the plain convolution; building ≤ 20 ms at 1024².
 RATIO_GOAL = 1.5
@@ -66,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=28)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-reexec", action="store_true", help="do not re-execute with the malloc settings")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     dev = device_of(a.device)
