@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     dev = device_of(a.device)
     shape = (3, a.size, a.size)
     x = torch.rand((a.batch, *shape), generator=torch.Generator().manual_seed(0)).to(dev)
-    k = kernels.motion(61, 0.5, generator=torch.Generator().manual_seed(0))
+    ks = min(61, a.size, a.build_size)  # the field's 61×61, or the image's side if smaller
+    k = kernels.motion(ks, 0.5, generator=torch.Generator().manual_seed(0))
     op = opkit.create("conv2d", shape=shape, kernel=k)
     cs = opkit.create("cs", shape=shape, ratio=4)
     K = op.transfer.to(device=dev, dtype=torch.complex64)
@@ -110,12 +111,14 @@ def main(argv: list[str] | None = None) -> None:
     b = a.build_size
     bshape = (3, b, b)
     builds: dict[str, Callable[[], Any]] = {
-        f"conv2d, explicit 61×61 motion kernel, {b}²": lambda: opkit.create("conv2d", shape=bshape, kernel=k),
-        f'conv2d, kernel="motion" (drawn, 61×61), {b}²': lambda: opkit.create(
-            "conv2d", shape=bshape, kernel="motion", size=61, intensity=0.5, seed=0
+        f"conv2d, explicit {ks}×{ks} motion kernel, {b}²": lambda: opkit.create(
+            "conv2d", shape=bshape, kernel=k
         ),
-        f'conv2d, kernel="gaussian" (61×61, σ = 3), {b}²': lambda: opkit.create(
-            "conv2d", shape=bshape, kernel="gaussian", size=61, sigma=3.0
+        f'conv2d, kernel="motion" (drawn, {ks}×{ks}), {b}²': lambda: opkit.create(
+            "conv2d", shape=bshape, kernel="motion", size=ks, intensity=0.5, seed=0
+        ),
+        f'conv2d, kernel="gaussian" ({ks}×{ks}, σ = 3), {b}²': lambda: opkit.create(
+            "conv2d", shape=bshape, kernel="gaussian", size=ks, sigma=3.0
         ),
         f"cs, ratio 4, {b}²": lambda: opkit.create("cs", shape=bshape, ratio=4),
     }
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"conv2d and cs on a batch of {a.batch} × 3 × {a.size}², float32, {device_label(dev)}, torch "
         f"{torch.__version__}, {torch.get_num_threads()} thread(s); median {clock_name(dev)} of {a.rounds} "
-        "interleaved rounds. Kernel: 61×61 motion (intensity 0.5, seed 0).\n"
+        f"interleaved rounds. Kernel: {ks}×{ks} motion (intensity 0.5, seed 0).\n"
     )
     print(f"| map | ms | × plain convolution | ≤ {RATIO_GOAL}× |")
     print("|---|---|---|---|")

@@ -202,8 +202,8 @@ class CompressedSensing(opkit.SVDOperator):
         _, h, w = self.shape
         if h & (h - 1) or w & (w - 1):
             raise ValueError(
-                f"cs needs the height and width to be powers of two (the Walsh–Hadamard transform has "
-                f"length H·W), got {h}×{w}; the nearest sizes that work: height {_nearest_powers(h)}, "
+                f"the height and width must be powers of two (the Walsh–Hadamard transform has length "
+                f"H·W), got {h}×{w}; the nearest sizes that work: height {_nearest_powers(h)}, "
                 f"width {_nearest_powers(w)}"
             )
         n = h * w
