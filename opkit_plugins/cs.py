@@ -35,6 +35,7 @@ measured coefficients first. The measurement ``y`` is ``(B, C, m)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -121,15 +122,19 @@ def fwht(x: Tensor) -> Tensor:
     rows = out.shape[0]
     if bits == 0:
         return x.clone()
-    factors = []
-    while bits > 0:
-        b = min(bits, _FACTOR.bit_length() - 1)
-        factors.append(1 << b)
-        bits -= b
-    for f in factors:
-        hf = hadamard(f, dtype=x.dtype, device=x.device)
+    # ⌈L / 4⌉ factors of nearly equal size, each at most 16 (2^4)
+    passes = -(-bits // (_FACTOR.bit_length() - 1))
+    factors = [1 << (bits // passes + (j < bits % passes)) for j in range(passes)]
+    for f in factors:  # each factor scaled by 1/√f: their product is 𝓗_n/√n
+        hf = _scaled_hadamard(f, x.dtype, x.device)
         out = torch.matmul(hf, out.view(rows, n // f, f).mT).reshape(rows, n)
-    return out.mul_(1.0 / math.sqrt(n)).reshape(*lead, n)
+    return out.reshape(*lead, n)
+
+
+@functools.lru_cache(maxsize=64)
+def _scaled_hadamard(f: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    r""":math:`\mathcal{H}_f/\sqrt f` (a small constant, built once per size, dtype and device)."""
+    return hadamard(f, dtype=torch.float64).div_(math.sqrt(f)).to(device=device, dtype=dtype)
 
 
 def _nearest_powers(n: int) -> str:
@@ -238,11 +243,16 @@ class CompressedSensing(opkit.SVDOperator):
         return self._s
 
     def _permuted(self, x: Tensor) -> Tensor:
-        return x.flatten(-2).index_select(-1, self.cast("perm", self._perm, x))
+        # a gather along the last axis of a 2-D view: torch's index_select is an order of
+        # magnitude slower on the same data seen as 3-D
+        n = self._n
+        z = x.reshape(-1, n).index_select(1, self.cast("perm", self._perm, x))
+        return z.view(*x.shape[:-2], n)
 
     def _unpermuted(self, z: Tensor) -> Tensor:
         _, h, w = self.shape
-        return z.index_select(-1, self.cast("inv", self._inv, z)).view(*z.shape[:-1], h, w)
+        out = z.reshape(-1, self._n).index_select(1, self.cast("inv", self._inv, z))
+        return out.view(*z.shape[:-1], h, w)
 
     def Vt(self, x: Tensor) -> Tensor:
         """``Vᵀ x = 𝓗 P_π x / √n`` per channel, ``(B, C, n)``."""
