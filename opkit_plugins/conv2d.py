@@ -39,7 +39,7 @@ repacking and one ``irfft2``, ``Ut``/``U`` the same with one complex multiplicat
 not self-conjugate. Row ``r`` holds, in order:
 
 * :math:`2W_i` values :math:`\sqrt2\,\mathrm{Re}\,\hat x_{r,q}, \sqrt2\,\mathrm{Im}\,\hat x_{r,q}`
-  for :math:`q = 1 … W_i` (each row a different frequency of the pair's representative);
+  for :math:`q = 1 … W_i` (the frequencies :math:`(r, q)`: one member of each conjugate pair);
 * one value per self-conjugate column :math:`q \in \{0, W/2\}`: the column is the 1-D real
   Fourier transform of a real sequence, so row :math:`r \le \lfloor H/2 \rfloor` holds
   :math:`\mathrm{Re}\,\hat x_{r,q}` (times :math:`\sqrt2` unless :math:`r \in \{0, H/2\}`) and
