@@ -217,7 +217,8 @@ class CompressedSensing(opkit.SVDOperator):
         self._block = 1 << (m - 1).bit_length()  # m' = the smallest power of two >= m
         g = torch.Generator().manual_seed(self.params.seed)
         self._perm = torch.randperm(n, generator=g)
-        self._inv = torch.argsort(self._perm)
+        self._inv = torch.empty_like(self._perm)
+        self._inv[self._perm] = torch.arange(n)  # the inverse permutation, in O(n)
         s = torch.zeros((1, n), dtype=torch.float64)
         s[:, :m] = 1.0
         self._s = s
