@@ -11,9 +11,13 @@ task            degradation                                                    b
 ``deblur``      Gaussian blur σ = 2 px, noise σ_y = 0.02                        the blurred image
 ``colorize``    the channel mean                                                the grey image
 ``inpaint``     half the pixels missing at random and a central box of side/4   ``H†y``
+``motion61``    61×61 motion blur (intensity 0.5, circular), σ_y = 0.05          Wiener, oracle λ
+``gauss61``     61×61 Gaussian blur (σ = 3 px, circular), σ_y = 0.05             Wiener, oracle λ
 ==============  =============================================================  ==================
 
-The degradations are those of the gallery's examples (``examples/``).
+The degradations are those of the gallery's examples (``examples/``); ``motion61`` and
+``gauss61`` are the deblurring problems of DPS, DiffPIR and DAPS (:mod:`_deconv`), whose baseline
+is Wiener deconvolution at its best λ for each image.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from torch import Tensor
 import opkit
 from opkit.metrics import bef, psnr, psnr_b, ssim
 
-TASKS = ("jpeg5", "jpeg10", "jpeg30", "sr4", "deblur", "colorize", "inpaint")
+from _deconv import SIGMA_Y, deblur_problem  # isort: skip  (a sibling script module)
+
+TASKS = ("jpeg5", "jpeg10", "jpeg30", "sr4", "deblur", "colorize", "inpaint", "motion61", "gauss61")
 #: The registered operator behind each task (the key of the prior's tuned settings).
 OPERATOR = {
     "jpeg5": "jpeg",
@@ -36,6 +42,8 @@ OPERATOR = {
     "deblur": "blur",
     "colorize": "colorize",
     "inpaint": "inpaint",
+    "motion61": "conv2d",
+    "gauss61": "conv2d",
 }
 BASELINE = {
     "jpeg5": "JPEG decode",
@@ -45,6 +53,8 @@ BASELINE = {
     "deblur": "blurred input",
     "colorize": "grey input",
     "inpaint": "H†y",
+    "motion61": "Wiener (oracle λ)",
+    "gauss61": "Wiener (oracle λ)",
 }
 
 
@@ -99,6 +109,9 @@ def make_problem(task: str, x: Tensor, g: torch.Generator) -> Problem:
         op = opkit.create("inpaint", shape=shape, mask=inpaint_mask(*shape[1:]))
         y = op(x)
         return Problem(op, y, op.pinv(y), 0.0)
+    if task in ("motion61", "gauss61"):
+        pb = deblur_problem(task, x, g)
+        return Problem(pb["op"], pb["y"], pb["baseline"], SIGMA_Y)
     raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
 
 

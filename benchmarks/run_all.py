@@ -73,6 +73,14 @@ STEPS = [
         180,
     ),
     Step(
+        "conv2d",
+        "bench_conv2d.py",
+        "conv2d.rst",
+        ["--rounds", "28"],
+        ["--size", "32", "--batch", "1", "--build-size", "128", "--rounds", "2"],
+        180,
+    ),
+    Step(
         "jpeg",
         "bench_jpeg.py",
         "jpeg.rst",
@@ -139,6 +147,10 @@ NOT_RUN = {
     "(docs/models.rst); quality, not device speed",
     "bench_driftrec_jpeg.py": "restoration quality of the bundled DriftRec model per JPEG quality "
     "(docs/models.rst); quality, not device speed",
+    "bench_conv2d_peers.py": "orthonormality of conv2d's SVD beside DeepInverse's BlurFFT layout, in float64 "
+    "(exact arithmetic facts, the same on every device; docs/benchmarks/conv2d.rst)",
+    "bench_deblur61.py": "quality of DDRM with the bundled prior against oracle Wiener on the 61×61 "
+    "deblurring problems (tens of minutes on a CPU; docs/benchmarks/conv2d.rst); quality, not device speed",
 }
 
 

@@ -11,6 +11,10 @@ Run from the repository root (a few minutes on one CPU core with the default mod
 
     OMP_NUM_THREADS=1 python examples/make_gallery.py
     OMP_NUM_THREADS=1 python examples/make_gallery.py --size 128 --steps 10   # a quicker check
+    OMP_NUM_THREADS=1 python examples/make_gallery.py --only motion_deblur     # one script again
+
+``--only`` reruns the named scripts and replaces their lines of ``results.rst``, keeping the
+others' as they were.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ OUT = Path("docs/_static/gallery")
 EXAMPLES = (
     "restore_jpeg",
     "sr_deblur_noisy",
+    "motion_deblur",
     "colorize",
     "inpaint",
     "custom_plugin",
@@ -50,13 +55,25 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--steps", type=int, default=None, help="DDRM steps (default: the prior's tuned ones)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", default=None, help="comma-separated scripts to rerun (default: all)")
     args = p.parse_args(argv)
+    only = EXAMPLES if args.only is None else tuple(args.only.split(","))
+    unknown = sorted(set(only) - set(EXAMPLES))
+    if unknown:
+        p.error(f"unknown example(s) {', '.join(unknown)}; choose from {', '.join(EXAMPLES)}")
     common = ["--out", args.out, "--size", str(args.size), "--seed", str(args.seed)]
     if args.steps is not None:
         common += ["--steps", str(args.steps)]
 
+    path = Path(args.out) / "results.rst"
     captions: dict[str, str] = {}
-    for script in EXAMPLES:
+    if args.only is not None and path.exists():  # keep the other scripts' captions
+        prefix = ".. |"
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith(prefix) and "| replace:: " in line:
+                figure, text = line[len(prefix) :].split("| replace:: ", 1)
+                captions[figure] = text
+    for script in only:
         command = f"python examples/{script}.py {' '.join(common)}"
         print(f"== {command}", flush=True)
         results = importlib.import_module(script).main(common)  # the script's own main, in-process
@@ -71,7 +88,6 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
         *(f".. |{figure}| replace:: {text}" for figure, text in captions.items()),
         "",
     ]
-    path = Path(args.out) / "results.rst"
     write_atomic(path, "\n".join(lines))
     print(f"\nwrote {path}:\n" + "\n".join(lines))
     return captions

@@ -55,13 +55,20 @@ LINEAR: dict[str, list[dict[str, Any]]] = {
         {"kernel": "uniform", "size": 4, "boundary": "reflect", "threshold": 0.0},
         {"kernel": "gaussian", "sigma": 1.5, "boundary": "reflect", "threshold": 0.05},
     ],
+    "conv2d": [
+        {"kernel": "motion", "size": 9, "seed": 1},
+        {"kernel": "gaussian", "sigma": 1.5, "size": 7, "threshold": 0.0},
+    ],
+    "cs": [{"ratio": 4, "seed": 0}, {"ratio": 3}],
 }
+#: Operators that need another image shape than :data:`SHAPE` (cs: sides that are powers of two).
+SHAPES: dict[str, tuple[int, int, int]] = {"cs": (3, 16, 8)}
 
 
 def _linear_cases() -> list[tuple[str, dict[str, Any]]]:
     cases = []
     for name in opkit.available():
-        probe = opkit.create(name, shape=SHAPE, **LINEAR.get(name, [{}])[0])
+        probe = opkit.create(name, shape=SHAPES.get(name, SHAPE), **LINEAR.get(name, [{}])[0])
         if isinstance(probe, opkit.LinearOperator):
             cases += [(name, p) for p in LINEAR.get(name, [{}])]
     return cases
@@ -78,9 +85,10 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_linear_operator_on_device_matches_cpu_float64(
     name: str, params: dict[str, Any], dtype: torch.dtype, device: str
 ) -> None:
-    op = opkit.create(name, shape=SHAPE, **params)
+    shape = SHAPES.get(name, SHAPE)
+    op = opkit.create(name, shape=shape, **params)
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(2, *SHAPE, generator=g, dtype=torch.float64)
+    x = torch.rand(2, *shape, generator=g, dtype=torch.float64)
     y = torch.randn(2, *op.out_shape, generator=g, dtype=torch.float64)
     tol = 1e-11 if dtype == torch.float64 else 2e-5
     for fn, arg in ((op.forward, x), (op.adjoint, y), (op.pinv, y)):

@@ -366,6 +366,17 @@ def test_bundled_prior_ships_settings_for_every_builtin_operator() -> None:
     import opkit
 
     settings = load_prior("default").settings
-    builtin = {"denoise", "inpaint", "sr_block", "sr_bicubic", "colorize", "blur", "jpeg", "quantize"}
+    builtin = {
+        "denoise",
+        "inpaint",
+        "sr_block",
+        "sr_bicubic",
+        "colorize",
+        "blur",
+        "conv2d",
+        "cs",
+        "jpeg",
+        "quantize",
+    }
     assert builtin <= set(opkit.available())
     assert set(settings) == builtin
