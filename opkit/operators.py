@@ -543,8 +543,9 @@ class EncodeDecodeOperator(Operator[Y]):
         A prior pulls a restoration toward its own typical statistics wherever the code allows
         a wide range (JPEG's coarse chroma bins let a prior grey the colours). Solvers that
         restore from ``Decode(y)`` pass their result through this method with the decode as
-        the reference. The default changes nothing; JPEG keeps the mean chroma magnitude within
-        :data:`opkit_plugins.jpeg.CHROMA_BAND` of the decode's.
+        the reference (DDRM and ΠGDM: each sample and their mean). The default changes nothing;
+        JPEG keeps the mean chroma magnitude no more than :data:`opkit_plugins.jpeg.CHROMA_BAND`
+        below the decode's and a grey file's restoration grey.
 
         Parameters
         ----------

@@ -57,10 +57,14 @@ __all__ = [
 
 quality_tables = core.quality_tables
 
-#: :meth:`JPEG.calibrate` keeps a restoration's mean chroma magnitude within this fraction of
-#: the decode's (2.5 %: inside the 3 % the project's colour goal allows, with room for the
+#: :meth:`JPEG.calibrate` keeps a restoration's mean chroma magnitude no more than this fraction
+#: below the decode's (2.5 %: inside the 3 % the project's colour goal allows, with room for the
 #: clamp to [0, 1] and for libjpeg's upsampling, whose chroma differs from the exact decode's).
 CHROMA_BAND = 0.025
+
+#: A decode whose mean chroma magnitude is below this (in [0, 1] units, 1/40 of an 8-bit level)
+#: is a grey file (its chroma coefficients are all zero): its restoration is made grey.
+GREY_CHROMA = 1e-4
 
 #: The largest factor :meth:`JPEG.calibrate` scales chroma up by: it restores colours a prior
 #: paled, and does not blow up the faint chroma noise of a restoration that has lost its colour.
@@ -328,16 +332,22 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
         return self.decode(y, "libjpeg")
 
     def calibrate(self, x: Tensor, decoded: Tensor) -> Tensor:
-        """Colour restored to the decode's: the mean chroma magnitude within :data:`CHROMA_BAND`.
+        """Colours no paler than the decode's: the mean chroma magnitude at least ``(1 − band)`` of it.
 
         At low qualities the chroma table quantises Cb and Cr so coarsely that a prior, free
         inside those bins, pulls the colours toward grey (the full rocket at quality 10 came out
         7.5 % less colourful than its decode) or invents colour in a grey photo. For each row,
-        with ``m = mean √(Cb² + Cr²)`` (JFIF, centred), a restoration whose ``m`` lies outside
-        ``[(1 − band)·m_dec, (1 + band)·m_dec]`` has its chroma scaled, about the unchanged luma,
-        to the nearest edge of that band (by at most :data:`MAX_CHROMA_GAIN` upward); then it is
-        clamped to ``[0, 1]``. A grey decode
-        (``m_dec = 0``) gives a grey restoration. A one-channel operator changes nothing.
+        with ``m = mean √(Cb² + Cr²)`` (JFIF, centred):
+
+        * a restoration paler than ``(1 − band)·m_dec`` (``band`` = :data:`CHROMA_BAND`) has its
+          chroma scaled up, about the unchanged luma, to that edge (by at most
+          :data:`MAX_CHROMA_GAIN`), then clamped to ``[0, 1]``;
+        * the restoration of a grey file (``m_dec`` below :data:`GREY_CHROMA`) is made grey;
+        * a restoration more colourful than its decode is left alone: a JPEG's decode is often
+          paler than the original (quality 10 took two thirds of ``hubble_deep_field``'s chroma
+          away), and a restoration that brings colour back is nearer the truth.
+
+        A one-channel operator changes nothing.
 
         Parameters
         ----------
@@ -349,7 +359,7 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
         Returns
         -------
         torch.Tensor
-            ``x`` itself when every row is inside the band, else the corrected images.
+            ``x`` itself when no row needs a correction, else the corrected images.
         """
         if self.shape[0] != 3 or tuple(x.shape) != tuple(decoded.shape):
             return x
@@ -361,9 +371,9 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
             return c.square().sum(1).sqrt().mean((-2, -1))
 
         m_x, m_dec = magnitude(x), magnitude(decoded)
-        lo, hi = (1.0 - CHROMA_BAND) * m_dec, (1.0 + CHROMA_BAND) * m_dec
-        target = torch.minimum(torch.maximum(m_x, lo), hi)
-        scale = (target / m_x.clamp_min(1e-300)).clamp_max(MAX_CHROMA_GAIN)
+        floor = (1.0 - CHROMA_BAND) * m_dec
+        scale = (floor / m_x.clamp_min(1e-300)).clamp(1.0, MAX_CHROMA_GAIN)
+        scale = torch.where(m_dec < GREY_CHROMA, torch.zeros_like(scale), scale)
         if bool((scale == 1.0).all()):
             return x
         # x = Y·1 + M⁻¹[:, 1:] c: scaling the chroma c by s adds (s − 1) M⁻¹[:, 1:] c.

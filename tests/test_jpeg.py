@@ -487,8 +487,8 @@ def midtone_pair() -> tuple[JPEG, torch.Tensor]:
     return op, op.decode(op(x))
 
 
-@pytest.mark.parametrize("s", [0.99, 1.0, 1.02])
-def test_calibrate_returns_a_restoration_inside_the_band_itself(
+@pytest.mark.parametrize("s", [0.99, 1.0, 1.02, 1.9])
+def test_calibrate_returns_a_restoration_no_paler_than_the_band_itself(
     midtone_pair: tuple[JPEG, torch.Tensor], s: float
 ) -> None:
     op, dec = midtone_pair
@@ -496,8 +496,8 @@ def test_calibrate_returns_a_restoration_inside_the_band_itself(
     assert op.calibrate(x, dec) is x
 
 
-@pytest.mark.parametrize(("s", "edge"), [(0.8, 1.0 - jpeg.CHROMA_BAND), (1.25, 1.0 + jpeg.CHROMA_BAND)])
-def test_calibrate_scales_the_chroma_to_the_nearest_edge_of_the_band_keeping_the_luma(
+@pytest.mark.parametrize(("s", "edge"), [(0.8, 1.0 - jpeg.CHROMA_BAND), (0.3, 2 * 0.3)])
+def test_calibrate_scales_a_pale_chroma_up_to_the_band_at_most_by_the_gain_keeping_the_luma(
     midtone_pair: tuple[JPEG, torch.Tensor], s: float, edge: float
 ) -> None:
     op, dec = midtone_pair
@@ -513,7 +513,7 @@ def test_calibrate_makes_the_restoration_of_a_grey_jpeg_grey_and_treats_rows_apa
 ) -> None:
     op, dec = midtone_pair
     grey_dec = _luma(dec)[:, None].expand(-1, 3, -1, -1)  # R = G = B: Cb = Cr = 0 exactly
-    x = torch.cat([_with_chroma_scaled(dec, 0.5), dec])  # a coloured restoration of a grey file; one in band
+    x = torch.cat([_with_chroma_scaled(dec, 1.5), dec])  # a coloured restoration of a grey file; one in band
     out = op.calibrate(x, torch.cat([grey_dec, dec]))
     torch.testing.assert_close(out[0, 0], out[0, 1], rtol=0, atol=1e-12)
     torch.testing.assert_close(out[0, 1], out[0, 2], rtol=0, atol=1e-12)
@@ -544,7 +544,7 @@ def test_a_prior_that_pulls_toward_grey_cannot_grey_a_jpeg_restoration(
     run = getattr(solvers, solver)
     out = run(op, y, OraclePrior(pale), steps=5, generator=torch.Generator().manual_seed(0))
     ratio = float(_chroma_strength(out) / _chroma_strength(dec))
-    assert abs(ratio - 1.0) <= jpeg.CHROMA_BAND + 1e-9, ratio
+    assert ratio >= 1.0 - jpeg.CHROMA_BAND - 1e-9, ratio
     uncalibrated = JPEG((3, 64, 64), JpegParams(quality=10))
     uncalibrated.calibrate = lambda a, d: a  # type: ignore[method-assign]
     raw = run(uncalibrated, y, OraclePrior(pale), steps=5, generator=torch.Generator().manual_seed(0))
