@@ -23,15 +23,14 @@ from torch import Tensor
 import opkit
 import solvers
 from opkit.metrics import psnr
-from opkit_plugins import _jpeg_core as core
+from opkit_plugins.jpeg import chroma_strength
 from solvers.common.data import EVAL_PHOTOS, photo
 from solvers.methods.ddrm import ddrm_settings
 
 
 def chroma(x: Tensor) -> float:
     """Mean chroma magnitude √(Cb² + Cr²) in 0–255 units (JFIF, centred)."""
-    c = torch.einsum("kc,bchw->bkhw", core.RGB_TO_YCC[1:], x.double()) * 255
-    return float(c.square().sum(1).sqrt().mean())
+    return 255 * float(chroma_strength(x).mean())
 
 
 def restore(x: Tensor, quality: int, prior: Any) -> dict[str, Any]:

@@ -66,6 +66,25 @@ CHROMA_BAND = 0.025
 #: is a grey file (its chroma coefficients are all zero): its restoration is made grey.
 GREY_CHROMA = 1e-4
 
+
+def chroma_strength(x: Tensor) -> Tensor:
+    """Each image's mean chroma magnitude ``mean √(Cb² + Cr²)`` (JFIF, centred, in [0, 1] units).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(B, 3, H, W)`` RGB images in ``[0, 1]``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B,)`` float64 (multiply by 255 for 8-bit levels).
+    """
+    chroma = core.RGB_TO_YCC.to(device=x.device, dtype=torch.float64)[1:]
+    c = torch.einsum("kc,bchw->bkhw", chroma, x.double())
+    return c.square().sum(1).sqrt().mean((-2, -1))
+
+
 #: The largest factor :meth:`JPEG.calibrate` scales chroma up by: it restores colours a prior
 #: paled, and does not blow up the faint chroma noise of a restoration that has lost its colour.
 MAX_CHROMA_GAIN = 2.0
@@ -347,7 +366,11 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
           paler than the original (quality 10 took two thirds of ``hubble_deep_field``'s chroma
           away), and a restoration that brings colour back is nearer the truth.
 
-        A one-channel operator changes nothing.
+        A one-channel operator changes nothing. This is a statistical correction for priors that
+        pale colours: an image whose true colours are paler than its decode's (possible; the
+        code at quality 10 admits colours a third paler) is moved off the truth, which is why
+        the solvers that call it take ``calibrate=False`` (an oracle prior's exact answer then
+        stays exact).
 
         Parameters
         ----------
@@ -363,20 +386,14 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
         """
         if self.shape[0] != 3 or tuple(x.shape) != tuple(decoded.shape):
             return x
-        to_ycc = core.RGB_TO_YCC.to(device=x.device, dtype=torch.float64)
-        chroma = to_ycc[1:]
-
-        def magnitude(t: Tensor) -> Tensor:
-            c = torch.einsum("kc,bchw->bkhw", chroma, t.double())
-            return c.square().sum(1).sqrt().mean((-2, -1))
-
-        m_x, m_dec = magnitude(x), magnitude(decoded)
+        m_x, m_dec = chroma_strength(x), chroma_strength(decoded)
         floor = (1.0 - CHROMA_BAND) * m_dec
         scale = (floor / m_x.clamp_min(1e-300)).clamp(1.0, MAX_CHROMA_GAIN)
         scale = torch.where(m_dec < GREY_CHROMA, torch.zeros_like(scale), scale)
         if bool((scale == 1.0).all()):
             return x
         # x = Y·1 + M⁻¹[:, 1:] c: scaling the chroma c by s adds (s − 1) M⁻¹[:, 1:] c.
+        chroma = core.RGB_TO_YCC.to(device=x.device, dtype=torch.float64)[1:]
         back = core.YCC_TO_RGB.to(device=x.device, dtype=torch.float64)[:, 1:] @ chroma
         delta = torch.einsum("ck,bkhw->bchw", back, x.double()) * (scale - 1.0).view(-1, 1, 1, 1)
         return (x.double() + delta).clamp_(0.0, 1.0).to(x.dtype)

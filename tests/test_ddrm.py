@@ -93,8 +93,8 @@ def test_oracle_returns_x0_registered(name: str, data: st.DataObject) -> None:
         sigma_y = data.draw(st.sampled_from([0.0, 0.1]))
         y = _noisy(op, x, sigma_y)
         out = solvers.ddrm(op, y, model, steps=4, sigma_y=sigma_y, generator=_gen())
-    else:
-        out = solvers.ddrm(op, op(x), model, steps=4, generator=_gen())
+    else:  # DDRM's own result: calibrate may move a truth paler than its decode (tested in test_jpeg)
+        out = solvers.ddrm(op, op(x), model, steps=4, generator=_gen(), calibrate=False)
     torch.testing.assert_close(out, x, rtol=0, atol=1e-10)
     assert model.calls == 4
 

@@ -128,7 +128,10 @@ def test_the_paper_variance_matters() -> None:
 def test_oracle_recovery_on_every_operator_kind(name: str, params: dict[str, object]) -> None:
     op = opkit.create(name, shape=(3, 8, 8), **params)
     x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2), dtype=F64)
-    out = solvers.pigdm(op, op(x), OraclePrior(x), steps=4, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(
+        0
+    )  # ΠGDM's own result: calibrate may move a truth paler than its decode
+    out = solvers.pigdm(op, op(x), OraclePrior(x), steps=4, generator=g, calibrate=False)
     assert torch.allclose(out, x, atol=1e-9)
 
 

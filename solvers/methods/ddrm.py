@@ -118,6 +118,7 @@ def ddrm(
     return_samples: bool = False,
     clip_x0: bool = True,
     model_kwargs: Mapping[str, Any] | None = None,
+    calibrate: bool = True,
 ) -> Tensor | tuple[Tensor, Any]:
     r"""Restore images from measurements ``y = H(x)`` with a diffusion prior (DDRM).
 
@@ -189,6 +190,10 @@ def ddrm(
     model_kwargs : mapping, optional
         Extra keyword arguments for every model call, e.g. ``{"class_labels": labels}``; a
         tensor whose first axis is the batch ``B`` is repeated for the samples.
+    calibrate : bool
+        For an encode/decode pair, pass each sample and their mean through
+        :meth:`opkit.EncodeDecodeOperator.calibrate` (JPEG: colours no paler than the decode's).
+        ``False`` returns DDRM's own result (with an oracle prior, exactly the truth).
 
     Returns
     -------
@@ -257,6 +262,7 @@ def ddrm(
         clip_x0=clip_x0,
         num_samples=num_samples,
         model_kwargs=dict(model_kwargs or {}),
+        calibrate=calibrate,
     )
     with torch.no_grad():
         if kind == "svd":
@@ -271,7 +277,7 @@ def ddrm(
     samples = samples.view(b, num_samples, *samples.shape[1:])
     if num_samples > 1:
         mean = samples.mean(dim=1)
-        if kind != "svd":  # averaging pales what each sample's calibration set right
+        if kind != "svd" and calibrate:  # averaging pales what each sample's calibration set right
             mean = op.calibrate(mean, run.decoded)  # type: ignore[union-attr]
     else:
         mean = samples[:, 0].clone() if (return_samples or return_info) else samples[:, 0]
@@ -324,6 +330,7 @@ class _Run:
         clip_x0: bool,
         num_samples: int,
         model_kwargs: dict[str, Any],
+        calibrate: bool,
     ) -> None:
         self.model = model
         self.timesteps = timesteps
@@ -335,6 +342,7 @@ class _Run:
         self.clip_x0 = clip_x0
         self.k = num_samples
         self.model_kwargs = model_kwargs
+        self.calibrate = calibrate
         self.out_dtype = torch.float32
         self.decoded = torch.empty(0)  # Decode(y) once per image, set by encode_decode
         n = len(timesteps)
@@ -520,4 +528,5 @@ class _Run:
         self.watch.check()
         # The statistics the code pins down but the prior biases (JPEG: the colours' strength).
         self.decoded = dec_y[::k]
-        return op.calibrate(mix.add_(1.0).mul_(0.5).clamp_(0.0, 1.0), dec_y)
+        out = mix.add_(1.0).mul_(0.5).clamp_(0.0, 1.0)
+        return op.calibrate(out, dec_y) if self.calibrate else out

@@ -95,6 +95,7 @@ def pigdm(
     t_start: int | None = None,
     clip_x0: bool = True,
     model_kwargs: Mapping[str, Any] | None = None,
+    calibrate: bool = True,
 ) -> Tensor | tuple[Tensor, SolveInfo]:
     r"""Restore images from measurements ``y = H(x)`` with pseudoinverse-guided diffusion (ΠGDM).
 
@@ -135,6 +136,10 @@ def pigdm(
         Clip the guided estimate to the data range in each step and the result to ``[0, 1]``.
     model_kwargs : mapping, optional
         Extra keyword arguments for every model call.
+    calibrate : bool
+        For an encode/decode pair, pass each sample and their mean through
+        :meth:`opkit.EncodeDecodeOperator.calibrate` (JPEG: colours no paler than the decode's).
+        ``False`` returns ΠGDM's own result.
 
     Returns
     -------
@@ -252,11 +257,11 @@ def pigdm(
     samples = ((x0g + 1.0) * 0.5).detach()
     if clip_x0:
         samples = samples.clamp(0.0, 1.0)
-    if kind == "encode_decode":  # the statistics the code pins down (JPEG: the colours' strength)
+    if kind == "encode_decode" and calibrate:  # what the code pins down (JPEG: the colours' strength)
         samples = op.calibrate(samples, like.to(samples.dtype).repeat_interleave(k, dim=0))
     samples = samples.view(batch, k, *op.shape)
     mean = samples.mean(dim=1) if k > 1 else samples[:, 0]
-    if kind == "encode_decode" and k > 1:  # averaging pales what each sample's calibration set right
+    if kind == "encode_decode" and calibrate and k > 1:  # averaging pales the calibrated samples
         mean = op.calibrate(mean, like.to(mean.dtype))
     mean, samples = mean.to(out_dtype), samples.to(out_dtype)
     if return_info:
