@@ -1,9 +1,9 @@
-"""Solvers that consume any :class:`opkit.Operator`: DDRM, ΠGDM, DiffPIR, DriftRec.
+"""Solvers that consume any :class:`opkit.Operator`: DDRM, ΠGDM, DiffPIR, DPS, DriftRec.
 
 The rooms:
 
 * :mod:`solvers.methods` -- the solver loops, one module per method; the functions are
-  :func:`solvers.ddrm`, :func:`solvers.pigdm`, :func:`solvers.diffpir` and
+  :func:`solvers.ddrm`, :func:`solvers.pigdm`, :func:`solvers.diffpir`, :func:`solvers.dps` and
   :func:`solvers.driftrec`;
 * :mod:`solvers.priors` -- diffusion priors, used alike by every solver that needs one: the
   protocol and its check, schedules, the UNet and ADM adapters, checkpoints, loading and saving,
@@ -21,6 +21,7 @@ Every solver follows one contract, :class:`opkit.solver.Solver`, and registers t
 from solvers import common, oracles, priors, sdes
 from solvers.methods.ddrm import ddrm
 from solvers.methods.diffpir import diffpir
+from solvers.methods.dps import dps
 from solvers.methods.driftrec import driftrec
 from solvers.methods.pigdm import pigdm
 from solvers.priors import load_prior
@@ -30,6 +31,7 @@ __all__ = [
     "common",
     "ddrm",
     "diffpir",
+    "dps",
     "driftrec",
     "load_driftrec",
     "load_prior",

@@ -1,7 +1,7 @@
 """The built-in solvers register through the same entry-point hook as third-party ones.
 
 ``pyproject.toml`` publishes this module under the ``opkit`` entry-point group; its
-``opkit_register_solvers`` hook adds DDRM, DiffPIR, DriftRec and ΠGDM with the operator kinds
+``opkit_register_solvers`` hook adds DDRM, DiffPIR, DPS, DriftRec and ΠGDM with the operator kinds
 they take, the model they need, their settings per operator and an oracle model for
 :func:`opkit.testing.check_solver`.
 """
@@ -13,6 +13,7 @@ from typing import Any
 import opkit
 from solvers.methods.ddrm import ddrm, ddrm_settings
 from solvers.methods.diffpir import DIFFPIR_ACCEPTS, diffpir, diffpir_settings
+from solvers.methods.dps import DPS_ACCEPTS, dps, dps_settings
 from solvers.methods.driftrec import driftrec
 from solvers.methods.pigdm import PIGDM_ACCEPTS, pigdm
 from solvers.oracles import OraclePrior, PointScore
@@ -20,7 +21,7 @@ from solvers.oracles import OraclePrior, PointScore
 
 @opkit.hookimpl
 def opkit_register_solvers(registry: Any) -> None:
-    """Register ``ddrm``, ``diffpir``, ``driftrec`` and ``pigdm``."""
+    """Register ``ddrm``, ``diffpir``, ``dps``, ``driftrec`` and ``pigdm``."""
     registry.add_solver(
         "ddrm",
         ddrm,
@@ -50,6 +51,20 @@ def opkit_register_solvers(registry: Any) -> None:
         oracle=OraclePrior,
         generator_per_image=True,
         settings=diffpir_settings,
+    )
+    # With the oracle, DPS's estimate is the true image at every step and does not depend on x_t
+    # (its Jacobian is zero up to rounding), so the last step returns the image: exact recovery.
+    # recovery_atol stays 0; what DPS's guidance does is tested against exact problems in
+    # tests/test_dps.py.
+    registry.add_solver(
+        "dps",
+        dps,
+        accepts=DPS_ACCEPTS,
+        model="prior",
+        description="DPS (Chung et al. 2023): posterior sampling, residual gradient through the network",
+        oracle=OraclePrior,
+        generator_per_image=True,
+        settings=dps_settings,
     )
     # DriftRec stops at t_eps = 0.03 and returns the mean there, e^{-Φ} x0 + (1 - e^{-Φ}) y with
     # 1 - e^{-Φ(t_eps)} = 1 - e^{-0.03} ≈ 0.03 for the OUVE SDE, so even an exact score leaves

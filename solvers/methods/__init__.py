@@ -5,6 +5,7 @@
 * :mod:`solvers.methods.pigdm` -- :func:`solvers.pigdm`, pseudoinverse-guided diffusion;
 * :mod:`solvers.methods.diffpir` -- :func:`solvers.diffpir`, plug-and-play diffusion with an exact
   spectral data step;
+* :mod:`solvers.methods.dps` -- :func:`solvers.dps`, diffusion posterior sampling;
 * :mod:`solvers.methods.driftrec` -- :func:`solvers.driftrec`, DriftRec's reverse SDE.
 
 The modules are named after their methods but live here, so that ``solvers.ddrm`` is the
