@@ -83,9 +83,10 @@ DIFFPIR_ACCEPTS = ("svd",)
 #: Settings per registered operator name, ``{"lam": λ, "zeta": ζ}``, from the reference
 #: implementation (github.com/yuanzhi-zhu/DiffPIR at 111d26e, the experiment loops of
 #: ``main_ddpir.py``): deblurring λ = 7, ζ = 0.3 (the config's 1 and 0.1 times 7 and 3); inpainting
-#: λ = 1, ζ = 1; 4× super-resolution ζ = 0.25 with λ swept over 2..12 there, λ = SR_LAMBDA here,
-#: chosen in that range on the validation photographs (docs/solvers/diffpir.rst). Other operators
-#: get the signature's defaults (deblurring's λ = 7, ζ = 0.3).
+#: λ = 1, ζ = 1; 4× super-resolution (``main_ddpir_sisr.py``) ζ = 0.25 with λ swept over 2..12,
+#: λ = SR_LAMBDA here, a value inside that sweep (deblurring's), not tuned on the bundled prior
+#: (one point of such a sweep is in docs/solvers/diffpir.rst). Other operators get the
+#: signature's defaults (deblurring's λ = 7, ζ = 0.3).
 DIFFPIR_TASKS: dict[str, dict[str, float]] = {
     "sr_block": {"lam": SR_LAMBDA, "zeta": 0.25},
     "sr_bicubic": {"lam": SR_LAMBDA, "zeta": 0.25},
