@@ -135,9 +135,13 @@ NOT_RUN = {
     "bench_adm.py": "loading study of a 552 M-parameter ADM checkpoint against DeepInverse's network "
     "(a test-only reference, about 9 GB of host memory); CPU only",
     "bench_prior_speed.py": "the bundled prior's channels-last CPU layout against the bare network; CPU only",
-    "tune_settings.py": "tunes the DDRM settings shipped with a prior (hours); not a benchmark",
+    "tune_settings.py": "tunes the settings of a solver with a diffusion prior (DDRM's ship with a prior; "
+    "hours); not a benchmark",
     "bench_pigdm.py": "restoration quality of PiGDM beside DDRM with the bundled prior "
     "(docs/solvers/pigdm.rst); quality, not device speed",
+    "bench_diffpir_dps.py": "restoration quality of DiffPIR and DPS beside DDRM and PiGDM with the bundled "
+    "prior, DPS's steps budget and peak memory (docs/solvers/diffpir.rst, dps.rst; tens of CPU minutes); "
+    "quality, not device speed",
     "bench_scale.py": "efficiency of 2 CPU processes against 1 on a folder (one thread each); the multi-GPU "
     "run is the torchrun command of docs/scale.rst",
     "jpeg_parts.py": "the parts of bench_jpeg.py's libjpeg row on the CPU (the library route is CPU only)",

@@ -10,9 +10,14 @@ the baseline's (the "colour blotches" measure), sorted by PSNR gain, as a markdo
         --grid "t_start=50,100,200 steps=4,8 eta=0.5,1.0 eta_b=0.4,1.0 samples=1,4"
     python benchmarks/tune_settings.py --solver driftrec --task jpeg10 --grid "steps=20,50 samples=1,4"
 
-The model is the bundled default prior (DDRM) or DriftRec model (``--solver driftrec``: blind, it
-restores the baseline image) unless ``--model`` names another. Grid keys are the solver's keyword
-arguments (``samples`` stands for ``num_samples``); values ``none`` are ``None``.
+The model is the bundled default prior (DDRM, or any registered solver with a diffusion prior:
+``--solver diffpir``, ``dps``, ...) or DriftRec model (``--solver driftrec``: blind, it restores the
+baseline image) unless ``--model`` names another. Grid keys are the solver's keyword arguments
+(``samples`` stands for ``num_samples``); values ``none`` are ``None``. A solver with a prior runs
+with the settings its registry entry gives before a model is loaded (the papers' defaults for the
+task), the grid on top.
+
+    python benchmarks/tune_settings.py --solver diffpir --task sr4 --grid "lam=1,4,7,12 steps=100"
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import torch
 from _tasks import TASKS, centre_crop, make_problem, scores
 
+import opkit
 import solvers
 from opkit.images import load_image
 
@@ -57,7 +63,7 @@ def main() -> None:
     p.add_argument("--photos", default="runs/photos/val")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--model", default="default")
-    p.add_argument("--solver", choices=("ddrm", "driftrec"), default="ddrm")
+    p.add_argument("--solver", default="ddrm", help="driftrec, or a registered solver with a diffusion prior")
     p.add_argument("--grid", default="t_start=100 steps=8 eta=1.0 eta_b=0.4 samples=1")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -67,7 +73,10 @@ def main() -> None:
     if not files:
         raise SystemExit(f"no validation photographs in {a.photos}: run scripts/fetch_photos.py")
     images = [centre_crop(load_image(f, mode="RGB"), a.size) for f in files]
-    model = solvers.load_prior(a.model) if a.solver == "ddrm" else solvers.load_driftrec(a.model)
+    entry = opkit.default_registry().solver_entry(a.solver)
+    if entry.model not in ("prior", "driftrec"):
+        raise SystemExit(f"--solver {a.solver} needs neither a diffusion prior nor a DriftRec model")
+    model = solvers.load_prior(a.model) if entry.model == "prior" else solvers.load_driftrec(a.model)
     g = torch.Generator().manual_seed(a.seed)
     problems = [make_problem(a.task, x, g) for x in images]
     base = [scores(pb.baseline, x) for pb, x in zip(problems, images, strict=True)]
@@ -83,8 +92,9 @@ def main() -> None:
         per_image = []
         for pb, x, ref in zip(problems, images, base, strict=True):
             gen = torch.Generator().manual_seed(a.seed)
-            if a.solver == "ddrm":
-                out = solvers.ddrm(
+            if entry.model == "prior":
+                defaults = entry.settings(None, pb.op) if entry.settings else {}
+                out = entry.solver(
                     pb.op,
                     pb.y,
                     model,
@@ -92,7 +102,7 @@ def main() -> None:
                     num_samples=samples,
                     progress=False,
                     generator=gen,
-                    **kw,
+                    **{**defaults, **kw},
                 )
             else:
                 out = solvers.driftrec(

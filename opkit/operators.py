@@ -580,6 +580,37 @@ class EncodeDecodeOperator(Operator[Y]):
             return y
         raise NotImplementedError(f"{type(self).__name__} must implement codes() for {type(y).__name__}")
 
+    def relaxed_codes(self, x: Tensor) -> Tensor | None:
+        r"""A differentiable relaxation of the encoder, in the layout of :meth:`codes`; ``None`` if none.
+
+        The real-valued codes :math:`r(x)` the encoder rounds: a floating tensor of the shape of
+        ``codes(encode(x))``, differentiable in ``x`` (autograd), whose rounding to the nearest
+        integer gives the codes,
+
+        .. math::
+
+            |\operatorname{codes}(\operatorname{Encode}(x)) - r(x)| \le \tfrac12
+            \quad \text{elementwise, for images } x \text{ in } [0, 1]
+
+        (checked by :func:`opkit.testing.check_operator`). Solvers that need the gradient of a
+        measurement residual use it in place of the piecewise-constant encoder (DPS:
+        :math:`\nabla_x \|\operatorname{codes}(y) - r(x)\|`); its zero is then the centre of
+        each code's cell. The default, ``None``, says the pair has none; such solvers refuse
+        it. JPEG: the DCT coefficients divided by the tables, before rounding; quantization:
+        :math:`2^b x - \tfrac12`.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, *shape)`` floating images.
+
+        Returns
+        -------
+        torch.Tensor or None
+            The relaxed codes, or ``None``.
+        """
+        return None
+
     def roundtrip_tolerance(self) -> float:
         """Largest root-mean-square error of ``Decode(Encode(x))`` against ``x`` in [0, 1].
 

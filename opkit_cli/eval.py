@@ -147,7 +147,7 @@ def _eval_images(args: argparse.Namespace) -> list[Path]:
 #: The options that decide an ``opkit eval`` score; a resumed run must not change them.
 SETTINGS = (
     "op", "param", "qualities", "solver", "model", "model_config", "class_label", "steps", "samples",
-    "eta", "eta_b", "t_start", "sigma_y", "seed", "multiple", "dtype", "save",
+    "eta", "eta_b", "t_start", "sigma_y", "solver_option", "seed", "multiple", "dtype", "save",
 )  # fmt: skip
 #: The fields of every CSV row, in order.
 FIELDS = ("image", "quality", "bpp", "method", "PSNR", "SSIM", "PSNR-B", "BEF")

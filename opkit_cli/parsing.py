@@ -114,13 +114,15 @@ def max_pixels_of(args: argparse.Namespace) -> int | None:
     return value or None
 
 
-def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
+def parse_params(items: Sequence[str] | None, flag: str = "--param") -> dict[str, Any]:
     """Parse ``k=v`` pairs; values are Python literals where they parse, else strings.
 
     Parameters
     ----------
     items : sequence of str
         E.g. ``["factor=4", "kernel=gaussian", "sigma=2.0"]``.
+    flag : str
+        The option they came from, for the message.
 
     Returns
     -------
@@ -131,7 +133,7 @@ def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            fail(f"--param expects key=value, got {item!r}")
+            fail(f"{flag} expects key=value, got {item!r}")
         try:
             value: Any = ast.literal_eval(raw)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -197,7 +199,7 @@ def solve_parent() -> Parser:
 
     The operator (``--op``, ``--param``), the solver and its model (``--solver``, ``--model`` and
     :func:`add_model_arguments`), the solver's settings (``--steps``, ``--samples``, ``--eta``,
-    ``--eta-b``, ``--t-start``, ``--sigma-y``, ``--seed``) and ``--max-pixels``.
+    ``--eta-b``, ``--t-start``, ``--sigma-y``, ``--solver-option``, ``--seed``) and ``--max-pixels``.
 
     Returns
     -------
@@ -217,6 +219,12 @@ def solve_parent() -> Parser:
     _ddrm_flags(s)
     s.add_argument(
         "--sigma-y", type=nonnegative_float, default=0.0, help="measurement noise std (DDRM, [0,1] units)"
+    )
+    s.add_argument(
+        "--solver-option",
+        action="append",
+        metavar="K=V",
+        help="any other solver keyword (repeatable), e.g. lam=7 or zeta=0.5; see `opkit solvers`",
     )
     s.add_argument("--seed", type=int, default=0, help="seed of the solver's randomness")
     add_max_pixels(s)

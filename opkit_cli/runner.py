@@ -4,8 +4,9 @@
 solver comes from the registry (``--solver``); its registry entry says which model it needs,
 which operator kinds it takes, which options it has and which settings it runs with for a model
 and an operator (:meth:`opkit.SolverEntry.defaults`). The command line adds the user's flags on
-top (:data:`FLAGS`), checks the result against the solver contract, and names the solver and its
-plugin when either fails. No solver is special-cased by name.
+top (:data:`FLAGS`, and ``--solver-option K=V`` for any other keyword of the solver), checks
+the result against the solver contract, and names the solver and its plugin when either fails.
+No solver is special-cased by name.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from opkit.solver import accepts
 from opkit_cli.entries import create_operator, quiet_registry, solver_entry
 from opkit_cli.errors import fail
 from opkit_cli.models import load_model
+from opkit_cli.parsing import parse_params
 
 #: Command-line flags that set solver keywords: ``(argparse dest, keyword, flag)``. A flag the
 #: user gives for a solver without that keyword is refused, naming both.
@@ -124,6 +126,11 @@ def model_classes(model: Any) -> int | None:
     return 0 if getattr(cfg, "class_embed_type", None) is None and hasattr(cfg, "num_class_embeds") else None
 
 
+def solver_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--solver-option K=V`` keywords (values parsed as Python literals where they parse)."""
+    return parse_params(getattr(args, "solver_option", None), "--solver-option")
+
+
 def _flag_value(args: argparse.Namespace, dest: str) -> Any:
     value = getattr(args, dest, None)
     if dest == "sigma_y" and not value:
@@ -215,6 +222,9 @@ class Runner:
         for dest, key, flag in FLAGS:
             if _flag_value(args, dest) is not None and key not in takes:
                 fail(f"{flag} does not apply to --solver {entry.name}")
+        for key in solver_options(args):
+            if key not in entry.options():
+                fail(f"--solver-option {key} does not apply to --solver {entry.name} (see `opkit solvers`)")
         prior_only = ("class_label", "model_config", "download")
         if entry.model != "prior" and any(getattr(args, k, None) for k in prior_only):
             with_prior = [e.name for e in quiet_registry().solver_entries() if e.model == "prior"]
@@ -250,6 +260,7 @@ class Runner:
                     f"{type(got).__name__}, not a dict"
                 )
             kw = dict(got)
+        kw.update(solver_options(self.args))
         for dest, key, _ in FLAGS:
             value = _flag_value(self.args, dest)
             if value is not None:

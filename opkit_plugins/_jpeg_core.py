@@ -34,6 +34,7 @@ __all__ = [
     "YCC_FIXED",
     "ZIGZAG",
     "Geometry",
+    "coefficients_float",
     "decode_exact",
     "decode_libjpeg",
     "encode_float",
@@ -285,12 +286,53 @@ def _qkey(q: Tensor) -> tuple[int, ...]:
     return tuple(int(v) for v in q.flatten().tolist())
 
 
-def encode_float(x: Tensor, geo: Geometry, tables: Tensor) -> list[Tensor]:
-    """Float JPEG encoder: ``round(DCT(pad(S(M 255 x - 128))) / Q)`` per component.
+def coefficients_float(x: Tensor, geo: Geometry, tables: Tensor) -> list[Tensor]:
+    """The float JPEG encoder before its rounding: ``DCT(pad(S(M 255 x - 128))) / Q`` per component.
 
     The colour matrix is libjpeg's fixed-point one (exact dyadic rationals); chroma is averaged
     before the colour conversion (the same linear map, on a quarter of the pixels), and the 2-D
-    DCT with the division by ``Q`` is one stride-8 convolution with 64 kernels ``D[uv] / Q[uv]``.
+    DCT with the division by ``Q`` is one product with the 64 kernels ``D[uv] / Q[uv]``. An
+    affine map of ``x``, differentiable (autograd): the relaxation of :meth:`JPEG.relaxed_codes`,
+    and what :func:`encode_float` rounds.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(B, C, H, W)`` images in [0, 1] (values outside extend the linear maps).
+    geo : Geometry
+        Sizes.
+    tables : torch.Tensor
+        ``(C, 8, 8)`` integer tables, one per component.
+
+    Returns
+    -------
+    list of torch.Tensor
+        Per component, ``(B, rows, cols, 8, 8)`` coefficients in units of the table entry, of
+        ``x``'s dtype.
+    """
+    b = x.shape[0]
+    if geo.channels == 3:
+        m = _constant(("rgb_to_ycc",), lambda: RGB_TO_YCC * 255.0, x)
+        planes = [(x * m[0].view(1, 3, 1, 1)).sum(1).sub_(128.0)]
+        xs = x if (geo.fh, geo.fv) == (1, 1) else _chroma_mean(x, geo.fh, geo.fv)
+        planes += [(xs * m[1].view(1, 3, 1, 1)).sum(1), (xs * m[2].view(1, 3, 1, 1)).sum(1)]
+    else:
+        planes = [x[:, 0] * 255.0 - 128.0]
+    out = []
+    for c, plane in enumerate(planes):  # at most three components
+        rows, cols = geo.blocks[c]
+        qkey = _qkey(tables[c])
+        # (D / Q)ᵀ: a row-major flattened block times it gives its 64 coefficients in units of Q
+        dq = _constant(("fdct", qkey), lambda qkey=qkey: _scaled_dct(qkey, False).view(64, 64).T, x)
+        blocks = rearrange(_pad_to(plane, rows * 8, cols * 8), "b (r i) (c j) -> b r c (i j)", i=8, j=8)
+        out.append(matmul_exact(blocks, dq).view(b, rows, cols, 8, 8))
+    return out
+
+
+def encode_float(x: Tensor, geo: Geometry, tables: Tensor) -> list[Tensor]:
+    """Float JPEG encoder: ``round(DCT(pad(S(M 255 x - 128))) / Q)`` per component.
+
+    :func:`coefficients_float`, rounded half away from zero.
 
     Parameters
     ----------
@@ -306,26 +348,11 @@ def encode_float(x: Tensor, geo: Geometry, tables: Tensor) -> list[Tensor]:
     list of torch.Tensor
         Per component, ``(B, rows, cols, 8, 8)`` int32 codes.
     """
-    b = x.shape[0]
-    if geo.channels == 3:
-        m = _constant(("rgb_to_ycc",), lambda: RGB_TO_YCC * 255.0, x)
-        planes = [(x * m[0].view(1, 3, 1, 1)).sum(1).sub_(128.0)]
-        xs = x if (geo.fh, geo.fv) == (1, 1) else _chroma_mean(x, geo.fh, geo.fv)
-        planes += [(xs * m[1].view(1, 3, 1, 1)).sum(1), (xs * m[2].view(1, 3, 1, 1)).sum(1)]
-    else:
-        planes = [x[:, 0] * 255.0 - 128.0]
-    out = []
     half = _constant(("half",), lambda: torch.tensor(0.5), x)
-    for c, plane in enumerate(planes):  # at most three components
-        rows, cols = geo.blocks[c]
-        qkey = _qkey(tables[c])
-        # (D / Q)ᵀ: a row-major flattened block times it gives its 64 coefficients in units of Q
-        dq = _constant(("fdct", qkey), lambda qkey=qkey: _scaled_dct(qkey, False).view(64, 64).T, x)
-        blocks = rearrange(_pad_to(plane, rows * 8, cols * 8), "b (r i) (c j) -> b r c (i j)", i=8, j=8)
-        coef = matmul_exact(blocks, dq)
+    out = []
+    for coef in coefficients_float(x, geo, tables):
         # round half away from zero: add ±1/2, then the cast truncates toward zero
-        k = coef.add_(torch.copysign(half, coef)).to(torch.int32)
-        out.append(k.view(b, rows, cols, 8, 8))
+        out.append(coef.add_(torch.copysign(half, coef)).to(torch.int32))
     return out
 
 

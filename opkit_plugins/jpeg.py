@@ -480,6 +480,32 @@ class JPEG(opkit.EncodeDecodeOperator[JpegCoefficients]):
         """All coefficients as one ``(B, N)`` integer tensor (components flattened, concatenated)."""
         return torch.cat([comp.flatten(1) for comp in y.components], 1)
 
+    def relaxed_codes(self, x: Tensor) -> Tensor:
+        r"""The coefficients before rounding, in the layout of :meth:`codes`: differentiable.
+
+        The float arithmetic's level-shifted, colour-converted, chroma-averaged, edge-padded
+        DCT coefficients divided by the tables, :math:`r(x) = \operatorname{DCT}(\ldots)/Q`
+        (see the module documentation), unrounded: an affine map of ``x``, so autograd gives
+        its exact gradient. Rounded half away from zero it is :meth:`encode` of every image the
+        float arithmetic encodes (continuous images; the default ``encoder="auto"`` sends
+        exactly 8-bit images through libjpeg's integer arithmetic instead, whose codes may
+        differ from it by one in a few coefficients). Used by DPS for the residual
+        :math:`\|\operatorname{codes}(y) - r(\hat x_0)\|` in units of the tables' steps.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, C, H, W)`` floating images.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, N)`` coefficients of ``x``'s dtype (``N`` as in :meth:`codes`).
+        """
+        self.check_input(x)
+        comps = core.coefficients_float(x, self._geo, self._tables)
+        return torch.cat([comp.flatten(1) for comp in comps], 1)
+
     def map_measurement(self, y: JpegCoefficients, fn: Callable[[Tensor], Tensor]) -> JpegCoefficients:
         """Apply ``fn`` to each batched coefficient tensor (the tables follow them when decoding).
 

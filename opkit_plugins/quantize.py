@@ -135,6 +135,30 @@ class Quantize(opkit.EncodeDecodeOperator[Tensor]):
                 f"got values in [{int(y.min())}, {int(y.max())}]"
             )
 
+    def relaxed_codes(self, x: Tensor) -> Tensor:
+        r"""The levels before the floor, centred: :math:`r(x) = 2^b x - \tfrac12`, unclamped.
+
+        Differentiable (autograd) and affine in ``x``; ``clip(round_half_up(r(x)), 0, 2^b - 1)``
+        is :meth:`encode` exactly (the floor of :math:`2^b x`), and :math:`r` is zero distance
+        from the level ``k`` at the centre :math:`(k + \tfrac12)/2^b` of its interval, which is
+        :meth:`decode`. The clip is not relaxed: outside :math:`[0, 1]`, where ``encode``
+        saturates, :math:`r` keeps growing, so a residual :math:`k - r(x)` still pulls a pixel
+        above 1 (or below 0) back toward the end level's centre instead of giving no gradient.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, C, H, W)`` floating images.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, C, H, W)`` relaxed levels of ``x``'s dtype (float32 for half precision).
+        """
+        self.check_input(x)
+        work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        return work * self.levels - 0.5
+
     def roundtrip_tolerance(self) -> float:
         """``1 / 2**(b+1)``: the largest error of a level centre, hence a bound on the RMSE."""
         return 0.5 / self.levels

@@ -1,9 +1,10 @@
-"""Solvers that consume any :class:`opkit.Operator`: DDRM, DDRM for encode/decode pairs, ΠGDM, DriftRec.
+"""Solvers that consume any :class:`opkit.Operator`: DDRM, ΠGDM, DiffPIR, DPS, DriftRec.
 
 The rooms:
 
 * :mod:`solvers.methods` -- the solver loops, one module per method; the functions are
-  :func:`solvers.ddrm`, :func:`solvers.pigdm` and :func:`solvers.driftrec`;
+  :func:`solvers.ddrm`, :func:`solvers.pigdm`, :func:`solvers.diffpir`, :func:`solvers.dps` and
+  :func:`solvers.driftrec`;
 * :mod:`solvers.priors` -- diffusion priors, used alike by every solver that needs one: the
   protocol and its check, schedules, the UNet and ADM adapters, checkpoints, loading and saving,
   training (:func:`solvers.load_prior`);
@@ -19,6 +20,8 @@ Every solver follows one contract, :class:`opkit.solver.Solver`, and registers t
 
 from solvers import common, oracles, priors, sdes
 from solvers.methods.ddrm import ddrm
+from solvers.methods.diffpir import diffpir
+from solvers.methods.dps import dps
 from solvers.methods.driftrec import driftrec
 from solvers.methods.pigdm import pigdm
 from solvers.priors import load_prior
@@ -27,6 +30,8 @@ from solvers.sdes.score_models import load_driftrec
 __all__ = [
     "common",
     "ddrm",
+    "diffpir",
+    "dps",
     "driftrec",
     "load_driftrec",
     "load_prior",

@@ -1,8 +1,9 @@
 """The built-in solvers register through the same entry-point hook as third-party ones.
 
 ``pyproject.toml`` publishes this module under the ``opkit`` entry-point group; its
-``opkit_register_solvers`` hook adds DDRM, DriftRec and ΠGDM with the operator kinds they take,
-the model they need and an oracle model for :func:`opkit.testing.check_solver`.
+``opkit_register_solvers`` hook adds DDRM, DiffPIR, DPS, DriftRec and ΠGDM with the operator kinds
+they take, the model they need, their settings per operator and an oracle model for
+:func:`opkit.testing.check_solver`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 
 import opkit
 from solvers.methods.ddrm import ddrm, ddrm_settings
+from solvers.methods.diffpir import DIFFPIR_ACCEPTS, diffpir, diffpir_settings
+from solvers.methods.dps import DPS_ACCEPTS, dps, dps_settings
 from solvers.methods.driftrec import driftrec
 from solvers.methods.pigdm import PIGDM_ACCEPTS, pigdm
 from solvers.oracles import OraclePrior, PointScore
@@ -18,7 +21,7 @@ from solvers.oracles import OraclePrior, PointScore
 
 @opkit.hookimpl
 def opkit_register_solvers(registry: Any) -> None:
-    """Register ``ddrm``, ``driftrec`` and ``pigdm``."""
+    """Register ``ddrm``, ``diffpir``, ``dps``, ``driftrec`` and ``pigdm``."""
     registry.add_solver(
         "ddrm",
         ddrm,
@@ -36,6 +39,32 @@ def opkit_register_solvers(registry: Any) -> None:
         model="prior",
         description="ΠGDM (Song et al. 2023): pseudoinverse-guided diffusion, H† or Decode guidance",
         oracle=OraclePrior,
+    )
+    # With the oracle, DiffPIR's data step keeps the true image (it fits y exactly) and its last
+    # step returns it: exact recovery.
+    registry.add_solver(
+        "diffpir",
+        diffpir,
+        accepts=DIFFPIR_ACCEPTS,
+        model="prior",
+        description="DiffPIR (Zhu et al. 2023): plug-and-play diffusion, exact spectral data step",
+        oracle=OraclePrior,
+        generator_per_image=True,
+        settings=diffpir_settings,
+    )
+    # With the oracle, DPS's estimate is the true image at every step and does not depend on x_t
+    # (its Jacobian is zero up to rounding), so the last step returns the image: exact recovery.
+    # recovery_atol stays 0; what DPS's guidance does is tested against exact problems in
+    # tests/test_dps.py.
+    registry.add_solver(
+        "dps",
+        dps,
+        accepts=DPS_ACCEPTS,
+        model="prior",
+        description="DPS (Chung et al. 2023): posterior sampling, residual gradient through the network",
+        oracle=OraclePrior,
+        generator_per_image=True,
+        settings=dps_settings,
     )
     # DriftRec stops at t_eps = 0.03 and returns the mean there, e^{-Φ} x0 + (1 - e^{-Φ}) y with
     # 1 - e^{-Φ(t_eps)} = 1 - e^{-0.03} ≈ 0.03 for the OUVE SDE, so even an exact score leaves

@@ -191,7 +191,7 @@ def test_opkit_solvers_lists_builtins_and_the_example_plugin(capsys: pytest.Capt
     assert "[plugin: ddnm]" in out
 
 
-@pytest.mark.parametrize("solver", ["pigdm", "ddnm"])
+@pytest.mark.parametrize("solver", ["pigdm", "ddnm", "diffpir", "dps"])
 def test_restore_with_any_registered_solver(tmp_path: Path, prior_dir: Path, solver: str) -> None:
     if solver == "ddnm":
         pytest.importorskip("opkit_ddnm")  # the example third-party package
@@ -202,6 +202,38 @@ def test_restore_with_any_registered_solver(tmp_path: Path, prior_dir: Path, sol
     args = ["restore", str(low), "--op", "sr_block", "--param", "factor=2", "--model", str(prior_dir)]
     assert main([*args, "--solver", solver, "--steps", "2", "--quiet", "-o", str(out)]) == 0
     assert load_image(out).shape == (1, 3, 16, 32)
+
+
+def test_solver_options_reach_the_solver_through_its_registry_entry(tmp_path: Path, prior_dir: Path) -> None:
+    """``--solver-option K=V`` sets any keyword the entry lists, on top of the entry's settings."""
+    import torch
+
+    import opkit
+    from opkit_cli.main import build_parser
+    from opkit_cli.runner import Runner
+
+    low = _png(tmp_path / "low.png", 8, 16)
+    base = ["restore", str(low), "--op", "sr_block", "--param", "factor=2", "--model", str(prior_dir)]
+    base += ["--steps", "2", "--quiet", "-o", str(tmp_path / "x.png"), "--force"]
+    args = build_parser().parse_args(
+        [*base, "--solver", "diffpir", "--solver-option", "lam=3", "--device", "cpu"]
+    )
+    op = opkit.create("sr_block", shape=(3, 8, 16), factor=2)
+    kw = Runner(args, torch.Generator(), progress=False).keywords(op)
+    assert kw["lam"] == 3 and kw["zeta"] == 0.25 and kw["steps"] == 2  # the task's ζ stays
+    assert (
+        main([*base, "--solver", "diffpir", "--solver-option", "lam=3", "--solver-option", "skip='uniform'"])
+        == 0
+    )
+    assert main([*base, "--solver", "dps", "--solver-option", "zeta=0.5"]) == 0
+    with pytest.raises(SystemExit, match="--solver-option eta does not apply to --solver diffpir"):
+        main([*base, "--solver", "diffpir", "--solver-option", "eta=0.5"])
+    with pytest.raises(SystemExit, match="--solver-option lam does not apply to --solver ddrm"):
+        main([*base, "--solver", "ddrm", "--solver-option", "lam=3"])
+    with pytest.raises(SystemExit, match="--solver-option expects key=value"):
+        main([*base, "--solver", "dps", "--solver-option", "zeta"])
+    with pytest.raises(SystemExit, match="zeta must"):  # the solver's own check, in one line
+        main([*base, "--solver", "diffpir", "--solver-option", "zeta=2"])
 
 
 def test_restore_refuses_options_a_solver_does_not_take(

@@ -24,7 +24,7 @@ SOURCE_DIRS = (*PACKAGES, "examples", "benchmarks", "scripts")
 def test_the_rooms() -> None:
     for room in ("methods", "priors", "sdes", "common"):
         assert (ROOT / room / "__init__.py").is_file(), room
-    for method in ("ddrm", "driftrec", "pigdm"):
+    for method in ("ddrm", "diffpir", "dps", "driftrec", "pigdm"):
         assert (ROOT / "methods" / f"{method}.py").is_file(), method
     for part in ("protocol", "schedules", "unet", "loading", "adm", "checkpoints", "training"):
         assert (ROOT / "priors" / f"{part}.py").is_file(), part
@@ -52,7 +52,7 @@ def test_no_module_writes_sys_modules() -> None:
             assert "sys.modules[" not in path.read_text(encoding="utf-8"), path
 
 
-@pytest.mark.parametrize("method", ["ddrm", "driftrec", "pigdm"])
+@pytest.mark.parametrize("method", ["ddrm", "diffpir", "dps", "driftrec", "pigdm"])
 def test_solvers_method_is_the_function_however_it_is_reached(method: str) -> None:
     fn = getattr(solvers, method)
     assert isinstance(fn, FunctionType) and fn.__name__ == method
@@ -76,7 +76,7 @@ def test_design_section_2_names_in_a_fresh_interpreter() -> None:
         "assert p.load_prior is solvers.load_prior\n"
         "sde = solvers.sdes.OUVE(gamma=1.0, sigma_min=0.01, sigma_max=1.0, t_eps=0.03)\n"
         "assert sde.std(0.5) > 0 and solvers.sdes.TSDVE is TSDVE and solvers.sdes.CosVE is CosVE\n"
-        "for name in ('ddrm', 'pigdm', 'driftrec'):\n"
+        "for name in ('ddrm', 'pigdm', 'diffpir', 'dps', 'driftrec'):\n"
         "    assert callable(getattr(solvers, name))\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

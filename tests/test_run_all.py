@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -93,3 +95,36 @@ def test_quick_cpu_run_of_everything(tmp_path: Path) -> None:  # pragma: no cove
     assert rc == 0
     for step in ra.STEPS:
         assert f".. run_all: begin cpu {step.name}" in (docs / step.page).read_text(encoding="utf-8")
+
+
+def test_bench_diffpir_dps_runs_resumes_and_writes_its_tables(tmp_path: Path) -> None:
+    """The quality table at a smoke size, written as reStructuredText and resumed from its rows."""
+    script = str(ROOT / "benchmarks" / "bench_diffpir_dps.py")
+    rows, rst = tmp_path / "rows.jsonl", tmp_path / "table.rst"
+    cmd = [sys.executable, script, "--size", "32", "--tasks", "sr4", "--images", "rocket"]
+    cmd += ["--runs", "diffpir:2,dps:2", "--jsonl", str(rows), "--rst", str(rst)]
+    first = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+    assert "DiffPIR (2)" in first.stdout and "DPS (2)" in first.stdout
+    assert len(rows.read_text(encoding="utf-8").splitlines()) == 3  # bicubic, DiffPIR, DPS
+    table = rst.read_text(encoding="utf-8")
+    assert table.startswith("Measured with ``python benchmarks/bench_diffpir_dps.py --size 32")
+    again = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+    assert "dB," not in again.stdout  # every row came from the file: nothing restored again
+    assert len(rows.read_text(encoding="utf-8").splitlines()) == 3
+    assert rst.read_text(encoding="utf-8").split("\n", 1)[1] == table.split("\n", 1)[1]
+
+
+def test_bench_diffpir_dps_memory_of_one_step(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One memory measurement (what ``--memory`` runs in a fresh process per batch and step)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(
+        "bench_diffpir_dps", ROOT / "benchmarks" / "bench_diffpir_dps.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--memory-one", "--what", "dps", "--batch", "2", "--size", "16", "--threads", "0"])
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert got["batch"] == 2 and got["what"] == "dps" and got["peak"] >= got["base"] > 0

@@ -103,8 +103,9 @@ def check_operator(
     ``V Σ⁺ Uᵀ y = H† y``; singular values finite and non-negative. Encode/decode pairs:
     ``Encode(Decode(Encode(x))) == Encode(x)`` exactly, ``Decode(Encode(x))`` within
     :meth:`~opkit.EncodeDecodeOperator.roundtrip_tolerance` of ``x``, determinism and batch
-    independence. Every operator: output shapes and dtypes, and, if given, ``H x`` equal to a
-    direct ``reference(x)`` of the degradation.
+    independence; for a pair with a relaxation (:meth:`~opkit.EncodeDecodeOperator.relaxed_codes`),
+    its shape, every code within ½ of it, and a finite non-zero gradient. Every operator: output
+    shapes and dtypes, and, if given, ``H x`` equal to a direct ``reference(x)`` of the degradation.
 
     Parameters
     ----------
@@ -297,9 +298,36 @@ def _check_encode_decode(op: EncodeDecodeOperator[Any], x: Tensor, report: Opera
     rmse = float((xd.to(torch.float64) - x.to(torch.float64)).pow(2).mean().sqrt())
     report.record("Decode(Encode(x)) close to x (RMSE)", rmse, op.roundtrip_tolerance())
     report.record("Encode is deterministic", 0.0 if torch.equal(op.codes(op(x)), codes) else 1.0, 0.0)
+    _check_relaxation(op, x, codes, report)
     single = torch.cat([op.codes(op(x[i : i + 1])) for i in range(x.shape[0])])
     report.record(
         "Encode acts on each batch item independently",
         0.0 if single.shape == codes.shape and torch.equal(single, codes) else 1.0,
         0.0,
+    )
+
+
+def _check_relaxation(
+    op: EncodeDecodeOperator[Any], x: Tensor, codes: Tensor, report: OperatorReport
+) -> None:
+    """The laws of :meth:`~opkit.EncodeDecodeOperator.relaxed_codes`, when the pair has one."""
+    leaf = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        relaxed = op.relaxed_codes(leaf)
+        if relaxed is None:
+            return
+        fits = isinstance(relaxed, Tensor) and relaxed.is_floating_point() and relaxed.shape == codes.shape
+        report.record("relaxed codes are floating, shaped like the codes", 0.0 if fits else 1.0, 0.0)
+        if not fits:
+            return
+        dist = float((codes.to(torch.float64) - relaxed.detach().to(torch.float64)).abs().max())
+        report.record(
+            "codes within 1/2 of the relaxed codes (max distance - 1/2)", max(dist - 0.5, 0.0), 1e-6
+        )
+        grad = None
+        if relaxed.requires_grad:
+            (grad,) = torch.autograd.grad(relaxed.sum(), leaf, allow_unused=True)
+    flows = grad is not None and bool(torch.isfinite(grad).all()) and bool((grad != 0).any())
+    report.record(
+        "relaxed codes are differentiable (a finite, non-zero gradient)", 0.0 if flows else 1.0, 0.0
     )

@@ -46,6 +46,10 @@ class _Levels(EncodeDecodeOperator[Tensor]):
     def decode(self, y: Tensor) -> Tensor:
         return (y.to(torch.float64) + 0.5) / 8
 
+    def relaxed_codes(self, x: Tensor) -> Tensor:
+        """``8 x - ½``: the levels before the floor, centred (for solvers that need a gradient)."""
+        return x * 8 - 0.5
+
     def roundtrip_tolerance(self) -> float:
         return 0.5 / 8
 
@@ -55,7 +59,7 @@ def toy_operators(shape: tuple[int, int, int] = (2, 4, 6)) -> dict[str, Operator
 
     ``"svd"``: per-pixel gains with a null space; ``"linear"``: the composition of two of them
     (a linear operator without an SVD; ``H†`` by conjugate gradients); ``"encode_decode"``: 8
-    levels per pixel.
+    levels per pixel, with the relaxation ``8 x - ½`` (:meth:`~opkit.EncodeDecodeOperator.relaxed_codes`).
 
     Parameters
     ----------

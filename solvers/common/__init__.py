@@ -1,8 +1,9 @@
-"""What the solvers share, in one place: running, noise, finiteness, training state and data.
+"""What the solvers share, in one place: running, noise, finiteness, measurements, training state and data.
 
 * :mod:`solvers.common.run` -- the contract's checks, noise draws, the progress bar and
   :class:`SolveInfo` (solvers written as plugins may use these too);
 * :mod:`solvers.common.finite` -- finite-input and finite-model-output checks;
+* :mod:`solvers.common.measurements` -- a solver's measurement, checked, and its spectral form;
 * :mod:`solvers.common.state` -- EMA, the resumable training-state files and the weights file name;
 * :mod:`solvers.common.data` -- test photographs, dead-leaves images and random training crops.
 
@@ -10,7 +11,7 @@ The names of :mod:`solvers.common.run` are re-exported here (``solvers.common.no
 as they were before the package was split.
 """
 
-from solvers.common import data, finite, state
+from solvers.common import data, finite, measurements, state
 from solvers.common.run import (
     Progress,
     SolveInfo,
@@ -32,6 +33,7 @@ __all__ = [
     "check_operator_kind",
     "data",
     "finite",
+    "measurements",
     "normal_",
     "randn",
     "repeat_rows",

@@ -53,11 +53,12 @@ from torch import Tensor
 
 import opkit
 from opkit.params import check_non_negative, check_unit
-from solvers.common import Progress, SolveInfo, check_batch, check_common, repeat_rows
+from solvers.common import Progress, SolveInfo, check_common, repeat_rows
 from solvers.common import normal_ as _normal_
-from solvers.common.finite import FiniteWatch, check_finite, working_dtype
+from solvers.common.finite import FiniteWatch, working_dtype
+from solvers.common.measurements import decoded_measurement, linear_measurement, spectral_measurement
 from solvers.common.memory import heap_reuse
-from solvers.priors import check_prior, uniform_timesteps
+from solvers.priors import check_prior, predict_eps, uniform_timesteps
 
 __all__ = ["DDRM_DEFAULTS", "ddrm", "ddrm_settings"]
 
@@ -354,17 +355,7 @@ class _Run:
 
     def _eps(self, i: int, x_in: Tensor, t: int, kwargs: dict[str, Any]) -> Tensor:
         """The model's ε for step ``i`` (timestep ``t``), checked for shape and finiteness."""
-        tt = torch.full((x_in.shape[0],), t, dtype=torch.long, device=x_in.device)
-        eps = self.model(x_in, tt, **kwargs)
-        if not isinstance(eps, Tensor):
-            raise TypeError(f"the model returned {type(eps).__name__}, not a tensor")
-        c = x_in.shape[1]
-        if eps.ndim == 4 and eps.shape[1] == 2 * c:  # learned variance: ε is the first half
-            eps = eps[:, :c]
-        if eps.shape != x_in.shape:
-            raise ValueError(f"the model returned shape {tuple(eps.shape)} for input {tuple(x_in.shape)}")
-        if eps.dtype != x_in.dtype or eps.device != x_in.device:
-            eps = eps.to(device=x_in.device, dtype=x_in.dtype)
+        eps = predict_eps(self.model, x_in, t, **kwargs)
         self.watch.update(i, eps)
         return eps
 
@@ -381,13 +372,7 @@ class _Run:
     # -- linear operators ---------------------------------------------------------------------
     def svd(self, op: opkit.SVDOperator, y: Tensor, sig: float) -> Tensor:
         """Spectral DDRM; ``sig`` is the measurement noise in the model range (2 σ_y)."""
-        if not isinstance(y, Tensor):
-            raise ValueError(f"y must be a tensor for {op.label}, got {type(y).__name__}")
-        if not y.is_floating_point():
-            raise ValueError(f"y must be a floating tensor, got {y.dtype}")
-        op.check_measurement(y)
-        check_batch(y.shape[0])
-        check_finite("y", y)
+        y = linear_measurement(op, y)
         self.out_dtype = y.dtype
         y = y.to(working_dtype(y.dtype))  # half precision: compute in float32
         k, eta, eta_b = self.k, self.eta, self.eta_b
@@ -396,9 +381,7 @@ class _Run:
         # Constants of the call: ȳ in the model range, ȳ_m = Σ⁺Uᵀ(2y − H1) = 2 s⁺ Uᵀy − [s>0] Vᵀ1.
         s = op.singulars_like(y)
         s_pinv = op.singulars_pinv_like(y)
-        pos = s > 0
-        ones = torch.ones((1, *op.shape), dtype=y.dtype, device=y.device)
-        ybar = 2.0 * s_pinv * op.Ut(y) - pos.to(y.dtype) * op.Vt(ones)
+        ybar = spectral_measurement(op, y)
         ybar = ybar.repeat_interleave(k, dim=0) if k > 1 else ybar.contiguous()
         # per-coordinate coefficients with a long contiguous inner extent (see _inner_expand)
         s, s_pinv = _inner_expand(s, ybar.shape[1:]), _inner_expand(s_pinv, ybar.shape[1:])
@@ -476,19 +459,9 @@ class _Run:
     # -- encode/decode pairs ------------------------------------------------------------------
     def encode_decode(self, op: opkit.EncodeDecodeOperator[Any], y: Any) -> Tensor:
         """DDRM-JPEG: the pseudo-inverse replaced by the decoder."""
-        op.check_measurement(y)
-        dec_y = op.decode(y)
-        if not isinstance(dec_y, Tensor) or not dec_y.is_floating_point():
-            raise ValueError(f"{op.label}.decode(y) must return a floating image tensor")
+        dec_y = decoded_measurement(op, y)
         self.out_dtype = dec_y.dtype
         dec_y = dec_y.to(working_dtype(dec_y.dtype))  # half precision: compute in float32
-        if dec_y.ndim != 4 or tuple(dec_y.shape[1:]) != op.shape:
-            raise ValueError(
-                f"y does not fit {op.label}: it decodes to shape {tuple(dec_y.shape)}, "
-                f"expected (B, {', '.join(map(str, op.shape))})"
-            )
-        check_batch(dec_y.shape[0])
-        check_finite("Decode(y)", dec_y)
         k, eta, eta_b = self.k, self.eta, self.eta_b
         batch = dec_y.shape[0]
         dec_y = dec_y.repeat_interleave(k, dim=0) if k > 1 else dec_y.contiguous()

@@ -61,15 +61,15 @@ from opkit.params import check_non_negative, check_unit
 from solvers.common import (
     Progress,
     SolveInfo,
-    check_batch,
     check_common,
     check_operator_kind,
     normal_,
     repeat_rows,
 )
-from solvers.common.finite import FiniteWatch, check_finite, working_dtype
+from solvers.common.finite import FiniteWatch, working_dtype
+from solvers.common.measurements import decoded_measurement, linear_measurement, spectral_measurement
 from solvers.common.memory import heap_reuse
-from solvers.priors import check_prior, uniform_timesteps
+from solvers.priors import ancestral_std, check_prior, predict_eps, renoise, uniform_timesteps
 
 __all__ = ["PIGDM_ACCEPTS", "pigdm"]
 
@@ -176,31 +176,15 @@ def pigdm(
 
     # The measurement, once: everything the guidance needs that does not depend on the iterate.
     if kind == "encode_decode":
-        op.check_measurement(y)
-        dec_y = op.decode(y)
-        if not isinstance(dec_y, Tensor) or not dec_y.is_floating_point():
-            raise ValueError(f"{op.label}.decode(y) must return a floating image tensor")
-        if dec_y.ndim != 4 or tuple(dec_y.shape[1:]) != op.shape:
-            raise ValueError(
-                f"y does not fit {op.label}: it decodes to shape {tuple(dec_y.shape)}, "
-                f"expected (B, {', '.join(map(str, op.shape))})"
-            )
-        check_finite("Decode(y)", dec_y)
-        like = dec_y
+        like = decoded_measurement(op, y)  # type: ignore[arg-type]
     else:
-        if not isinstance(y, Tensor) or not y.is_floating_point():
-            raise ValueError(f"y must be a floating tensor for {op.label}")
-        op.check_measurement(y)
-        check_finite("y", y)
-        like = y
-    check_batch(like.shape[0])
+        like = linear_measurement(op, y)  # type: ignore[arg-type]
     out_dtype = like.dtype
     wdt = working_dtype(like.dtype)
     k = num_samples
     batch = like.shape[0]
     img_shape = (batch * k, *op.shape)
-    ones = torch.ones((1, *op.shape), dtype=wdt, device=like.device)
-    guide = _Guide(op, kind, y, like.to(wdt), 2.0 * sigma_y, k, ones)
+    guide = _Guide(op, kind, y, like.to(wdt), 2.0 * sigma_y, k)
     kwargs = {key: repeat_rows(v, k, batch) for key, v in dict(model_kwargs or {}).items()}
     watch = FiniteWatch("the model", lambda i: f"step {i + 1} of {len(timesteps)} (timestep {timesteps[i]})")
 
@@ -221,17 +205,7 @@ def pigdm(
             a_n = abar[i + 1] if i + 1 < len(abar) else 1.0
             x_in = x.detach().requires_grad_(True)
             with torch.enable_grad():
-                tt = torch.full((x_in.shape[0],), t, dtype=torch.long, device=x_in.device)
-                eps = model(x_in, tt, **kwargs)
-                if not isinstance(eps, Tensor):
-                    raise TypeError(f"the model returned {type(eps).__name__}, not a tensor")
-                if eps.ndim == 4 and eps.shape[1] == 2 * x_in.shape[1]:  # learned variance
-                    eps = eps[:, : x_in.shape[1]]
-                if eps.shape != x_in.shape:
-                    raise ValueError(
-                        f"the model returned shape {tuple(eps.shape)} for input {tuple(x_in.shape)}"
-                    )
-                eps = eps.to(dtype=x_in.dtype)
+                eps = predict_eps(model, x_in, t, **kwargs)
                 watch.update(i, eps.detach())
                 x0 = (x_in - math.sqrt(1 - a) * eps) / math.sqrt(a)
                 r2 = 1.0 - a  # r_t² = σ_t²/(1 + σ_t²)
@@ -245,11 +219,8 @@ def pigdm(
                 callback(i, t, x_in.detach().clone(), (x0g + 1.0) * 0.5)
             if a_n < 1.0:
                 eps_g = (x_in.detach() - math.sqrt(a) * x0g) / math.sqrt(1 - a)
-                c1 = eta * math.sqrt((1 - a_n) / (1 - a) * (1 - a / a_n))
-                c2 = math.sqrt(max(1 - a_n - c1 * c1, 0.0))
-                x = math.sqrt(a_n) * x0g + c2 * eps_g
-                if c1 > 0:
-                    x = x + c1 * normal_(noise, generator)
+                c1 = ancestral_std(a, a_n, eta)
+                x = renoise(x0g, eps_g, a_n, c1, normal_(noise, generator) if c1 > 0 else None)
             else:
                 x = x0g
             bar.tick()
@@ -273,14 +244,14 @@ def pigdm(
 class _Guide:
     """The guidance vector ``g`` of one call (model range), with its constants computed once."""
 
-    def __init__(self, op: Any, kind: str, y: Any, like: Tensor, sig: float, k: int, ones: Tensor) -> None:
+    def __init__(self, op: Any, kind: str, y: Any, like: Tensor, sig: float, k: int) -> None:
         self.op, self.kind, self.sig, self.k = op, kind, sig, k
         if kind == "svd":
             s = op.singulars_like(like)
             self.s2 = s.square()
             self.pos = (s > 0).to(like.dtype)
             # ȳ = Σ⁺Uᵀ(2y − H1) in the model range, repeated for the samples
-            ybar = 2.0 * op.singulars_pinv_like(like) * op.Ut(like) - self.pos * op.Vt(ones)
+            ybar = spectral_measurement(op, like)
             self.ybar = ybar.repeat_interleave(k, dim=0) if k > 1 else ybar
         elif kind == "linear":
             self.y = like.repeat_interleave(k, dim=0) if k > 1 else like

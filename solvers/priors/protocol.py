@@ -21,6 +21,12 @@ The solvers work with images in :math:`[0, 1]` and map them to the model range w
 .. math::
 
     \hat x_0(x_t) = \frac{x_t - \sqrt{1 - \bar\alpha_t}\, \epsilon_\theta(x_t, t)}{\sqrt{\bar\alpha_t}}.
+
+A prior may run its network without autograd (:class:`~solvers.priors.UNetPrior` does: most
+solvers need no gradient and save the memory). Such a prior offers ``eps_with_grad(x_t, t,
+**kwargs)``, the same ε with autograd through the network, for the solvers that need the
+Jacobian :math:`\partial \hat x_0 / \partial x_t` (DPS); :func:`predict_eps` with ``grad=True``
+uses it, and calls any other prior (a plain differentiable callable) with autograd enabled.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-__all__ = ["DiffusionPrior", "check_alphas_cumprod", "check_prior", "timestep_index"]
+__all__ = ["DiffusionPrior", "check_alphas_cumprod", "check_prior", "predict_eps", "timestep_index"]
 
 
 @runtime_checkable
@@ -147,3 +153,60 @@ def check_prior(model: Any, who: str = "model") -> Tensor:
             f"__call__(x_t, t) -> eps (see solvers.priors); got {type(model).__name__}"
         )
     return check_alphas_cumprod(model.alphas_cumprod, who)
+
+
+def predict_eps(model: Any, x_t: Tensor, t: int, *, grad: bool = False, **kwargs: Any) -> Tensor:
+    r"""The prior's noise prediction :math:`\epsilon_\theta(x_t, t)`, checked, for a solver step.
+
+    Every solver with a prior calls it through this function: ``t`` is passed as a ``(B,)``
+    long tensor; an output with ``2 C`` channels for ``C`` input channels (learned variance)
+    contributes its first ``C``; the result must have the shape of ``x_t`` and is cast to its
+    dtype and device. Finiteness is the caller's check (it knows the step, see
+    :class:`solvers.common.finite.FiniteWatch`).
+
+    Parameters
+    ----------
+    model : prior
+        Follows :class:`DiffusionPrior`.
+    x_t : torch.Tensor
+        ``(B, C, H, W)`` VP input.
+    t : int
+        The timestep of the whole batch.
+    grad : bool
+        Keep the autograd graph through the network, so that
+        :math:`\partial \epsilon_\theta / \partial x_t` can be back-propagated: the prior's
+        ``eps_with_grad`` when it has one (:meth:`solvers.priors.UNetPrior.eps_with_grad`),
+        else the call itself under :func:`torch.enable_grad`. Memory then grows with the
+        network's activations, in proportion to the batch.
+    **kwargs
+        Passed to the model (e.g. ``class_labels``).
+
+    Returns
+    -------
+    torch.Tensor
+        ε, shaped like ``x_t``.
+
+    Raises
+    ------
+    TypeError
+        If the model returns something other than a tensor.
+    ValueError
+        If it returns another shape.
+    """
+    tt = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
+    if grad:
+        with torch.enable_grad():
+            call = getattr(model, "eps_with_grad", None)
+            eps = call(x_t, tt, **kwargs) if callable(call) else model(x_t, tt, **kwargs)
+    else:
+        eps = model(x_t, tt, **kwargs)
+    if not isinstance(eps, Tensor):
+        raise TypeError(f"the model returned {type(eps).__name__}, not a tensor")
+    c = x_t.shape[1]
+    if eps.ndim == 4 and eps.shape[1] == 2 * c:  # learned variance: ε is the first half
+        eps = eps[:, :c]
+    if eps.shape != x_t.shape:
+        raise ValueError(f"the model returned shape {tuple(eps.shape)} for input {tuple(x_t.shape)}")
+    if eps.dtype != x_t.dtype or eps.device != x_t.device:
+        eps = eps.to(device=x_t.device, dtype=x_t.dtype)
+    return eps

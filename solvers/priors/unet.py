@@ -30,7 +30,8 @@ class UNetPrior:
       ``"v_prediction"`` becomes :math:`\epsilon = \sqrt{\bar\alpha_t}\, v + \sqrt{1-\bar\alpha_t}\, x_t`.
 
     Inputs are cast to the network's dtype and device and the output back to the input's, so a
-    float16 network can serve a float32 solver. Calls run without autograd. Images whose sides
+    float16 network can serve a float32 solver. Calls run without autograd (:meth:`eps_with_grad`
+    keeps it, for solvers that need the Jacobian). Images whose sides
     are not multiples of the network's total down-sampling (:attr:`multiple`) are padded by
     reflection before the call and cropped after it, so any image size works.
 
@@ -130,12 +131,42 @@ class UNetPrior:
         return p.device, p.dtype
 
     def __call__(self, x_t: Tensor, t: Any, **kwargs: Any) -> Tensor:
-        """Noise prediction ``ε`` for ``x_t`` at timestep(s) ``t``.
+        """Noise prediction ``ε`` for ``x_t`` at timestep(s) ``t``, without autograd.
 
         As :meth:`DiffusionPrior.__call__`: ``x_t`` is a ``(B, C, H, W)`` VP input and ``t`` an
         int or a ``(B,)`` tensor of timesteps; ``ε`` has the shape of ``x_t``.
         Keyword arguments go to the network (e.g. ``class_labels``).
         """
+        return self._predict(x_t, t, False, kwargs)
+
+    def eps_with_grad(self, x_t: Tensor, t: Any, **kwargs: Any) -> Tensor:
+        r"""The same ``ε`` as :meth:`__call__`, with autograd through the network.
+
+        For solvers that back-propagate through the denoiser
+        :math:`\hat x_0(x_t) = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon_\theta)/\sqrt{\bar\alpha_t}`
+        (DPS; see :func:`solvers.priors.predict_eps`). The network's parameters are not
+        switched to ``requires_grad=False`` here (that would change the module for every
+        caller); the solver takes the gradient with respect to ``x_t`` only
+        (:func:`torch.autograd.grad`), so no parameter gradient is stored. The activations of
+        the call are kept until then: memory grows with the batch and the image size.
+
+        Parameters
+        ----------
+        x_t : torch.Tensor
+            ``(B, C, H, W)`` VP input (typically with ``requires_grad``).
+        t : int or torch.Tensor
+            Timestep(s).
+        **kwargs
+            Passed to the network.
+
+        Returns
+        -------
+        torch.Tensor
+            ε, shaped like ``x_t``, attached to the autograd graph.
+        """
+        return self._predict(x_t, t, True, kwargs)
+
+    def _predict(self, x_t: Tensor, t: Any, grad: bool, kwargs: dict[str, Any]) -> Tensor:
         device, dtype = self._net_place()
         b, c = x_t.shape[:2]
         tt = timestep_index(t, b, device)
@@ -148,9 +179,9 @@ class UNetPrior:
             inp = torch.nn.functional.pad(inp, (0, pw, 0, ph), mode=mode)
         if self.channels_last:
             inp = inp.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
-            if self._return_dict:
-                kw["return_dict"] = False
+        if self._return_dict:
+            kw["return_dict"] = False
+        with torch.set_grad_enabled(grad):
             out: Any = self.net(inp, tt, **kw)
         if isinstance(out, tuple):
             out = out[0]
