@@ -8,7 +8,7 @@ restoration with and without :meth:`~opkit_plugins.jpeg.JPEG.calibrate`, and the
 the decode. Both restorations come from one run: the uncalibrated one is what the solver handed to
 ``calibrate``. ``--full`` adds the README's main job (the whole rocket), about 4 CPU-minutes.
 
-    python benchmarks/bench_colour.py [--full] [--quality 10] [--size 256]
+    python benchmarks/bench_colour.py [--full] [--quality 10] [--size 256] [--photos rocket,camera]
 """
 
 from __future__ import annotations
@@ -59,11 +59,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--full", action="store_true", help="also the whole rocket (the README's main job)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--photos", default=",".join(EVAL_PHOTOS), help="comma-separated photo names")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     prior = solvers.load_prior("default")
     cases: list[tuple[str, Tensor]] = []
-    for name in EVAL_PHOTOS:
+    for name in a.photos.split(","):
         x = photo(name)
         x = x if x.ndim == 4 else x[None]
         x = x.expand(1, 3, *x.shape[-2:]) if x.shape[1] == 1 else x
