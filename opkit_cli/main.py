@@ -115,8 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--qualities", type=quality_list, help="comma-separated JPEG qualities to sweep, e.g. 5,10,30"
     )
     s.add_argument("--multiple", type=positive_int, default=16, help="crop images to a multiple of this size")
-    s.add_argument("--csv", help="write every score here")
-    s.add_argument("--plot", help="rate–distortion plot (PNG, PDF, SVG) for a JPEG quality sweep")
+    s.add_argument("--csv", help="write every score here (with --task: the task × solver table)")
+    s.add_argument(
+        "--plot",
+        help="rate–distortion plot (PNG, PDF, SVG) for a JPEG quality sweep; with --task: PSNR per task "
+        "and solver",
+    )
     s.add_argument(
         "--force", action="store_true", help="overwrite existing --csv/--plot files, redo every image"
     )
