@@ -773,7 +773,7 @@ def test_usage_errors_are_one_line(capsys: Any) -> None:
         cli(capsys, "degrade", "x.png"), EXIT_USAGE, "opkit: degrade: the following arguments are required"
     )
     refused(
-        cli(capsys, "restore", "x.png", "--op", "denoise", "--solver", "dps", "-o", "o.png"),
+        cli(capsys, "restore", "x.png", "--op", "denoise", "--solver", "nosuch", "-o", "o.png"),
         EXIT_USAGE,
         "--solver",
     )
