@@ -312,7 +312,7 @@ def plot_table(table: list[dict[str, Any]], path: Path, tasks: list[str], solver
     _plot_suffixes()
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(tasks) * max(1, len(solvers)) / 2), 3.5))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + (0.25 * len(solvers) + 0.3) * len(tasks)), 3.5))
     width = 0.8 / max(1, len(solvers))
     for j, solver in enumerate(solvers):
         xs, ys, es = [], [], []
