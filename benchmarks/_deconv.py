@@ -34,9 +34,11 @@ from torch import Tensor
 import opkit
 from opkit import kernels
 from opkit.metrics import psnr
+from opkit_cli.tasks import PRESETS
 
-#: Measurement noise of the field's deblurring benchmarks, in [0, 1] image units.
-SIGMA_Y = 0.05
+#: Measurement noise of the field's deblurring benchmarks, in [0, 1] image units (the presets'
+#: ``gauss_deblur`` and ``motion_deblur`` of :mod:`opkit_cli.tasks`, shared with ``opkit eval --task``).
+SIGMA_Y = PRESETS["gauss_deblur"].sigma_y
 #: The Wiener regularisation weights tried first.
 LAMBDAS = torch.logspace(-6, 2, 81, dtype=torch.float64)
 #: The noise-to-signal models ``R`` of :func:`wiener`.
@@ -46,10 +48,12 @@ REGULARISERS = ("flat", "gradient")
 def deblur_kernel(task: str, g: torch.Generator) -> Tensor:
     """The 61×61 kernel of ``task``: ``"gauss61"`` (σ = 3) or ``"motion61"`` (intensity 0.5, seeded by g)."""
     if task == "gauss61":
-        return kernels.gaussian(61, 3.0)
+        p = PRESETS["gauss_deblur"].params(61, 61)
+        return kernels.gaussian(p["size"], p["sigma"])
     if task == "motion61":
         seed = int(torch.randint(0, 2**31 - 1, (), generator=g, device=g.device))
-        return kernels.motion(61, 0.5, generator=torch.Generator().manual_seed(seed))
+        p = PRESETS["motion_deblur"].params(61, 61, seed)
+        return kernels.motion(p["size"], p["intensity"], generator=torch.Generator().manual_seed(seed))
     raise ValueError(f"unknown deblurring task {task!r}")
 
 

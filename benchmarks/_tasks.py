@@ -17,7 +17,13 @@ task            degradation                                                    b
 
 The degradations are those of the gallery's examples (``examples/``); ``motion61`` and
 ``gauss61`` are the deblurring problems of DPS, DiffPIR and DAPS (:mod:`_deconv`), whose baseline
-is Wiener deconvolution at its best λ for each image.
+is Wiener deconvolution at its best λ for each image; their kernels and σ_y are read from the
+presets of ``opkit eval --task`` (:data:`opkit_cli.tasks.PRESETS`). :func:`preset_problem` makes
+any of those presets (``sr4``, ``gauss_deblur``, ``motion_deblur``, ``box_inpaint``,
+``random_inpaint``, ``colorize``, ``jpeg10``, ``cs25``), with the baseline ``H†y`` (a linear
+operator) or libjpeg's decode, so the benchmarks and the command line share one definition of the
+field's tasks; :func:`make_problem` takes the preset names that are not in :data:`TASKS` (a name
+in both, ``sr4`` say, is this module's task: 4× block averaging, the key of the tuned settings).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from torch import Tensor
 
 import opkit
 from opkit.metrics import bef, psnr, psnr_b, ssim
+from opkit_cli.tasks import PRESETS, degrade
 
 from _deconv import SIGMA_Y, deblur_problem  # isort: skip  (a sibling script module)
 
@@ -87,6 +94,8 @@ def inpaint_mask(h: int, w: int, seed: int = 0) -> Tensor:
 def make_problem(task: str, x: Tensor, g: torch.Generator) -> Problem:
     """Degrade the clean ``x`` ``(1, C, H, W)`` for ``task``; the noise comes from ``g``."""
     shape = tuple(x.shape[1:])
+    if task in PRESETS and task not in TASKS:
+        return preset_problem(task, x, g)
     if task.startswith("jpeg"):
         op = opkit.create("jpeg", shape=shape, quality=int(task[4:]))
         y = op(x)
@@ -113,6 +122,13 @@ def make_problem(task: str, x: Tensor, g: torch.Generator) -> Problem:
         pb = deblur_problem(task, x, g)
         return Problem(pb["op"], pb["y"], pb["baseline"], SIGMA_Y)
     raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+
+
+def preset_problem(task: str, x: Tensor, g: torch.Generator, seed: int = 0) -> Problem:
+    """The named preset ``task`` of ``opkit eval --task`` (:mod:`opkit_cli.tasks`) on ``x``."""
+    op, y, _ = degrade(task, x, seed, g)
+    base = op.display(y) if isinstance(op, opkit.EncodeDecodeOperator) else op.pinv(y)
+    return Problem(op, y, base, PRESETS[task].sigma_y)
 
 
 def block_mean_error(x: Tensor, ref: Tensor) -> float:

@@ -184,7 +184,7 @@ class Resume:
     same: bool = False
 
 
-def _check_parts(parts: Path | None, args: argparse.Namespace) -> Resume:
+def _check_parts(parts: Path | None, args: argparse.Namespace, mine: dict[str, Any] | None = None) -> Resume:
     """Look at ``CSV.parts`` before any work, writing nothing.
 
     Refused: a file or a link in its place; a folder that is not an ``opkit eval`` resume folder
@@ -216,7 +216,7 @@ def _check_parts(parts: Path | None, args: argparse.Namespace) -> Resume:
             file=sys.stderr,
         )
         return Resume(parts)
-    mine = _settings(args)
+    mine = _settings(args) if mine is None else mine
     if theirs != mine and not args.force:
         diff = sorted(k for k in mine if mine.get(k) != theirs.get(k))
         fail(
@@ -412,6 +412,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     process writes. An image whose restoration fails is reported and the others go on; the CSV
     is then not written (exit status 1) and a rerun scores only what is missing.
     """
+    if args.task:
+        from opkit_cli.table import cmd_table
+
+        return cmd_table(args, _eval_images(args))
+    if len(args.solver) > 1:
+        fail("several --solver names make a table: give the tasks with --task (see `opkit eval --help`)")
+    args.solver = args.solver[0]
     params = parse_params(args.param)
     check_params(args.op, params)
     if args.qualities and "quality" not in operator_entry(args.op).parameters():

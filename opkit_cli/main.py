@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from opkit.messages import one_line
 from opkit_cli.degrade import cmd_degrade
@@ -44,6 +44,22 @@ from opkit_cli.restore import cmd_restore
 from opkit_cli.train import cmd_train
 
 __all__ = ["build_parser", "main"]
+
+
+def _eval_usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], None]:
+    """The usage check of ``opkit eval`` argparse cannot make: ``--op`` or ``--task``, not both."""
+
+    def check(args: argparse.Namespace) -> None:
+        if (args.op is None) == (args.task is None):
+            parser.error(
+                "give --op (one operator) or --task (named tasks), not both"
+                if args.op
+                else "one of --op, --task is required"
+            )
+        if args.op is not None and len(args.solver) > 1:
+            parser.error("several --solver names make a table of --task presets; with --op give one solver")
+
+    return check
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,15 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_restore)
     s = sub.add_parser(
-        "eval", parents=[solve], help="degrade and restore a folder of images; print PSNR/SSIM/PSNR-B/BEF"
+        "eval",
+        parents=[solve_parent(table=True)],
+        help="degrade and restore a folder of images; print PSNR/SSIM/PSNR-B/BEF",
     )
     s.add_argument("folder", help="folder of ground-truth images")
     s.add_argument(
         "--qualities", type=quality_list, help="comma-separated JPEG qualities to sweep, e.g. 5,10,30"
     )
     s.add_argument("--multiple", type=positive_int, default=16, help="crop images to a multiple of this size")
-    s.add_argument("--csv", help="write every score here")
-    s.add_argument("--plot", help="rate–distortion plot (PNG, PDF, SVG) for a JPEG quality sweep")
+    s.add_argument("--csv", help="write every score here (with --task: the task × solver table)")
+    s.add_argument(
+        "--plot",
+        help="rate–distortion plot (PNG, PDF, SVG) for a JPEG quality sweep; with --task: PSNR per task "
+        "and solver",
+    )
     s.add_argument(
         "--force", action="store_true", help="overwrite existing --csv/--plot files, redo every image"
     )
@@ -108,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--shard", type=shard_spec, metavar="I/N", help="evaluate only shard I of N (0-based), e.g. 0/4"
     )
-    s.set_defaults(func=cmd_eval)
+    s.set_defaults(func=cmd_eval, usage=_eval_usage(s))
     s = sub.add_parser("train", help="train a DDRM prior or a DriftRec model (resumable)")
     s.add_argument("what", choices=("prior", "driftrec"))
     s.add_argument(
@@ -162,6 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     try:
         args = build_parser().parse_args(argv)
+        usage = getattr(args, "usage", None)
+        if usage is not None:
+            usage(args)
         with one_line_warnings():
             return int(args.func(args))
     except KeyboardInterrupt:

@@ -93,6 +93,29 @@ def solver_name(text: str) -> str:
     return text
 
 
+def solver_list(text: str) -> list[str]:
+    """argparse type of ``opkit eval --solver``: one registered solver name or several, comma-separated."""
+    names = [solver_name(part.strip()) for part in text.split(",")]
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a solver is named twice in {text!r}")
+    return names
+
+
+def task_list(text: str) -> list[str]:
+    """argparse type of ``--task``: comma-separated preset names (:mod:`opkit_cli.tasks`), or ``all``."""
+    from opkit_cli.tasks import PRESETS
+
+    if text.strip() == "all":
+        return list(PRESETS)
+    names = [part.strip() for part in text.split(",")]
+    for name in names:
+        if name not in PRESETS:
+            raise argparse.ArgumentTypeError(f"unknown task {name!r}; available: {', '.join(PRESETS)}, all")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a task is named twice in {text!r}")
+    return names
+
+
 def quality_list(text: str) -> list[int]:
     """argparse type: comma-separated JPEG qualities, each in 1..100 (``"5,10,30"``)."""
     return [_quality(part) for part in text.split(",")]
@@ -194,12 +217,15 @@ def add_model_arguments(s: argparse.ArgumentParser, *, auto_device: bool = False
     )
 
 
-def solve_parent() -> Parser:
+def solve_parent(*, table: bool = False) -> Parser:
     """Options ``restore`` and ``eval`` share, as an argparse parent parser.
 
     The operator (``--op``, ``--param``), the solver and its model (``--solver``, ``--model`` and
     :func:`add_model_arguments`), the solver's settings (``--steps``, ``--samples``, ``--eta``,
     ``--eta-b``, ``--t-start``, ``--sigma-y``, ``--solver-option``, ``--seed``) and ``--max-pixels``.
+
+    With ``table=True`` (``opkit eval``): ``--op`` or ``--task`` (named task presets,
+    :mod:`opkit_cli.tasks`), and ``--solver`` takes several names, comma-separated (a list).
 
     Returns
     -------
@@ -207,9 +233,26 @@ def solve_parent() -> Parser:
         A parser without ``--help``, for ``add_parser(..., parents=[...])``.
     """
     s = Parser(add_help=False)
-    s.add_argument("--op", required=True, help="the operator (see `opkit ops`)")
+    s.add_argument("--op", required=not table, help="the operator (see `opkit ops`)")
+    if table:
+        s.add_argument(
+            "--task",
+            type=task_list,
+            help="named tasks instead of --op, comma-separated, or 'all': "
+            "sr4, gauss_deblur, motion_deblur, box_inpaint, random_inpaint, colorize, jpeg10, cs25 "
+            "(the papers' settings); with several --solver names: the comparison table",
+        )
     s.add_argument("--param", action="append", metavar="K=V", help="operator parameter (repeatable)")
-    s.add_argument("--solver", type=solver_name, default="ddrm", help=SOLVER_HELP)
+    if table:
+        s.add_argument(
+            "--solver",
+            type=solver_list,
+            default=["ddrm"],
+            help=SOLVER_HELP.removesuffix(")")
+            + "); with --task several, comma-separated: ddrm,pigdm,diffpir,dps",
+        )
+    else:
+        s.add_argument("--solver", type=solver_name, default="ddrm", help=SOLVER_HELP)
     s.add_argument("--model", default="default", help=MODEL_HELP)
     add_model_arguments(s, auto_device=True)
     s.add_argument("--steps", type=positive_int, default=None, help="solver steps (default: the model's)")
@@ -224,7 +267,8 @@ def solve_parent() -> Parser:
         "--solver-option",
         action="append",
         metavar="K=V",
-        help="any other solver keyword (repeatable), e.g. lam=7 or zeta=0.5; see `opkit solvers`",
+        help="any other solver keyword (repeatable), e.g. lam=7 or zeta=0.5; see `opkit solvers`"
+        + ("; with --task, NAME.K=V applies to the solver NAME only, e.g. dps.steps=100" if table else ""),
     )
     s.add_argument("--seed", type=int, default=0, help="seed of the solver's randomness")
     add_max_pixels(s)
