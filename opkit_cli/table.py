@@ -209,9 +209,16 @@ class CallCounter:
         return n if self.handle is not None else None
 
 
+#: The operator the bundled DriftRec model was trained on: a blind solver restores only the
+#: degradation its pairs showed it (scripts/train_default_driftrec.py), and the table runs it.
+DRIFTREC_TRAINED_ON = "jpeg"
+
+
 def applies(solver: str, op: Any) -> str:
     """``""`` when ``solver`` takes ``op``, else why not (``"needs an SVD"``)."""
     entry = solver_entry(solver)
+    if entry.model == "driftrec" and getattr(op, "name", None) != DRIFTREC_TRAINED_ON:
+        return f"its bundled model is trained on {DRIFTREC_TRAINED_ON} only"
     kind = opkit.operator_kind(op)
     if accepts(kind, entry.accepts):
         return ""

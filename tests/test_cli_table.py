@@ -149,3 +149,13 @@ def test_eval_table_refuses_an_option_no_solver_takes(capsys: Any, tmp_path: Pat
     assert code == 1 and "applies to none of --solver ddrm" in err
     code, _, err = cli(capsys, "eval", folder, "--task", "sr4", "--sigma-y", "0.1")
     assert code == 1 and "each task's preset sets its σ_y" in err
+
+
+def test_driftrec_applies_only_to_the_degradation_its_bundled_model_learned() -> None:
+    from opkit_cli.table import applies
+
+    jpeg = opkit.create("jpeg", shape=(3, 16, 16), quality=10)
+    sr = opkit.create("sr_bicubic", shape=(3, 16, 16), factor=4)
+    assert applies("driftrec", jpeg) == ""
+    assert applies("driftrec", sr) == "its bundled model is trained on jpeg only"
+    assert applies("ddrm", sr) == "" and applies("diffpir", jpeg) == "needs an SVD"
