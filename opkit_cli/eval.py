@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import io
 import json
 import shutil
 import sys
@@ -22,8 +20,8 @@ from opkit.files import atomic_path, check_folder, same_file, write_atomic
 from opkit.images import save_image
 from opkit.messages import printable
 from opkit_cli.entries import check_params, create_operator, operator_entry
-from opkit_cli.errors import EXIT_ERROR, EXIT_OK, fail, reason
-from opkit_cli.folders import image_seed, planned_ranks, running
+from opkit_cli.errors import EXIT_OK, fail, reason
+from opkit_cli.folders import finish_scores, image_seed, planned_ranks, running
 from opkit_cli.io import IMAGE_SUFFIXES, bundled_weights, check_outputs, read_input
 from opkit_cli.models import file_digest, model_fingerprint, model_folders
 from opkit_cli.parsing import max_pixels_of, parse_params
@@ -496,27 +494,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rows.sort(key=lambda r: order[r["image"]])  # stable: each image's rows keep their order
     if rows:
         _print_summary(rows, len({r["image"] for r in rows}), resumed)
-    if all_failed:
-        for name, why in all_failed:
-            print(f"opkit: {printable(name)}: {why}", file=sys.stderr)
-        kept = f"; {args.csv} is not written, a rerun scores only what is missing" if args.csv else ""
-        print(f"opkit: {len(all_failed)} image(s) failed (listed above){kept}", file=sys.stderr)
-        ranks.outlive_peers()
-        return EXIT_ERROR
-    if not complete:
-        print(
-            f"shard {ranks.shard[0]}/{ranks.shard[1]} done; the CSV is written when every shard is "
-            "done (or rerun without --shard to gather)",
-            file=sys.stderr,
-        )
-        return EXIT_OK
-    if args.csv:
-        buf = io.StringIO(newline="")
-        writer = csv.DictWriter(buf, fieldnames=list(FIELDS))
-        writer.writeheader()
-        writer.writerows({**r, "image": printable(r["image"])} for r in rows)
-        write_atomic(args.csv, buf.getvalue())
-        print(f"wrote {args.csv}", file=sys.stderr)
+    shown = ({**r, "image": printable(r["image"])} for r in rows)
+    ended = finish_scores(
+        args, ranks, all_failed, complete, unit="image", product="the CSV", fields=FIELDS, rows=shown
+    )
+    if ended is not None:
+        return ended
     if args.plot:
         plot_rate_distortion(rows, Path(args.plot))
         print(f"wrote {args.plot}", file=sys.stderr)

@@ -17,13 +17,16 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import glob
 import hashlib
+import io
 import os
 import socket
+import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +34,9 @@ from typing import Any
 
 import torch
 
-from opkit_cli.errors import fail
+from opkit.files import write_atomic
+from opkit.messages import printable
+from opkit_cli.errors import EXIT_ERROR, EXIT_OK, fail
 from opkit_cli.io import IMAGE_SUFFIXES
 
 
@@ -385,3 +390,66 @@ def running(args: argparse.Namespace) -> Iterator[Ranks]:
         ranks.close(barrier=False)
         raise
     ranks.close()
+
+
+def finish_scores(
+    args: argparse.Namespace,
+    ranks: Ranks,
+    failed: Sequence[tuple[str, str]],
+    complete: bool,
+    *,
+    unit: str,
+    product: str,
+    fields: Sequence[str],
+    rows: Iterable[dict[str, Any]],
+) -> int | None:
+    """The end every resumable scoring run shares (``opkit eval`` and its task table).
+
+    Failures are listed once on stderr and the CSV is not written (exit 1; a rerun scores only
+    what is missing); a shard that is not the last to finish says so (exit 0); otherwise
+    ``--csv`` is written atomically and ``None`` lets the caller go on (its plot).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The command's arguments (``csv``).
+    ranks : Ranks
+        This process's ranks (a failing rank outlives its peers to report).
+    failed : sequence of (name, why)
+        What failed, in this process.
+    complete : bool
+        Whether every shard's work is done.
+    unit, product : str
+        What failed ("image", "cell") and what the last shard writes ("the CSV", "the table").
+    fields : sequence of str
+        The CSV's columns.
+    rows : iterable of dict
+        The CSV's rows.
+
+    Returns
+    -------
+    int or None
+        The exit status to return now, or ``None``.
+    """
+    if failed:
+        for name, why in failed:
+            print(f"opkit: {printable(name)}: {why}", file=sys.stderr)
+        kept = f"; {args.csv} is not written, a rerun scores only what is missing" if args.csv else ""
+        print(f"opkit: {len(failed)} {unit}(s) failed (listed above){kept}", file=sys.stderr)
+        ranks.outlive_peers()
+        return EXIT_ERROR
+    if not complete:
+        print(
+            f"shard {ranks.shard[0]}/{ranks.shard[1]} done; {product} is written when every shard is "
+            "done (or rerun without --shard to gather)",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    if args.csv:
+        buf = io.StringIO(newline="")
+        writer = csv.DictWriter(buf, fieldnames=list(fields))
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomic(args.csv, buf.getvalue())
+        print(f"wrote {args.csv}", file=sys.stderr)
+    return None

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import hashlib
-import io
 import json
 import math
 import shutil
@@ -39,8 +37,8 @@ from opkit.files import atomic_path, write_atomic
 from opkit.messages import printable
 from opkit.solver import accepts
 from opkit_cli.entries import solver_entry
-from opkit_cli.errors import EXIT_ERROR, EXIT_OK, fail, reason
-from opkit_cli.folders import image_seed, running
+from opkit_cli.errors import EXIT_OK, fail, reason
+from opkit_cli.folders import finish_scores, image_seed, running
 from opkit_cli.io import read_input
 from opkit_cli.models import file_digest, model_fingerprint
 from opkit_cli.parsing import max_pixels_of
@@ -428,27 +426,11 @@ def cmd_table(args: argparse.Namespace, files: list[Path]) -> int:
         print_table(table)
         if resumed:
             print(f"{resumed} cell(s) scored by an earlier run (resumed)", file=sys.stderr)
-    if all_failed:
-        for name, why in all_failed:
-            print(f"opkit: {printable(name)}: {why}", file=sys.stderr)
-        kept = f"; {args.csv} is not written, a rerun scores only what is missing" if args.csv else ""
-        print(f"opkit: {len(all_failed)} cell(s) failed (listed above){kept}", file=sys.stderr)
-        ranks.outlive_peers()
-        return EXIT_ERROR
-    if not complete:
-        print(
-            f"shard {ranks.shard[0]}/{ranks.shard[1]} done; the table is written when every shard is "
-            "done (or rerun without --shard to gather)",
-            file=sys.stderr,
-        )
-        return EXIT_OK
-    if args.csv:
-        buf = io.StringIO(newline="")
-        writer = csv.DictWriter(buf, fieldnames=list(TABLE_FIELDS))
-        writer.writeheader()
-        writer.writerows(table)
-        write_atomic(args.csv, buf.getvalue())
-        print(f"wrote {args.csv}", file=sys.stderr)
+    ended = finish_scores(
+        args, ranks, all_failed, complete, unit="cell", product="the table", fields=TABLE_FIELDS, rows=table
+    )
+    if ended is not None:
+        return ended
     if args.plot:
         plot_table(table, Path(args.plot), tasks, solvers)
         print(f"wrote {args.plot}", file=sys.stderr)
