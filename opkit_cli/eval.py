@@ -21,7 +21,7 @@ from opkit.images import save_image
 from opkit.messages import printable
 from opkit_cli.entries import check_params, create_operator, operator_entry
 from opkit_cli.errors import EXIT_OK, fail, reason
-from opkit_cli.folders import finish_scores, image_seed, planned_ranks, running
+from opkit_cli.folders import finish_scores, gathered, image_seed, planned_ranks, running
 from opkit_cli.io import IMAGE_SUFFIXES, bundled_weights, check_outputs, read_input
 from opkit_cli.models import file_digest, model_fingerprint, model_folders
 from opkit_cli.parsing import max_pixels_of, parse_params
@@ -478,10 +478,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         everyone = ranks.gather((len(found), mine_rows, failed, dict(status)))
     if not ranks.main:  # rank 0 reports for every rank
         return EXIT_OK
-    resumed = sum(n for n, _, _, _ in everyone)
-    rows = [r for _, rs, _, _ in everyone for r in rs]
-    all_failed = sorted(f for _, _, fs, _ in everyone for f in fs)
-    counts = sum((Counter(c) for _, _, _, c in everyone), Counter[str]())
+    resumed, rows, all_failed, counts = gathered(everyone)
     if parts is not None:
         _say_redone(parts, counts)
     complete = ranks.shard[1] == 1 and not all_failed

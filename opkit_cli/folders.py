@@ -453,3 +453,26 @@ def finish_scores(
         write_atomic(args.csv, buf.getvalue())
         print(f"wrote {args.csv}", file=sys.stderr)
     return None
+
+
+def gathered(
+    everyone: Sequence[tuple[int, list[Any], list[tuple[str, str]], dict[str, int]]],
+) -> tuple[int, list[Any], list[tuple[str, str]], Counter[str]]:
+    """Every rank's ``(resumed, rows, failed, part states)`` of a scoring run, summed on rank 0.
+
+    Parameters
+    ----------
+    everyone : sequence of tuples
+        What :meth:`Ranks.gather` returned: one ``(resumed count, rows, failures, state
+        counts)`` per rank.
+
+    Returns
+    -------
+    tuple
+        The resumed count, all rows in rank order, the failures sorted, the state counts.
+    """
+    resumed = sum(n for n, _, _, _ in everyone)
+    rows = [r for _, rs, _, _ in everyone for r in rs]
+    failed = sorted(f for _, _, fs, _ in everyone for f in fs)
+    counts = sum((Counter(c) for _, _, _, c in everyone), Counter[str]())
+    return resumed, rows, failed, counts

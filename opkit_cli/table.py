@@ -38,7 +38,7 @@ from opkit.messages import printable
 from opkit.solver import accepts
 from opkit_cli.entries import solver_entry
 from opkit_cli.errors import EXIT_OK, fail, reason
-from opkit_cli.folders import finish_scores, image_seed, running
+from opkit_cli.folders import finish_scores, gathered, image_seed, running
 from opkit_cli.io import read_input
 from opkit_cli.models import file_digest, model_fingerprint
 from opkit_cli.parsing import max_pixels_of
@@ -409,10 +409,7 @@ def cmd_table(args: argparse.Namespace, files: list[Path]) -> int:
         everyone = ranks.gather((len(found), mine_rows, failed, dict(status)))
     if not ranks.main:
         return EXIT_OK
-    resumed = sum(n for n, _, _, _ in everyone)
-    rows = [r for _, rs, _, _ in everyone for r in rs]
-    all_failed = sorted(f for _, _, fs, _ in everyone for f in fs)
-    counts = sum((Counter(c) for _, _, _, c in everyone), Counter[str]())
+    resumed, rows, all_failed, counts = gathered(everyone)
     if parts is not None:
         _say_redone(parts, counts)
     complete = ranks.shard[1] == 1 and not all_failed
