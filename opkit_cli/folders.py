@@ -415,12 +415,14 @@ def finish_scores(
         The command's arguments (``csv``).
     ranks : Ranks
         This process's ranks (a failing rank outlives its peers to report).
-    failed : sequence of (name, why)
-        What failed, in this process.
+    failed : sequence of tuple
+        What failed, in this process: pairs of a file name and the reason.
     complete : bool
         Whether every shard's work is done.
-    unit, product : str
-        What failed ("image", "cell") and what the last shard writes ("the CSV", "the table").
+    unit : str
+        What failed: ``"image"`` or ``"cell"``.
+    product : str
+        What the last shard writes: ``"the CSV"`` or ``"the table"``.
     fields : sequence of str
         The CSV's columns.
     rows : iterable of dict
@@ -462,7 +464,7 @@ def gathered(
 
     Parameters
     ----------
-    everyone : sequence of tuples
+    everyone : sequence of tuple
         What :meth:`Ranks.gather` returned: one ``(resumed count, rows, failures, state
         counts)`` per rank.
 
