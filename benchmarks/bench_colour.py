@@ -9,6 +9,7 @@ the decode. Both restorations come from one run: the uncalibrated one is what th
 ``calibrate``. ``--full`` adds the README's main job (the whole rocket), about 4 CPU-minutes.
 
     python benchmarks/bench_colour.py [--full] [--quality 10] [--size 256] [--photos rocket,camera]
+                                      [--prior runs/prior3]
 """
 
 from __future__ import annotations
@@ -60,9 +61,10 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="also the whole rocket (the README's main job)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--photos", default=",".join(EVAL_PHOTOS), help="comma-separated photo names")
+    ap.add_argument("--prior", default="default", help="the prior to restore with (a model folder)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    prior = solvers.load_prior("default")
+    prior = solvers.load_prior(a.prior)
     cases: list[tuple[str, Tensor]] = []
     for name in a.photos.split(","):
         x = photo(name)
@@ -74,7 +76,7 @@ def main() -> None:
     if a.full:
         x = photo("rocket")
         cases.append(("rocket (full, the main job)", x if x.ndim == 4 else x[None]))
-    print(f"DDRM-JPEG at quality {a.quality}, bundled prior, its tuned settings, seed 0\n")
+    print(f"DDRM-JPEG at quality {a.quality}, prior {a.prior!r}, its tuned settings, seed 0\n")
     print(
         "| photo | chroma: original | decode | restored, uncalibrated | restored | PSNR decode | "
         "Δ uncalibrated | Δ restored | s |"

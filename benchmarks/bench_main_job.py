@@ -2,23 +2,27 @@
 
 Part 1 runs ``opkit restore rocket_q10.jpg --op jpeg -o out.png`` (the README's command, on the
 quality-10 JPEG of the full-size ``rocket`` that ``opkit degrade`` writes) as a fresh process,
-three ways, and reads each child's CPU time, page faults and peak memory from the kernel:
+five ways, and reads each child's CPU time, page faults and peak memory from the kernel:
 
-* ``plain``: the command as a user runs it (the solvers keep their tensors in the heap:
-  :func:`solvers.common.memory.heap_reuse`);
+* ``plain``: the command as a user runs it (the solvers keep their tensors in the heap,
+  :func:`solvers.common.memory.heap_reuse`, and the prior gives its network at most
+  :data:`solvers.priors.unet.MAX_BATCH_PIXELS` pixels per call);
+* ``one network call for all samples``: the prior's ``max_batch_pixels`` off (the behaviour
+  before it);
 * ``no heap reuse``: with ``MALLOC_TOP_PAD_=131072`` in the environment, glibc's own default top
-  pad, which changes nothing in glibc but makes opkit leave the allocator alone (the behaviour
-  before ``heap_reuse``);
+  pad, which changes nothing in glibc but makes opkit leave the allocator alone;
+* ``neither``: both of the above, the behaviour before either;
 * ``allocator env``: with glibc's thresholds raised through the environment
   (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``), the trick a user
   would otherwise need. The goal is that it is at most 15 % faster than ``plain``.
 
-Every output is compared byte for byte with the ``plain`` one.
+Every output is compared byte for byte with the ``plain`` one; where they differ, the table says
+how many 8-bit values differ and by how much.
 
 Part 2 runs the same restoration in this process and splits its time: the network's forward
 calls against the rest of the solver, with 1 and 2 threads, channels-last on and off.
 
-    python benchmarks/bench_main_job.py                 # both parts (about 15 minutes on 2 cores)
+    python benchmarks/bench_main_job.py                 # both parts (about 20 minutes on 2 cores)
     python benchmarks/bench_main_job.py --part 1 --size 256   # a 256² crop, quicker
 """
 
@@ -35,15 +39,25 @@ from typing import Any
 
 import torch
 
-ENVS: dict[str, dict[str, str]] = {
-    "plain": {},
-    "no heap reuse": {"MALLOC_TOP_PAD_": "131072"},
-    "allocator env": {
-        "MALLOC_MMAP_THRESHOLD_": "4294967296",
-        "MALLOC_TRIM_THRESHOLD_": "4294967296",
-        "MALLOC_TOP_PAD_": "1073741824",
-    },
+NO_HEAP_REUSE = {"MALLOC_TOP_PAD_": "131072"}
+ALLOCATOR_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "4294967296",
+    "MALLOC_TRIM_THRESHOLD_": "4294967296",
+    "MALLOC_TOP_PAD_": "1073741824",
 }
+#: name: (environment, whether the network takes all samples in one call)
+RUNS: dict[str, tuple[dict[str, str], bool]] = {
+    "plain": ({}, False),
+    "one network call for all samples": ({}, True),
+    "no heap reuse": (NO_HEAP_REUSE, False),
+    "neither (the behaviour before both)": (NO_HEAP_REUSE, True),
+    "allocator env": (ALLOCATOR_ENV, False),
+}
+#: Runs the command line with the prior's network given the whole batch in one call.
+WHOLE_BATCH = (
+    "import sys, solvers.priors.unet as u; u.MAX_BATCH_PIXELS = None; "
+    "from opkit_cli.main import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 def make_input(folder: Path, size: int | None) -> Path:
@@ -65,10 +79,11 @@ def make_input(folder: Path, size: int | None) -> Path:
     return jpg
 
 
-def run_child(jpg: Path, out: Path, env: dict[str, str]) -> dict[str, Any]:
+def run_child(jpg: Path, out: Path, env: dict[str, str], whole_batch: bool = False) -> dict[str, Any]:
     """The README's restore command as a child process: wall and CPU time, faults, peak memory."""
     tic = time.perf_counter()
-    cmd = [sys.executable, "-m", "opkit_cli", "restore", str(jpg), "--op", "jpeg", "-o", str(out), "--force"]
+    entry = ["-c", WHOLE_BATCH] if whole_batch else ["-m", "opkit_cli"]
+    cmd = [sys.executable, *entry, "restore", str(jpg), "--op", "jpeg", "-o", str(out), "--force"]
     child = subprocess.Popen(
         cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -86,17 +101,31 @@ def run_child(jpg: Path, out: Path, env: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def differs(a: Path, b: Path) -> str:
+    """How two PNGs differ: the count of differing values and the largest difference (0–255)."""
+    import numpy as np
+    from PIL import Image
+
+    x = np.asarray(Image.open(a), dtype=np.int16)
+    y = np.asarray(Image.open(b), dtype=np.int16)
+    if x.shape != y.shape:
+        return f"DIFFERENT shape {x.shape} against {y.shape}"
+    d = np.abs(x - y)
+    return f"{int((d > 0).sum()):,} of {d.size:,} values differ, by at most {int(d.max())}"
+
+
 def part1(jpg: Path, folder: Path, repeats: int) -> None:
     print("| run | wall (s) | user (s) | sys (s) | minor faults | peak RSS (MiB) | output |")
     print("|---|---|---|---|---|---|---|")
-    ref = None
+    ref: tuple[bytes, Path] | None = None
     for r in range(repeats):
-        for name, env in ENVS.items():
-            out = folder / f"out_{name.replace(' ', '_')}_{r}.png"
-            m = run_child(jpg, out, env)
+        for i, (name, (env, whole)) in enumerate(RUNS.items()):
+            out = folder / f"out_{i}_{r}.png"
+            m = run_child(jpg, out, env, whole)
             data = out.read_bytes()
-            ref = data if ref is None else ref
-            same = "identical" if data == ref else "DIFFERENT"
+            if ref is None:
+                ref = (data, out)
+            same = "identical" if data == ref[0] else differs(out, ref[1])
             print(
                 f"| {name} | {m['wall']:.1f} | {m['user']:.1f} | {m['sys']:.1f} | {m['faults']:,} | "
                 f"{m['maxrss']:.0f} | {same} |",

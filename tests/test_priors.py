@@ -21,6 +21,7 @@ from solvers.priors import (
     load_prior,
     uniform_timesteps,
 )
+from solvers.priors.unet import MAX_BATCH_PIXELS, batch_chunk
 
 F64 = torch.float64
 
@@ -156,6 +157,70 @@ def test_unet_prior_learned_variance_takes_first_half() -> None:
     with torch.no_grad():
         full = net(x, torch.tensor([10])).sample
     torch.testing.assert_close(prior(x, 10), full[:, :3])
+
+
+def test_batch_chunk_halves_until_the_call_fits() -> None:
+    assert batch_chunk(8, 64 * 64, None) == 8
+    assert batch_chunk(8, 64 * 64, 8 * 64 * 64) == 8  # exactly the limit: one call
+    assert batch_chunk(8, 64 * 64, 8 * 64 * 64 - 1) == 4
+    assert batch_chunk(8, 64 * 64, 2 * 64 * 64) == 2
+    assert batch_chunk(5, 10, 20) == 2  # 5 -> 3 -> 2
+    assert batch_chunk(5, 10, 30) == 3
+    assert batch_chunk(2, 10**7, 2**20) == 1  # one image above the limit still runs
+    assert batch_chunk(1, 10**7, 1) == 1
+    # the README's main job: 8 samples of 432x640 (padded) run in calls of two
+    assert batch_chunk(8, 432 * 640, MAX_BATCH_PIXELS) == 2
+    assert batch_chunk(8, 256 * 256, MAX_BATCH_PIXELS) == 8
+
+
+class _Recorder(torch.nn.Module):
+    """A per-image 'network' that records the batch of every call: x·t + label."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones((), dtype=F64))
+        self.batches: list[int] = []
+
+    def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        self.batches.append(x.shape[0])
+        out = self.scale * x * t.to(x.dtype).view(-1, 1, 1, 1)
+        if class_labels is not None:
+            out = out + class_labels.to(x.dtype).view(-1, 1, 1, 1)
+        return out
+
+
+def test_unet_prior_splits_a_large_batch_and_slices_per_image_keywords() -> None:
+    net = _Recorder()
+    prior = UNetPrior(net, linear_alphas_cumprod())
+    assert prior.max_batch_pixels == MAX_BATCH_PIXELS
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 3, 4, 4, generator=g, dtype=F64)
+    t = torch.tensor([1, 2, 3, 4, 5])
+    labels = torch.tensor([10, 20, 30, 40, 50])
+    want = x * t.to(F64).view(-1, 1, 1, 1) + labels.to(F64).view(-1, 1, 1, 1)
+    prior.max_batch_pixels = 2 * 16  # two 4x4 images per call
+    torch.testing.assert_close(prior(x, t, class_labels=labels), want, rtol=0, atol=0)
+    assert net.batches == [2, 2, 1]
+    net.batches.clear()
+    prior.max_batch_pixels = None
+    torch.testing.assert_close(prior(x, t, class_labels=labels), want, rtol=0, atol=0)
+    assert net.batches == [5]
+    # autograd flows through every part (DPS)
+    net.batches.clear()
+    prior.max_batch_pixels = 16
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(prior.eps_with_grad(xg, t).sum(), xg)
+    assert net.batches == [1, 1, 1, 1, 1]
+    torch.testing.assert_close(grad, t.to(F64).view(-1, 1, 1, 1).expand_as(x), rtol=0, atol=0)
+
+
+def test_unet_prior_split_agrees_with_one_call_on_a_unet() -> None:
+    net = tiny_unet().double()
+    prior = UNetPrior(net, linear_alphas_cumprod())
+    x = torch.randn(4, 3, 8, 6, generator=torch.Generator().manual_seed(1), dtype=F64)
+    whole = prior(x, 300)
+    prior.max_batch_pixels = 8 * 6
+    torch.testing.assert_close(prior(x, 300), whole, rtol=1e-12, atol=1e-12)
 
 
 class _Const(torch.nn.Module):

@@ -13,7 +13,56 @@ from opkit.operators import per_sample
 from opkit.params import check_positive_int
 from solvers.priors.protocol import check_alphas_cumprod, timestep_index
 
-__all__ = ["UNetPrior"]
+__all__ = ["MAX_BATCH_PIXELS", "UNetPrior", "batch_chunk"]
+
+#: Default of :attr:`UNetPrior.max_batch_pixels`: one megapixel per network call. The README's
+#: main job (8 samples of a 640×427 photograph, 2.2 Mpx) then runs in calls of 2 images.
+MAX_BATCH_PIXELS = 2**20
+
+
+def batch_chunk(batch: int, pixels: int, max_pixels: int | None) -> int:
+    """How many images of ``pixels`` pixels one network call takes: ``batch`` halved (rounding
+    up) until the call holds at most ``max_pixels`` pixels, and never fewer than one image.
+
+    Parameters
+    ----------
+    batch : int
+        Images in the batch.
+    pixels : int
+        Pixels per image (height × width).
+    max_pixels : int or None
+        The limit; ``None`` for none.
+
+    Returns
+    -------
+    int
+        The chunk size, between 1 and ``batch``.
+
+    Examples
+    --------
+    >>> batch_chunk(8, 256 * 256, 2**20)  # 0.5 Mpx in all: one call
+    8
+    >>> batch_chunk(8, 432 * 640, 2**20)  # 2.2 Mpx: calls of 2 images
+    2
+    >>> batch_chunk(8, 432 * 640, 3 * 2**19)  # at most 1.5 Mpx per call: calls of 4
+    4
+    >>> batch_chunk(3, 4000 * 3000, 2**20)  # one image is more than the limit: one at a time
+    1
+    """
+    size = batch
+    if max_pixels is None:
+        return size
+    while size > 1 and size * pixels > max_pixels:
+        size = -(-size // 2)
+    return size
+
+
+def _rows(kw: dict[str, Any], batch: int, start: int, size: int) -> dict[str, Any]:
+    """The network keywords for rows ``start : start + size``: per-image tensors are sliced."""
+    return {
+        k: (v[start : start + size] if isinstance(v, Tensor) and v.ndim and v.shape[0] == batch else v)
+        for k, v in kw.items()
+    }
 
 
 class UNetPrior:
@@ -100,6 +149,12 @@ class UNetPrior:
         #: Recommended solver settings per operator name, tuned for this network on validation
         #: photographs (``ddrm_settings.json`` of a model directory; see :func:`load_prior`).
         self.settings: dict[str, dict[str, Any]] = {}
+        #: Most pixels (batch × height × width, after padding) one network call is given; a
+        #: larger batch is split in halves until each part fits (never below one image). The
+        #: network's activations, not the solver's tensors, set a restoration's peak memory, and
+        #: on the CPU a smaller call costs no more time per pixel
+        #: (``docs/benchmarks/end_to_end.rst``). ``None`` calls the network on the whole batch.
+        self.max_batch_pixels: int | None = MAX_BATCH_PIXELS
 
     def channels_last_(self, enable: bool = True) -> UNetPrior:
         """Run the network in channels-last (NHWC) memory layout, in place; returns ``self``.
@@ -181,12 +236,17 @@ class UNetPrior:
             inp = inp.contiguous(memory_format=torch.channels_last)
         if self._return_dict:
             kw["return_dict"] = False
+        size = batch_chunk(b, inp.shape[-2] * inp.shape[-1], self.max_batch_pixels)
         with torch.set_grad_enabled(grad):
-            out: Any = self.net(inp, tt, **kw)
-        if isinstance(out, tuple):
-            out = out[0]
-        elif hasattr(out, "sample"):
-            out = out.sample
+            if size >= b:
+                out = self._net_output(inp, tt, kw)
+            else:
+                out = torch.cat(
+                    [
+                        self._net_output(inp[i : i + size], tt[i : i + size], _rows(kw, b, i, size))
+                        for i in range(0, b, size)
+                    ]
+                )
         out = out[..., :h, :w].to(device=x_t.device, dtype=x_t.dtype, memory_format=torch.contiguous_format)
         if out.shape[1] == 2 * c:
             out = out[:, :c]
@@ -200,6 +260,14 @@ class UNetPrior:
         if self.prediction_type == "sample":
             return (x_t - a.sqrt() * out) / (1 - a).sqrt()  # type: ignore[no-any-return]
         return a.sqrt() * out + (1 - a).sqrt() * x_t  # type: ignore[no-any-return]
+
+    def _net_output(self, inp: Tensor, tt: Tensor, kw: dict[str, Any]) -> Tensor:
+        out: Any = self.net(inp, tt, **kw)
+        if isinstance(out, tuple):
+            out = out[0]
+        elif hasattr(out, "sample"):
+            out = out.sample
+        return out  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.net.parameters())
