@@ -168,6 +168,8 @@ def test_batch_chunk_halves_until_the_call_fits() -> None:
     assert batch_chunk(5, 10, 30) == 3
     assert batch_chunk(2, 10**7, 2**20) == 1  # one image above the limit still runs
     assert batch_chunk(1, 10**7, 1) == 1
+    with pytest.raises(ValueError, match="max_batch_pixels"):
+        batch_chunk(4, 16, 0)
     # the README's main job: 8 samples of 432x640 (padded) run in calls of two
     assert batch_chunk(8, 432 * 640, MAX_BATCH_PIXELS) == 2
     assert batch_chunk(8, 256 * 256, MAX_BATCH_PIXELS) == 8

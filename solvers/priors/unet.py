@@ -31,12 +31,17 @@ def batch_chunk(batch: int, pixels: int, max_pixels: int | None) -> int:
     pixels : int
         Pixels per image (height × width).
     max_pixels : int or None
-        The limit; ``None`` for none.
+        The limit, at least 1; ``None`` for none.
 
     Returns
     -------
     int
         The chunk size, between 1 and ``batch``.
+
+    Raises
+    ------
+    ValueError
+        For a limit below 1.
 
     Examples
     --------
@@ -52,6 +57,8 @@ def batch_chunk(batch: int, pixels: int, max_pixels: int | None) -> int:
     size = batch
     if max_pixels is None:
         return size
+    if max_pixels < 1:
+        raise ValueError(f"max_batch_pixels must be at least 1 (or None), got {max_pixels!r}")
     while size > 1 and size * pixels > max_pixels:
         size = -(-size // 2)
     return size
