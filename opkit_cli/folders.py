@@ -416,7 +416,7 @@ def finish_scores(
     ranks : Ranks
         This process's ranks (a failing rank outlives its peers to report).
     failed : sequence of tuple
-        What failed, in this process: pairs of a file name and the reason.
+        What failed on every rank (:func:`gathered`): pairs of a file name and the reason.
     complete : bool
         Whether every shard's work is done.
     unit : str
