@@ -236,6 +236,11 @@ class SolverEntry:
         defaults for the operator, then the settings the model ships for it (DDRM: the tuned
         ``ddrm_settings.json`` of a model folder). Callers such as the command line put the
         user's choices on top. ``None``: the defaults of the solver's signature.
+    fits : callable or None
+        ``fits(model, op) -> str``: why the loaded ``model`` cannot restore ``op`` (``""`` when it
+        can), for solvers whose model learned particular degradations (a blind model trained on
+        JPEG pairs restores no blur). Comparison tables skip such cells with that note. ``None``:
+        every model fits every operator the solver accepts.
     """
 
     name: str
@@ -249,6 +254,24 @@ class SolverEntry:
     check_options: dict[str, Any] = attrs.field(factory=dict)
     generator_per_image: bool = False
     settings: Callable[[Any, Operator[Any]], dict[str, Any]] | None = None
+    fits: Callable[[Any, Operator[Any]], str] | None = None
+
+    def misfit(self, model: Any, op: Operator[Any]) -> str:
+        """Why ``model`` cannot restore ``op`` with this solver, or ``""`` (see :attr:`fits`).
+
+        Parameters
+        ----------
+        model : object
+            The loaded model.
+        op : opkit.Operator
+            The operator.
+
+        Returns
+        -------
+        str
+            The reason, ``""`` when the model fits (always, without :attr:`fits`).
+        """
+        return "" if self.fits is None else str(self.fits(model, op))
 
     def defaults(self, model: Any, op: Operator[Any]) -> dict[str, Any]:
         """The keywords a call runs with when the caller chooses none (see :attr:`settings`).
@@ -432,6 +455,7 @@ class Registry:
         check_options: dict[str, Any] | None = None,
         generator_per_image: bool = False,
         settings: Callable[[Any, Operator[Any]], dict[str, Any]] | None = None,
+        fits: Callable[[Any, Operator[Any]], str] | None = None,
     ) -> None:
         """Register ``solver`` under ``name``.
 
@@ -460,6 +484,9 @@ class Registry:
         settings : callable, optional
             ``settings(model, op) -> dict``: the solver's settings for a model and an operator
             (see :class:`SolverEntry`).
+        fits : callable, optional
+            ``fits(model, op) -> str``: why a model cannot restore an operator, ``""`` when it
+            can (see :class:`SolverEntry`).
 
         Raises
         ------
@@ -478,6 +505,8 @@ class Registry:
             raise ValueError(f"accepts of solver {name!r} must be kinds from {KINDS}, got {kinds!r}")
         if settings is not None and not callable(settings):
             raise ValueError(f"settings of solver {name!r} must be callable, got {settings!r}")
+        if fits is not None and not callable(fits):
+            raise ValueError(f"fits of solver {name!r} must be callable, got {fits!r}")
         if model not in MODEL_KINDS:
             raise ValueError(f"model of solver {name!r} must be one of {MODEL_KINDS}, got {model!r}")
         self._solvers[name] = SolverEntry(
@@ -492,6 +521,7 @@ class Registry:
             check_options=dict(check_options or {}),
             generator_per_image=bool(generator_per_image),
             settings=settings,
+            fits=fits,
         )
 
     def solver_names(self) -> list[str]:

@@ -207,19 +207,16 @@ class CallCounter:
         return n if self.handle is not None else None
 
 
-#: The operator the bundled DriftRec model was trained on: a blind solver restores only the
-#: degradation its pairs showed it (scripts/train_default_driftrec.py), and the table runs it.
-DRIFTREC_TRAINED_ON = "jpeg"
+def applies(solver: str, op: Any, model: Any = None) -> str:
+    """``""`` when ``solver`` takes ``op``, else why not (``"needs an SVD"``).
 
-
-def applies(solver: str, op: Any) -> str:
-    """``""`` when ``solver`` takes ``op``, else why not (``"needs an SVD"``)."""
+    With its loaded ``model``, also why that model cannot restore ``op``
+    (:meth:`opkit.SolverEntry.misfit`: a blind model trained on JPEG pairs restores no blur).
+    """
     entry = solver_entry(solver)
-    if entry.model == "driftrec" and getattr(op, "name", None) != DRIFTREC_TRAINED_ON:
-        return f"its bundled model is trained on {DRIFTREC_TRAINED_ON} only"
     kind = opkit.operator_kind(op)
     if accepts(kind, entry.accepts):
-        return ""
+        return entry.misfit(model, op) if model is not None else ""
     if len(entry.accepts) == 1:
         return NEEDS.get(entry.accepts[0], f"takes {entry.accepts[0]} operators")
     return f"takes {', '.join(entry.accepts)} operators, not {kind or type(op).__name__}"
@@ -243,7 +240,7 @@ def _score_cell(
     op, y, params = degrade(task, x, seed, g)
     row: dict[str, Any] = dict.fromkeys(CELL_FIELDS)
     row.update(image=path.name, task=task, solver=solver, note="")
-    why = applies(solver, op)
+    why = applies(solver, op, runner.model)
     if why:
         row["note"] = why
         return row

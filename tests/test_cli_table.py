@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import opkit
+import solvers
 from opkit_cli.errors import EXIT_OK, EXIT_USAGE
 from opkit_cli.table import TABLE_FIELDS
 from opkit_cli.tasks import PRESETS, degrade
@@ -151,11 +152,28 @@ def test_eval_table_refuses_an_option_no_solver_takes(capsys: Any, tmp_path: Pat
     assert code == 1 and "each task's preset sets its σ_y" in err
 
 
-def test_driftrec_applies_only_to_the_degradation_its_bundled_model_learned() -> None:
+def test_driftrec_applies_only_to_the_degradation_its_model_learned() -> None:
     from opkit_cli.table import applies
+    from solvers.sdes.score_models import ScoreModel
 
     jpeg = opkit.create("jpeg", shape=(3, 16, 16), quality=10)
     sr = opkit.create("sr_bicubic", shape=(3, 16, 16), factor=4)
-    assert applies("driftrec", jpeg) == ""
-    assert applies("driftrec", sr) == "its bundled model is trained on jpeg only"
+    bundled = solvers.load_driftrec("default")  # its driftrec.json records the pairs it learned: jpeg
+    assert applies("driftrec", jpeg, bundled) == ""
+    assert applies("driftrec", sr, bundled) == "its model is trained on jpeg only"
+    sr_model = ScoreModel.from_preset("tiny", trained_on="sr_bicubic")  # what the model says counts
+    assert applies("driftrec", sr, sr_model) == "" and applies("driftrec", jpeg, sr_model) != ""
+    assert applies("driftrec", sr) == ""  # before any model is loaded: the kinds only
     assert applies("ddrm", sr) == "" and applies("diffpir", jpeg) == "needs an SVD"
+
+
+def test_restore_warns_when_driftrec_meets_a_degradation_its_model_did_not_learn(
+    capsys: Any, tmp_path: Path
+) -> None:
+    src = png(tmp_path / "x.png", 16, 16)
+    args = ["restore", src, "--solver", "driftrec", "--steps", "2", "--quiet"]
+    code, _, err = cli(capsys, *args, "--op", "sr_bicubic", "--param", "factor=2", "-o", tmp_path / "a.png")
+    assert code == EXIT_OK
+    assert "opkit: warning: driftrec on sr_bicubic: its model is trained on jpeg only" in err
+    code, _, err = cli(capsys, *args, "--op", "jpeg", "-o", tmp_path / "b.png")
+    assert code == EXIT_OK and "warning" not in err

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
 
+import opkit
 import solvers
 from solvers.sdes.score_models import PRESETS, ScoreModel, build_unet
 
@@ -117,3 +119,39 @@ def test_network_imports_without_any_compile_step() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert "torch.Size([1, 3, 8, 8])" in out.stdout
+
+
+def test_the_operator_a_model_learned_is_saved_and_checked(tmp_path) -> None:
+    """``trained_on`` round-trips through driftrec.json, bad values are refused, the bundled model
+    records JPEG, and the solver warns when it is asked to restore another degradation."""
+    from solvers.methods.driftrec import driftrec_fits
+
+    model = ScoreModel.from_preset("tiny", seed=0, trained_on="blur").eval()
+    model.save_pretrained(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "driftrec.json").read_text())
+    assert meta["trained_on"] == "blur"
+    assert solvers.load_driftrec(tmp_path / "m").trained_on == "blur"
+    plain = ScoreModel.from_preset("tiny", seed=0)
+    plain.save_pretrained(tmp_path / "plain")  # unknown: no entry, and None on loading
+    assert "trained_on" not in json.loads((tmp_path / "plain" / "driftrec.json").read_text())
+    assert solvers.load_driftrec(tmp_path / "plain").trained_on is None
+    for bad in ("", 3):
+        with pytest.raises(ValueError, match="trained_on"):
+            ScoreModel.from_preset("tiny", trained_on=bad)
+        meta["trained_on"] = bad
+        (tmp_path / "m" / "driftrec.json").write_text(json.dumps(meta))
+        with pytest.raises(ValueError, match='bad "trained_on" entry'):
+            solvers.load_driftrec(tmp_path / "m")
+    assert solvers.load_driftrec("default").trained_on == "jpeg"  # the bundled model
+
+    jpeg = opkit.create("jpeg", shape=(3, 8, 8), quality=10)
+    blur = opkit.create("blur", shape=(3, 8, 8))
+    assert driftrec_fits(model, blur) == "" and driftrec_fits(plain, jpeg) == ""
+    assert driftrec_fits(model, jpeg) == "its model is trained on blur only"
+    assert opkit.default_registry().solver_entry("driftrec").misfit(model, jpeg) == driftrec_fits(model, jpeg)
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match="driftrec on jpeg: its model is trained on blur only"):
+        solvers.driftrec(jpeg, jpeg(x), model, steps=2, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        solvers.driftrec(blur, blur(x), model, steps=2, generator=torch.Generator().manual_seed(0))

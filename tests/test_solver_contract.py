@@ -99,6 +99,11 @@ def test_add_solver_validates() -> None:
         reg.add_solver("other", solvers.ddrm, accepts=("svd",), model="bogus")
     with pytest.raises(ValueError, match="lowercase"):
         reg.add_solver("Bad", solvers.ddrm, accepts=("svd",), model="prior")
+    with pytest.raises(ValueError, match="fits of solver 'other' must be callable"):
+        reg.add_solver("other", solvers.ddrm, accepts=("svd",), model="prior", fits="jpeg")  # type: ignore[arg-type]
+    reg.add_solver("picky", solvers.ddrm, accepts=("svd",), model="prior", fits=lambda m, op: f"not {m}")
+    assert reg.solver_entry("picky").misfit("this", None) == "not this"  # type: ignore[arg-type]
+    assert reg.solver_entry("mine").misfit("this", None) == ""  # type: ignore[arg-type]
     with pytest.raises(KeyError, match="available: mine"):
         reg.solver_entry("nope")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -123,6 +124,9 @@ def test_short_training_lowers_the_loss_and_saves_bit_exactly(tmp_path) -> None:
     # the checkpoint directory loads (EMA weights) and reproduces the outputs bit for bit
     loaded = solvers.load_driftrec(tmp_path / "ckpt")
     raw = solvers.load_driftrec(tmp_path / "ckpt", ema=False)
+    # both record the operator their pairs came from, and so does the checkpoint's driftrec.json
+    assert res.model.trained_on == res.raw.trained_on == loaded.trained_on == "denoise"
+    assert json.loads((tmp_path / "ckpt" / "driftrec.json").read_text())["trained_on"] == "denoise"
     g = torch.Generator().manual_seed(9)
     x, y, t = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g), torch.rand(2)
     with torch.no_grad():

@@ -9,6 +9,7 @@ corruption operator is never needed at inference: the method is blind.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,7 @@ from solvers.common.memory import heap_reuse
 from solvers.sdes.forward import DriftSDE, get_sde
 from solvers.sdes.samplers import SAMPLERS, SamplerInfo, euler_heun, euler_maruyama, probability_flow
 
-__all__ = ["color_correct", "driftrec"]
+__all__ = ["color_correct", "driftrec", "driftrec_fits"]
 
 ScoreFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -109,6 +110,33 @@ def _shape(v: Any) -> Any:
 
 
 @heap_reuse()
+def driftrec_fits(model: Any, op: Any) -> str:
+    """Why a DriftRec ``model`` cannot restore ``op``, or ``""`` (:attr:`opkit.SolverEntry.fits`).
+
+    A blind model restores the degradation its training pairs showed it. A model that records
+    it (``model.trained_on``, :class:`~solvers.sdes.score_models.ScoreModel`) fits the operators
+    of that registered name only, whatever their parameters (every JPEG quality); a model or an
+    operator without a name fits everything.
+
+    Parameters
+    ----------
+    model : object
+        The score model.
+    op : opkit.Operator
+        The operator.
+
+    Returns
+    -------
+    str
+        ``"its model is trained on jpeg only"``, or ``""``.
+    """
+    trained = getattr(model, "trained_on", None)
+    name = getattr(op, "name", None)
+    if not trained or not name or name == trained:
+        return ""
+    return f"its model is trained on {trained} only"
+
+
 def driftrec(
     op: Any = None,
     y: Any = None,
@@ -196,6 +224,11 @@ def driftrec(
     ValueError
         For bad arguments, a ``y`` with NaN or infinity, or a model that returns NaN or infinity
         (the message names the evaluation).
+    Warns
+    -----
+    UserWarning
+        When the model records the operator it was trained on and ``op`` is another one
+        (:func:`driftrec_fits`): the result is unlikely to be a restoration.
     """
     if isinstance(op, Tensor):  # the blind form driftrec(y, model)
         if model is not None:
@@ -216,6 +249,12 @@ def driftrec(
     check_common(steps, num_samples)
     if not callable(model):
         raise TypeError(f"model must be callable as model(x_t, y, t), got {type(model).__name__}")
+    misfit = driftrec_fits(model, op) if op is not None else ""
+    if misfit:
+        warnings.warn(
+            f"driftrec on {op.name}: {misfit}; a blind model restores the degradation it learned",
+            stacklevel=2,
+        )
     the_sde = _resolve_sde(sde, model)
     if not the_sde.std(the_sde.t_eps) > 0:
         raise ValueError("the SDE's t_eps must give sigma(t_eps) > 0 for sampling")

@@ -20,7 +20,8 @@ Models are saved as a diffusers-style directory (no pickles anywhere)::
 
     config.json                             UNet2DModel config (diffusers' own format)
     diffusion_pytorch_model.safetensors     weights used for inference (the EMA weights)
-    driftrec.json                           the SDE and the format version
+    driftrec.json                           the SDE, the parameterization, the operator the
+                                            model was trained on and the format version
     raw_model.safetensors                   raw training weights (checkpoints only)
     training_state.safetensors/.json        optimizer, step and RNG state (checkpoints only)
 
@@ -174,6 +175,10 @@ class ScoreModel(nn.Module):
         output predicts the clean image through the scalings of the module docstring).
     sigma_data : float
         Standard deviation assumed for the correction :math:`x_0 - y` (``"preconditioned"`` only).
+    trained_on : str or None
+        The registered name of the operator whose pairs the model learned (``"jpeg"``), set by
+        :func:`~solvers.sdes.training.train_driftrec`; ``None`` when unknown. A blind model
+        restores that degradation only (:func:`solvers.methods.driftrec.driftrec_fits`).
     """
 
     def __init__(
@@ -183,6 +188,7 @@ class ScoreModel(nn.Module):
         *,
         parameterization: str = "noise",
         sigma_data: float = 0.05,
+        trained_on: str | None = None,
     ) -> None:
         super().__init__()
         if unet.config.time_embedding_type != "fourier":
@@ -196,6 +202,9 @@ class ScoreModel(nn.Module):
             raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
         if not (isinstance(sigma_data, int | float) and 0 < sigma_data < float("inf")):
             raise ValueError(f"sigma_data must be a positive number, got {sigma_data!r}")
+        if trained_on is not None and not (isinstance(trained_on, str) and trained_on):
+            raise ValueError(f"trained_on must be an operator name or None, got {trained_on!r}")
+        self.trained_on = trained_on
         self.unet = unet
         self.sde = get_sde(sde)
         self.parameterization = parameterization
@@ -210,6 +219,7 @@ class ScoreModel(nn.Module):
         seed: int = 0,
         parameterization: str = "noise",
         sigma_data: float = 0.05,
+        trained_on: str | None = None,
         **overrides: Any,
     ) -> ScoreModel:
         """A fresh model of a preset size (see :data:`PRESETS` and :func:`build_unet`).
@@ -222,7 +232,7 @@ class ScoreModel(nn.Module):
             The forward SDE.
         seed : int
             Seed of the initialisation.
-        parameterization, sigma_data
+        parameterization, sigma_data, trained_on
             As for the class.
         **overrides
             :class:`~diffusers.UNet2DModel` arguments replacing the preset's.
@@ -233,7 +243,7 @@ class ScoreModel(nn.Module):
             The model (float32, CPU).
         """
         unet = build_unet(size, seed=seed, **overrides)
-        return cls(unet, sde, parameterization=parameterization, sigma_data=sigma_data)
+        return cls(unet, sde, parameterization=parameterization, sigma_data=sigma_data, trained_on=trained_on)
 
     def scalings(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """The preconditioning coefficients at times ``t`` (float64, shape ``(B,)``).
@@ -382,6 +392,8 @@ class ScoreModel(nn.Module):
             "parameterization": self.parameterization,
             "sigma_data": self.sigma_data,
         }
+        if self.trained_on is not None:
+            meta["trained_on"] = self.trained_on
         (folder / DRIFTREC_CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -433,6 +445,9 @@ class ScoreModel(nn.Module):
             sde = get_sde(meta["sde"])
         except (ValueError, TypeError) as exc:
             raise ValueError(f'{meta_path}: bad "sde" entry: {exc}') from None
+        trained_on = meta.get("trained_on")
+        if trained_on is not None and not (isinstance(trained_on, str) and trained_on):
+            raise ValueError(f'{meta_path}: bad "trained_on" entry {trained_on!r} (an operator name)')
         weights = path / (WEIGHTS_NAME if ema else RAW_WEIGHTS_NAME)
         if not weights.is_file():
             raise FileNotFoundError(f"{weights} is missing")
@@ -459,6 +474,7 @@ class ScoreModel(nn.Module):
                 sde,
                 parameterization=meta.get("parameterization", "noise"),
                 sigma_data=meta.get("sigma_data", 0.05),
+                trained_on=trained_on,
             )
         except (RuntimeError, ValueError) as exc:
             msg = one_line(exc)

@@ -115,6 +115,14 @@ class PairMaker:
         self.params = dict(params or {})
         self._cache: dict[tuple[Any, ...], opkit.Operator[Any]] = {}
 
+    @property
+    def operator_name(self) -> str | None:
+        """The registered name of the operator (``None`` for an operator made by hand)."""
+        if isinstance(self.operator, str):
+            return self.operator
+        name = getattr(self.operator, "name", None)
+        return name if isinstance(name, str) and name else None
+
     def _op(self, shape: tuple[int, int, int], quality: int | None) -> opkit.Operator[Any]:
         if isinstance(self.operator, opkit.Operator):
             if tuple(self.operator.shape) != tuple(shape):
@@ -299,7 +307,9 @@ def train_driftrec(
     operator : opkit.Operator, str or PairMaker
         The corruption (see :class:`PairMaker`); e.g. ``"jpeg"`` with ``quality_range=(1, 100)``.
     model : ScoreModel, optional
-        Model to train (its ``sde`` is used); by default a fresh ``size`` preset.
+        Model to train (its ``sde`` is used); by default a fresh ``size`` preset. Its
+        ``trained_on`` becomes the operator's registered name (:attr:`PairMaker.operator_name`),
+        which the saved model records.
     sde : DriftSDE or str
         Forward SDE of a fresh model.
     size : str
@@ -352,7 +362,6 @@ def train_driftrec(
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(dev).train()
     the_sde = model.sde
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
     maker = (
         operator
         if isinstance(operator, PairMaker)
@@ -364,6 +373,8 @@ def train_driftrec(
             params=operator_params,
         )
     )
+    model.trained_on = maker.operator_name  # what the model restores from now on
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     gens = {"cpu": torch.Generator().manual_seed(seed), "device": torch.Generator(dev).manual_seed(seed + 1)}
     start: int = 0
