@@ -328,7 +328,7 @@ def plot_table(table: list[dict[str, Any]], path: Path, tasks: list[str], solver
     ax.set_xticks(range(len(tasks)), tasks, rotation=20)
     ax.set_ylabel("PSNR (dB)")
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # beside the bars
     fig.tight_layout()
     try:
         with atomic_path(path) as tmp:
