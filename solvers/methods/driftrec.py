@@ -23,7 +23,16 @@ from solvers.common import Progress, callback_arity, check_batch, check_common, 
 from solvers.common.finite import check_finite, working_dtype
 from solvers.common.memory import heap_reuse
 from solvers.sdes.forward import DriftSDE, get_sde
-from solvers.sdes.samplers import SAMPLERS, SamplerInfo, euler_heun, euler_maruyama, probability_flow
+from solvers.sdes.samplers import (
+    SAMPLERS,
+    SamplerInfo,
+    check_grid_power,
+    euler_heun,
+    euler_maruyama,
+    probability_flow,
+    stiffest_step,
+    time_grid,
+)
 
 __all__ = ["color_correct", "driftrec", "driftrec_fits"]
 
@@ -137,6 +146,28 @@ def driftrec_fits(model: Any, op: Any) -> str:
     return f"its model is trained on {trained} only"
 
 
+def _check_stable_grid(sde: DriftSDE, steps: int, power: float) -> None:
+    """Refuse a powered grid whose stiffest step is unstable (:func:`stiffest_step`), naming the
+    fewest steps that make it stable."""
+
+    def stiff(n: int) -> tuple[float, float, float]:
+        return stiffest_step(sde, time_grid(sde, n, power))
+
+    worst, t0, t1 = stiff(steps)
+    if worst < 2:
+        return
+    lo, hi = steps, 2 * steps  # stiff(lo) >= 2; find the first stable count by doubling, then halving
+    while stiff(hi)[0] >= 2 and hi < 1_000_000:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if stiff(mid)[0] >= 2 else (lo, mid)
+    raise ValueError(
+        f"grid_power={power:g} with {steps} steps: the step from t = {t0:.3f} to {t1:.3f} is unstable "
+        f"(h·λ = {worst:.2f} >= 2) and would amplify the noise; use at least {hi} steps, or grid_power=1"
+    )
+
+
 def driftrec(
     op: Any = None,
     y: Any = None,
@@ -150,6 +181,7 @@ def driftrec(
     return_info: bool = False,
     sde: str | DriftSDE | None = None,
     sampler: str = "euler_maruyama",
+    grid_power: float = 1.0,
     color_correction: bool = True,
     tol: float = 1e-3,
     rtol: float | None = None,
@@ -205,6 +237,10 @@ def driftrec(
     sampler : str
         ``"euler_maruyama"`` (``steps`` NFE), ``"euler_heun"`` (``2 × steps`` NFE) or ``"ode"``
         (adaptive RK45 probability flow; NFE depends on the tolerance).
+    grid_power : float
+        Where the SDE samplers' steps fall: :math:`t_i = t_\varepsilon + (1 - t_\varepsilon)
+        (1 - i/N)^p` (:func:`~solvers.sdes.samplers.time_grid`); 1 is the paper's uniform grid,
+        smaller values put more steps near :math:`t = 1`. Ignored by ``"ode"``.
     color_correction : bool
         Shift each channel's mean to ``y``'s (paper, section V).
     tol : float
@@ -247,6 +283,7 @@ def driftrec(
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
     check_common(steps, num_samples)
+    grid_power = check_grid_power(grid_power)
     if not callable(model):
         raise TypeError(f"model must be callable as model(x_t, y, t), got {type(model).__name__}")
     misfit = driftrec_fits(model, op) if op is not None else ""
@@ -258,6 +295,8 @@ def driftrec(
     the_sde = _resolve_sde(sde, model)
     if not the_sde.std(the_sde.t_eps) > 0:
         raise ValueError("the SDE's t_eps must give sigma(t_eps) > 0 for sampling")
+    if grid_power != 1 and sampler != "ode":  # the uniform grid keeps its behaviour at any steps
+        _check_stable_grid(the_sde, steps, grid_power)
     out_dtype = y.dtype
     y = y.to(working_dtype(y.dtype))  # half precision: compute in float32
     yy = repeat(y, "b c h w -> (b m) c h w", m=num_samples) if num_samples > 1 else y
@@ -286,10 +325,26 @@ def driftrec(
             a = tol if atol is None else atol
             out, info = probability_flow(score, the_sde, yy, x, rtol=r, atol=a, callback=on_step)
         elif sampler == "euler_heun":
-            out, info = euler_heun(score, the_sde, yy, x, steps=steps, generator=generator, callback=on_step)
+            out, info = euler_heun(
+                score,
+                the_sde,
+                yy,
+                x,
+                steps=steps,
+                generator=generator,
+                callback=on_step,
+                grid_power=grid_power,
+            )
         else:
             out, info = euler_maruyama(
-                score, the_sde, yy, x, steps=steps, generator=generator, callback=on_step
+                score,
+                the_sde,
+                yy,
+                x,
+                steps=steps,
+                generator=generator,
+                callback=on_step,
+                grid_power=grid_power,
             )
         info.nfe = score.calls
         if num_samples > 1:
