@@ -1,14 +1,15 @@
 """DriftRec's JPEG profile: PSNR, PSNR-B, blocking (BEF), SSIM and time per quality, against libjpeg.
 
 Each photograph is compressed at every quality (4:2:0, libjpeg's standard tables) and restored
-blindly as ``opkit restore x.jpg --op jpeg --solver driftrec`` does (the solver's defaults, or
-``--steps``/``--sampler``/``--grid-power``), with one sample and with ``--samples`` averaged
-samples. Every figure is against libjpeg's decode of the same file (what a viewer shows). BEF
-ratio is the decode's mean blocking effect factor divided by the restoration's mean (Yim & Bovik;
-the DriftRec paper's Table III reports means of 39.5 -> 1.3 on D2KF2K at quality 10, a ratio of
-30). A ratio of per-image ratios would be dominated by any image whose BEF reaches 0 (BEF is
-clipped at 0). The originals have a BEF of their own (natural edges that happen to fall on the
-8-pixel grid), so the ``original`` row is the ratio a perfect restoration would score.
+blindly as ``opkit restore x.jpg --op jpeg --solver driftrec`` does (the solver's defaults and the
+settings the model ships for ``jpeg``, or ``--steps``/``--sampler``/``--grid-power``), with one
+sample and with ``--samples`` averaged samples. Every figure is against libjpeg's decode of the
+same file (what a viewer shows). BEF ratio is the decode's mean blocking effect factor divided
+by the restoration's mean (Yim & Bovik; the DriftRec paper's Table III reports means of 39.5 ->
+1.3 on D2KF2K at quality 10, a ratio of 30). A ratio of per-image ratios would be dominated by any
+image whose BEF reaches 0 (BEF is clipped at 0). The originals have a BEF of their own (natural
+edges that happen to fall on the 8-pixel grid), so the ``original`` row is the ratio a perfect
+restoration would score.
 
 Images: centre crops of :data:`solvers.common.data.EVAL_PHOTOS` (never trained or tuned on), or
 with ``--val`` the validation photographs of ``scripts/fetch_photos.py`` (for choosing settings).
@@ -32,6 +33,7 @@ import opkit
 import solvers
 from opkit.metrics import bef, psnr, psnr_b, ssim
 from solvers.common.data import EVAL_PHOTOS, folder_photos, photo
+from solvers.methods.driftrec import driftrec_settings
 
 
 def centre(x: Tensor, size: int) -> Tensor:
@@ -72,6 +74,8 @@ def run(a: argparse.Namespace) -> list[dict[str, Any]]:
         kw["sampler"] = a.sampler
     if a.grid_power is not None:
         kw["grid_power"] = a.grid_power
+    if a.no_color_correction:
+        kw["color_correction"] = False
     for name, full in zip(names, images, strict=True):
         x = centre(full if full.ndim == 4 else full.unsqueeze(0), a.size)
         if x.shape[1] == 1:
@@ -85,7 +89,8 @@ def run(a: argparse.Namespace) -> list[dict[str, Any]]:
             for m in a.samples:
                 g = torch.Generator().manual_seed(a.seed)
                 tic = time.perf_counter()
-                out = solvers.driftrec(op, y, model, num_samples=m, generator=g, progress=False, **kw)
+                settings = {**driftrec_settings(model, op), **kw}  # the model's own, then the flags
+                out = solvers.driftrec(op, y, model, num_samples=m, generator=g, progress=False, **settings)
                 sec = time.perf_counter() - tic
                 rows.append(
                     {"image": name, "quality": q, "method": f"DriftRec x{m}", **score(out, x), "sec": sec}
@@ -131,6 +136,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the solver's)")
     p.add_argument("--sampler", default=None)
     p.add_argument("--grid-power", type=float, default=None, help="the time grid (default: the solver's)")
+    p.add_argument("--no-color-correction", action="store_true", help="keep the samples' channel means")
     p.add_argument("--val", action="store_true", help="the validation photographs instead")
     p.add_argument("--photos", default="runs/photos", help="output of scripts/fetch_photos.py")
     p.add_argument("--seed", type=int, default=0)
@@ -140,8 +146,13 @@ def main() -> None:
     a.samples = [int(m) for m in a.samples.split(",")]
     tic = time.perf_counter()
     rows = run(a)
-    chosen = {"steps": a.steps, "sampler": a.sampler, "grid_power": a.grid_power}
-    settings = ", ".join(f"{k}={v}" for k, v in chosen.items() if v is not None) or "the solver's defaults"
+    chosen = {
+        "steps": a.steps,
+        "sampler": a.sampler,
+        "grid_power": a.grid_power,
+        "color_correction": False if a.no_color_correction else None,
+    }
+    settings = ", ".join(f"{k}={v}" for k, v in chosen.items() if v is not None) or "the CLI's defaults"
     print(
         f"DriftRec JPEG profile: model {a.model}, {a.size}² crops, {settings}, "
         f"{time.perf_counter() - tic:.0f} s"

@@ -82,7 +82,8 @@ def run_task(
     rows: list[dict[str, Any]] = []
     if task == "driftrec10":
         model: Any = solvers.load_driftrec(a.driftrec, device=a.device)
-        kw: dict[str, Any] = {"steps": a.driftrec_steps, "num_samples": a.samples or 1}
+        kw: dict[str, Any] = dict(model.settings.get("jpeg", {}))  # the model's own, as the CLI's
+        kw.update({"steps": a.driftrec_steps, "num_samples": a.samples or 1})
     else:
         model = solvers.load_prior(a.prior, device=a.device)
         kw = dict(model.settings.get(OPERATOR[task], {}))

@@ -14,7 +14,7 @@ import opkit
 from solvers.methods.ddrm import ddrm, ddrm_settings
 from solvers.methods.diffpir import DIFFPIR_ACCEPTS, diffpir, diffpir_settings
 from solvers.methods.dps import DPS_ACCEPTS, dps, dps_settings
-from solvers.methods.driftrec import driftrec, driftrec_fits
+from solvers.methods.driftrec import driftrec, driftrec_fits, driftrec_settings
 from solvers.methods.pigdm import PIGDM_ACCEPTS, pigdm
 from solvers.oracles import OraclePrior, PointScore
 
@@ -81,4 +81,5 @@ def opkit_register_solvers(registry: Any) -> None:
         recovery_atol=0.1,
         check_options={"color_correction": False},
         fits=driftrec_fits,
+        settings=driftrec_settings,
     )

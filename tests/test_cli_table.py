@@ -175,5 +175,27 @@ def test_restore_warns_when_driftrec_meets_a_degradation_its_model_did_not_learn
     code, _, err = cli(capsys, *args, "--op", "sr_bicubic", "--param", "factor=2", "-o", tmp_path / "a.png")
     assert code == EXIT_OK
     assert "opkit: warning: driftrec on sr_bicubic: its model is trained on jpeg only" in err
-    code, _, err = cli(capsys, *args, "--op", "jpeg", "-o", tmp_path / "b.png")
-    assert code == EXIT_OK and "warning" not in err
+    code, _, err = cli(
+        capsys, *args, "--op", "jpeg", "--solver-option", "grid_power=1", "-o", tmp_path / "b.png"
+    )
+    assert code == EXIT_OK and "warning" not in err  # (2 steps: the uniform grid, not the model's)
+
+
+def test_restore_applies_the_settings_a_driftrec_model_ships(capsys: Any, tmp_path: Path) -> None:
+    from solvers.sdes.score_models import ScoreModel
+
+    model = tmp_path / "m"
+    ScoreModel.from_preset("tiny", trained_on="jpeg", settings={"jpeg": {"grid_power": 0.5}}).save_pretrained(
+        model
+    )
+    src = png(tmp_path / "x.png", 16, 16)
+    args = ["restore", src, "--op", "jpeg", "--solver", "driftrec", "--model", model, "--quiet"]
+    code, _, err = cli(capsys, *args, "--steps", "10", "-o", tmp_path / "a.png")
+    assert code != EXIT_OK  # the model's grid_power 0.5 applied: 10 steps are unstable on it
+    assert "grid_power=0.5 with 10 steps" in err and "use at least 31 steps, or grid_power=1" in err
+    code, _, err = cli(
+        capsys, *args, "--steps", "10", "--solver-option", "grid_power=1", "-o", tmp_path / "b.png"
+    )
+    assert code == EXIT_OK, err  # the user's choice on top
+    code, _, err = cli(capsys, *args, "--steps", "31", "-o", tmp_path / "c.png")
+    assert code == EXIT_OK, err

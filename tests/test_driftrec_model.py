@@ -155,3 +155,35 @@ def test_the_operator_a_model_learned_is_saved_and_checked(tmp_path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         solvers.driftrec(blur, blur(x), model, steps=2, generator=torch.Generator().manual_seed(0))
+
+
+def test_tuned_settings_are_saved_checked_and_applied(tmp_path) -> None:
+    """``settings`` round-trips through driftrec.json, bad ones are refused with the file named,
+    and the registry entry hands the operator's own to callers such as the command line."""
+    from solvers.methods.driftrec import driftrec_settings
+
+    tuned = {"jpeg": {"grid_power": 0.5, "steps": 50}}
+    model = ScoreModel.from_preset("tiny", seed=0, trained_on="jpeg", settings=tuned)
+    model.save_pretrained(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "driftrec.json").read_text())
+    assert meta["settings"] == tuned
+    loaded = solvers.load_driftrec(tmp_path / "m")
+    assert loaded.settings == tuned
+    jpeg = opkit.create("jpeg", shape=(3, 8, 8), quality=10)
+    blur = opkit.create("blur", shape=(3, 8, 8))
+    entry = opkit.default_registry().solver_entry("driftrec")
+    assert entry.settings is driftrec_settings
+    assert driftrec_settings(loaded, jpeg) == tuned["jpeg"] and driftrec_settings(loaded, blur) == {}
+    assert driftrec_settings(None, jpeg) == {}
+    assert entry.defaults(loaded, jpeg)["grid_power"] == 0.5
+    assert entry.defaults(None, jpeg)["grid_power"] == 1.0  # the signature's, before loading
+    plain = ScoreModel.from_preset("tiny", seed=0)
+    plain.save_pretrained(tmp_path / "plain")
+    assert "settings" not in json.loads((tmp_path / "plain" / "driftrec.json").read_text())
+    for bad in ([1], {"jpeg": 0.5}, {"jpeg": {"grid_power": [0.5]}}):
+        with pytest.raises(ValueError, match="operator names mapped to keywords"):
+            ScoreModel.from_preset("tiny", settings=bad)  # type: ignore[arg-type]
+        meta["settings"] = bad
+        (tmp_path / "m" / "driftrec.json").write_text(json.dumps(meta))
+        with pytest.raises(ValueError, match=r"driftrec\.json: bad \"settings\" entry"):
+            solvers.load_driftrec(tmp_path / "m")

@@ -34,7 +34,7 @@ from solvers.sdes.samplers import (
     time_grid,
 )
 
-__all__ = ["color_correct", "driftrec", "driftrec_fits"]
+__all__ = ["color_correct", "driftrec", "driftrec_fits", "driftrec_settings"]
 
 ScoreFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -144,6 +144,30 @@ def driftrec_fits(model: Any, op: Any) -> str:
     if not trained or not name or name == trained:
         return ""
     return f"its model is trained on {trained} only"
+
+
+def driftrec_settings(model: Any, op: Any) -> dict[str, Any]:
+    """The keywords a DriftRec model ships for ``op`` (:attr:`opkit.SolverEntry.settings`).
+
+    What ``model.settings`` holds for the operator's registered name (``driftrec.json``'s
+    ``"settings"``, tuned on validation photographs; :class:`~solvers.sdes.score_models.ScoreModel`),
+    else nothing: the defaults of :func:`driftrec`'s signature.
+
+    Parameters
+    ----------
+    model : object or None
+        The score model (``None`` before it is loaded).
+    op : opkit.Operator
+        The operator.
+
+    Returns
+    -------
+    dict
+        Keywords of :func:`driftrec`, e.g. ``{"grid_power": 0.5}``.
+    """
+    tuned = getattr(model, "settings", None) or {}
+    name = getattr(op, "name", None)
+    return dict(tuned.get(name, {})) if name else {}
 
 
 def _check_stable_grid(sde: DriftSDE, steps: int, power: float) -> None:

@@ -179,6 +179,11 @@ class ScoreModel(nn.Module):
         The registered name of the operator whose pairs the model learned (``"jpeg"``), set by
         :func:`~solvers.sdes.training.train_driftrec`; ``None`` when unknown. A blind model
         restores that degradation only (:func:`solvers.methods.driftrec.driftrec_fits`).
+    settings : dict, optional
+        Keywords of :func:`solvers.driftrec` tuned for this model, per operator name
+        (``{"jpeg": {"grid_power": 0.5}}``); the solver's registry entry applies them
+        (:func:`solvers.methods.driftrec.driftrec_settings`), as DDRM's applies a prior's
+        ``ddrm_settings.json``.
     """
 
     def __init__(
@@ -189,6 +194,7 @@ class ScoreModel(nn.Module):
         parameterization: str = "noise",
         sigma_data: float = 0.05,
         trained_on: str | None = None,
+        settings: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if unet.config.time_embedding_type != "fourier":
@@ -205,6 +211,7 @@ class ScoreModel(nn.Module):
         if trained_on is not None and not (isinstance(trained_on, str) and trained_on):
             raise ValueError(f"trained_on must be an operator name or None, got {trained_on!r}")
         self.trained_on = trained_on
+        self.settings = _check_settings(settings or {}, "settings")
         self.unet = unet
         self.sde = get_sde(sde)
         self.parameterization = parameterization
@@ -220,6 +227,7 @@ class ScoreModel(nn.Module):
         parameterization: str = "noise",
         sigma_data: float = 0.05,
         trained_on: str | None = None,
+        settings: dict[str, dict[str, Any]] | None = None,
         **overrides: Any,
     ) -> ScoreModel:
         """A fresh model of a preset size (see :data:`PRESETS` and :func:`build_unet`).
@@ -232,7 +240,7 @@ class ScoreModel(nn.Module):
             The forward SDE.
         seed : int
             Seed of the initialisation.
-        parameterization, sigma_data, trained_on
+        parameterization, sigma_data, trained_on, settings
             As for the class.
         **overrides
             :class:`~diffusers.UNet2DModel` arguments replacing the preset's.
@@ -243,7 +251,14 @@ class ScoreModel(nn.Module):
             The model (float32, CPU).
         """
         unet = build_unet(size, seed=seed, **overrides)
-        return cls(unet, sde, parameterization=parameterization, sigma_data=sigma_data, trained_on=trained_on)
+        return cls(
+            unet,
+            sde,
+            parameterization=parameterization,
+            sigma_data=sigma_data,
+            trained_on=trained_on,
+            settings=settings,
+        )
 
     def scalings(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """The preconditioning coefficients at times ``t`` (float64, shape ``(B,)``).
@@ -394,6 +409,8 @@ class ScoreModel(nn.Module):
         }
         if self.trained_on is not None:
             meta["trained_on"] = self.trained_on
+        if self.settings:
+            meta["settings"] = self.settings
         (folder / DRIFTREC_CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -448,6 +465,10 @@ class ScoreModel(nn.Module):
         trained_on = meta.get("trained_on")
         if trained_on is not None and not (isinstance(trained_on, str) and trained_on):
             raise ValueError(f'{meta_path}: bad "trained_on" entry {trained_on!r} (an operator name)')
+        try:
+            settings = _check_settings(meta.get("settings", {}), '"settings" entry')
+        except ValueError as exc:
+            raise ValueError(f"{meta_path}: {exc}") from None
         weights = path / (WEIGHTS_NAME if ema else RAW_WEIGHTS_NAME)
         if not weights.is_file():
             raise FileNotFoundError(f"{weights} is missing")
@@ -475,12 +496,29 @@ class ScoreModel(nn.Module):
                 parameterization=meta.get("parameterization", "noise"),
                 sigma_data=meta.get("sigma_data", 0.05),
                 trained_on=trained_on,
+                settings=settings,
             )
         except (RuntimeError, ValueError) as exc:
             msg = one_line(exc)
             raise ValueError(f"{weights} does not fit {config_path}: {msg}") from None
         model.to(device=device, dtype=dtype)
         return model.eval()
+
+
+def _check_settings(settings: Any, what: str) -> dict[str, dict[str, Any]]:
+    """``settings`` when it maps operator names to dicts of keywords with plain JSON values."""
+    ok = isinstance(settings, dict) and all(
+        isinstance(k, str)
+        and isinstance(v, dict)
+        and all(isinstance(kk, str) and isinstance(vv, str | int | float | bool) for kk, vv in v.items())
+        for k, v in settings.items()
+    )
+    if not ok:
+        raise ValueError(
+            f"bad {what} {settings!r}: operator names mapped to keywords, "
+            "e.g. {'jpeg': {'grid_power': 0.5}}"
+        )
+    return {k: dict(v) for k, v in settings.items()}
 
 
 def _contiguous(state: dict[str, Tensor]) -> dict[str, Tensor]:

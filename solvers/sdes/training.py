@@ -309,7 +309,8 @@ def train_driftrec(
     model : ScoreModel, optional
         Model to train (its ``sde`` is used); by default a fresh ``size`` preset. Its
         ``trained_on`` becomes the operator's registered name (:attr:`PairMaker.operator_name`),
-        which the saved model records.
+        which the saved model records, and its tuned ``settings`` are dropped (they were chosen
+        for other weights).
     sde : DriftSDE or str
         Forward SDE of a fresh model.
     size : str
@@ -374,6 +375,7 @@ def train_driftrec(
         )
     )
     model.trained_on = maker.operator_name  # what the model restores from now on
+    model.settings = {}  # sampler settings tuned for earlier weights no longer apply
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     gens = {"cpu": torch.Generator().manual_seed(seed), "device": torch.Generator(dev).manual_seed(seed + 1)}
