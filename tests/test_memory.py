@@ -104,3 +104,25 @@ def test_solvers_give_the_same_result_with_and_without(monkeypatch: pytest.Monke
     with_reuse = run()
     monkeypatch.setattr(memory, "_libc", lambda: None)
     assert torch.equal(with_reuse, run())
+
+
+def test_every_builtin_solver_runs_inside_the_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each solver the package registers sets the allocator for its call (a decorator that
+    slipped to another function once left DriftRec without it)."""
+    import opkit
+
+    fake = FakeLibc()
+    monkeypatch.setattr(memory, "_libc", lambda: fake)
+    for name in memory.MALLOC_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    op = opkit.create("sr_block", shape=(3, 8, 8), factor=2)
+    entries = [e for e in opkit.default_registry().solver_entries() if e.plugin == "solvers"]
+    assert {e.name for e in entries} >= {"ddrm", "pigdm", "diffpir", "dps", "driftrec"}
+    for entry in entries:
+        fake.calls.clear()
+        assert entry.oracle is not None
+        entry.solver(op, op(x), entry.oracle(x), steps=2, **entry.check_options)
+        assert fake.calls[:2] == [("mallopt", -4, 0), ("mallopt", -1, 2**31 - 1)], entry.name
+        assert fake.calls[-1] == ("malloc_trim", 0, 0), entry.name

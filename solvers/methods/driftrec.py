@@ -118,7 +118,6 @@ def _shape(v: Any) -> Any:
     return tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
 
 
-@heap_reuse()
 def driftrec_fits(model: Any, op: Any) -> str:
     """Why a DriftRec ``model`` cannot restore ``op``, or ``""`` (:attr:`opkit.SolverEntry.fits`).
 
@@ -192,6 +191,7 @@ def _check_stable_grid(sde: DriftSDE, steps: int, power: float) -> None:
     )
 
 
+@heap_reuse()
 def driftrec(
     op: Any = None,
     y: Any = None,
@@ -283,7 +283,9 @@ def driftrec(
         For an ``op`` that is not an operator, or a model that is not callable.
     ValueError
         For bad arguments, a ``y`` with NaN or infinity, or a model that returns NaN or infinity
-        (the message names the evaluation).
+        (the message names the evaluation), or a ``grid_power`` whose grid has an unstable
+        step at this many steps (the message names the fewest stable steps).
+
     Warns
     -----
     UserWarning
