@@ -21,7 +21,8 @@ Models are saved as a diffusers-style directory (no pickles anywhere)::
     config.json                             UNet2DModel config (diffusers' own format)
     diffusion_pytorch_model.safetensors     weights used for inference (the EMA weights)
     driftrec.json                           the SDE, the parameterization, the operator the
-                                            model was trained on and the format version
+                                            model was trained on, its tuned settings and the
+                                            format version
     raw_model.safetensors                   raw training weights (checkpoints only)
     training_state.safetensors/.json        optimizer, step and RNG state (checkpoints only)
 
