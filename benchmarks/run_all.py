@@ -122,7 +122,7 @@ STEPS = [
             "--steps",
             "2",
             "--driftrec-steps",
-            "2",
+            "31",  # the fewest the bundled model's grid (grid_power 0.5) takes
         ],
         300,
     ),
