@@ -53,6 +53,16 @@ def _slope(ns: list[int], errs: list[float]) -> float:
 # -- the probability-flow ODE ------------------------------------------------------------------
 
 
+def _assert_gaussian_at_t_eps(out: Tensor, sde: DriftSDE, m: Tensor, s: float) -> None:
+    """The samples at t_eps follow N(m, w² s² + σ²), w = e^{-Φ(t_eps)}, to 4 standard errors."""
+    w = sde.mean_weight(sde.t_eps)
+    std = math.sqrt(w**2 * s**2 + sde.std(sde.t_eps) ** 2)
+    z = (out - m) / std
+    n = z.numel()
+    assert abs(float(z.mean())) < 4 / math.sqrt(n)
+    assert abs(float(z.std()) - 1) < 4 / math.sqrt(2 * n) + 0.008
+
+
 @pytest.mark.parametrize("sde", [OUVE(), TSDVE(), CosVE()], ids=repr)
 def test_ode_oracle_converges_to_the_exact_flow(sde: DriftSDE) -> None:
     """For a point mass the flow is x_t - μ_t = (x_1 - μ_1) σ_t/σ_1; the error falls with the tolerance."""
@@ -160,12 +170,7 @@ def test_gaussian_data_mean_and_std(sde: DriftSDE, sampler: str) -> None:
         color_correction=False,
         generator=torch.Generator().manual_seed(6),
     )
-    w = sde.mean_weight(sde.t_eps)
-    std = math.sqrt(w**2 * s**2 + sde.std(sde.t_eps) ** 2)
-    z = (out - m) / std
-    n = z.numel()
-    assert abs(float(z.mean())) < 4 / math.sqrt(n)
-    assert abs(float(z.std()) - 1) < 4 / math.sqrt(2 * n) + 0.008
+    _assert_gaussian_at_t_eps(out, sde, m, s)
 
 
 # -- the public function -------------------------------------------------------------------------
@@ -302,12 +307,7 @@ def test_gaussian_data_on_a_powered_grid(sampler: str, steps: int) -> None:
     # Euler-Maruyama evaluates at t_0 ... t_{N-1}; Heun at both ends of every step
     want = grid[:-1] if sampler == "euler_maruyama" else [t for i in range(steps) for t in grid[i : i + 2]]
     assert times == want
-    w = sde.mean_weight(sde.t_eps)
-    std = math.sqrt(w**2 * s**2 + sde.std(sde.t_eps) ** 2)
-    z = (out - m) / std
-    n = z.numel()
-    assert abs(float(z.mean())) < 4 / math.sqrt(n)
-    assert abs(float(z.std()) - 1) < 4 / math.sqrt(2 * n) + 0.008
+    _assert_gaussian_at_t_eps(out, sde, m, s)
 
 
 def test_an_unstable_powered_grid_is_refused_with_the_fewest_stable_steps() -> None:
@@ -327,6 +327,9 @@ def test_an_unstable_powered_grid_is_refused_with_the_fewest_stable_steps() -> N
         with pytest.raises(ValueError, match=rf"use at least {fewest} steps, or grid_power=1"):
             solvers.driftrec(y, oracle, sde=sde, steps=fewest - 1, grid_power=power)
         solvers.driftrec(y, oracle, sde=sde, steps=fewest, grid_power=power)  # accepted
+        for sampler in (euler_maruyama, euler_heun):  # the samplers refuse it themselves
+            with pytest.raises(ValueError, match=rf"use at least {fewest} steps"):
+                sampler(oracle, sde, y, sde.prior_sample(y), steps=fewest - 1, grid_power=power)
     # the bound is real: with the exact score, the unstable grid leaves far more error at t_eps
     g = torch.Generator().manual_seed(0)
     x1 = sde.prior_sample(y, g)

@@ -27,11 +27,8 @@ from solvers.sdes.samplers import (
     SAMPLERS,
     SamplerInfo,
     check_grid_power,
-    euler_heun,
-    euler_maruyama,
+    check_stable_grid,
     probability_flow,
-    stiffest_step,
-    time_grid,
 )
 
 __all__ = ["color_correct", "driftrec", "driftrec_fits", "driftrec_settings"]
@@ -169,28 +166,6 @@ def driftrec_settings(model: Any, op: Any) -> dict[str, Any]:
     return dict(tuned.get(name, {})) if name else {}
 
 
-def _check_stable_grid(sde: DriftSDE, steps: int, power: float) -> None:
-    """Refuse a powered grid whose stiffest step is unstable (:func:`stiffest_step`), naming the
-    fewest steps that make it stable."""
-
-    def stiff(n: int) -> tuple[float, float, float]:
-        return stiffest_step(sde, time_grid(sde, n, power))
-
-    worst, t0, t1 = stiff(steps)
-    if worst < 2:
-        return
-    lo, hi = steps, 2 * steps  # stiff(lo) >= 2; find the first stable count by doubling, then halving
-    while stiff(hi)[0] >= 2 and hi < 1_000_000:
-        lo, hi = hi, 2 * hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if stiff(mid)[0] >= 2 else (lo, mid)
-    raise ValueError(
-        f"grid_power={power:g} with {steps} steps: the step from t = {t0:.3f} to {t1:.3f} is unstable "
-        f"(h·λ = {worst:.2f} >= 2) and would amplify the noise; use at least {hi} steps, or grid_power=1"
-    )
-
-
 @heap_reuse()
 def driftrec(
     op: Any = None,
@@ -321,8 +296,8 @@ def driftrec(
     the_sde = _resolve_sde(sde, model)
     if not the_sde.std(the_sde.t_eps) > 0:
         raise ValueError("the SDE's t_eps must give sigma(t_eps) > 0 for sampling")
-    if grid_power != 1 and sampler != "ode":  # the uniform grid keeps its behaviour at any steps
-        _check_stable_grid(the_sde, steps, grid_power)
+    if sampler != "ode":
+        check_stable_grid(the_sde, steps, grid_power)  # before any work; the samplers check too
     out_dtype = y.dtype
     y = y.to(working_dtype(y.dtype))  # half precision: compute in float32
     yy = repeat(y, "b c h w -> (b m) c h w", m=num_samples) if num_samples > 1 else y
@@ -350,19 +325,8 @@ def driftrec(
             r = tol if rtol is None else rtol
             a = tol if atol is None else atol
             out, info = probability_flow(score, the_sde, yy, x, rtol=r, atol=a, callback=on_step)
-        elif sampler == "euler_heun":
-            out, info = euler_heun(
-                score,
-                the_sde,
-                yy,
-                x,
-                steps=steps,
-                generator=generator,
-                callback=on_step,
-                grid_power=grid_power,
-            )
-        else:
-            out, info = euler_maruyama(
+        else:  # the fixed-step samplers
+            out, info = SAMPLERS[sampler](
                 score,
                 the_sde,
                 yy,

@@ -34,6 +34,7 @@ __all__ = [
     "SAMPLERS",
     "SamplerInfo",
     "check_grid_power",
+    "check_stable_grid",
     "euler_heun",
     "euler_maruyama",
     "probability_flow",
@@ -129,11 +130,52 @@ def stiffest_step(sde: DriftSDE, grid: list[float]) -> tuple[float, float, float
     )
 
 
+def check_stable_grid(sde: DriftSDE, steps: int, power: float) -> None:
+    """Refuse a powered grid (``power != 1``) whose stiffest step is unstable (:func:`stiffest_step`).
+
+    The uniform grid is never refused: it keeps the behaviour it always had at any step count.
+
+    Parameters
+    ----------
+    sde : DriftSDE
+        The forward SDE.
+    steps : int
+        Number of steps.
+    power : float
+        The exponent of :func:`time_grid`.
+
+    Raises
+    ------
+    ValueError
+        Naming the unstable step and the fewest steps that make the grid stable.
+    """
+    if check_grid_power(power) == 1:
+        return
+
+    def stiff(n: int) -> tuple[float, float, float]:
+        return stiffest_step(sde, time_grid(sde, n, power))
+
+    worst, t0, t1 = stiff(steps)
+    if worst < 2:
+        return
+    lo, hi = steps, 2 * steps  # stiff(lo) >= 2; find the first stable count by doubling, then halving
+    while stiff(hi)[0] >= 2 and hi < 1_000_000:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if stiff(mid)[0] >= 2 else (lo, mid)
+    raise ValueError(
+        f"grid_power={power:g} with {steps} steps: the step from t = {t0:.3f} to {t1:.3f} is unstable "
+        f"(h·λ = {worst:.2f} >= 2) and would amplify the noise; use at least {hi} steps, or grid_power=1"
+    )
+
+
 def _fixed_steps(
     score: ScoreFn, sde: DriftSDE, y: Tensor, steps: int, power: float
 ) -> tuple[int, _Counted, list[float]]:
     """The checked step count, the counted score and the time grid from 1 to ``t_eps``."""
     grid = time_grid(sde, steps, power)
+    check_stable_grid(sde, steps, power)
     return len(grid) - 1, _Counted(score, y), grid
 
 
